@@ -1,0 +1,26 @@
+//! A Juju 3.6 agent emulator for testing charms without a controller.
+//!
+//! It runs a charm's `dispatch` exactly as the uniter does and answers every
+//! hook tool the charm calls, with Juju's syntax, output formats, exit codes,
+//! permission rules and commit semantics. The contract it follows is
+//! `juju-hook-contract.md` in the project's shared reference.
+//!
+//! * [`world`]: models, applications, units, relations, storage and secrets,
+//!   the operator's commands, and the hook sequencer;
+//! * [`runner`]: one hook process with Juju's environment;
+//! * [`context`]: the per-hook snapshot shared with the tools;
+//! * [`tools`]: the hook tools themselves; [`args`] and [`format`] are
+//!   juju/cmd's flag parsing and output formatting.
+//!
+//! The `juju-emulator` binary is the multi-call hook tool: linked under every
+//! tool name in each unit's tools directory.
+
+pub mod args;
+pub mod charm;
+pub mod context;
+pub mod format;
+pub mod runner;
+pub mod tools;
+pub mod world;
+
+pub use world::{DeployOptions, Invocation, StorageRequest, World};

@@ -1,0 +1,65 @@
+//! The multi-call hook tool. Linked as `relation-get`, `status-set`, ... in
+//! a unit's tools directory, it finds the hook context next to the unit's
+//! agent socket (`JUJU_AGENT_SOCKET_ADDRESS`), checks `JUJU_CONTEXT_ID`, and
+//! runs the tool named by argv[0].
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use juju_emulator::context::{HookContext, LockedContext};
+use juju_emulator::tools::{run_tool, TOOL_NAMES};
+
+fn main() -> ExitCode {
+    let mut args = std::env::args();
+    let argv0 = args.next().unwrap_or_default();
+    let name = Path::new(&argv0)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    if !TOOL_NAMES.contains(&name.as_str()) {
+        eprintln!(
+            "juju-emulator: run me through a hook-tool link (relation-get, status-set, ...); \
+             the emulator library (juju_emulator::World) creates them"
+        );
+        return ExitCode::from(2);
+    }
+    match run(&name, &rest) {
+        Ok(code) => ExitCode::from(code),
+        Err(message) => {
+            eprintln!("ERROR {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(name: &str, args: &[String]) -> Result<u8, String> {
+    let context_id = std::env::var("JUJU_CONTEXT_ID")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or("JUJU_CONTEXT_ID not set")?;
+    let socket = std::env::var("JUJU_AGENT_SOCKET_ADDRESS")
+        .map_err(|_| "JUJU_AGENT_SOCKET_ADDRESS not set")?;
+    let agent_dir = Path::new(&socket)
+        .parent()
+        .ok_or("bad JUJU_AGENT_SOCKET_ADDRESS")?;
+    let path = HookContext::path_in(agent_dir);
+    let mut locked =
+        LockedContext::open(&path).map_err(|e| format!("cannot reach the unit agent: {e:#}"))?;
+    if locked.context.id != context_id {
+        return Err("bad request: wrong context ID".into());
+    }
+    let mut stdin = std::io::stdin().lock();
+    let output = run_tool(&mut locked.context, name, args, &mut stdin);
+    if output.changed {
+        locked.write_back().map_err(|e| format!("{e:#}"))?;
+    }
+    std::io::stdout()
+        .write_all(output.stdout.as_bytes())
+        .map_err(|e| e.to_string())?;
+    std::io::stderr()
+        .write_all(output.stderr.as_bytes())
+        .map_err(|e| e.to_string())?;
+    Ok(output.code as u8)
+}

@@ -1,0 +1,17 @@
+//! The PostgreSQL machine charm as a library; `src/main.rs` is the thin
+//! `pg-charm` entry point on top of it.
+//!
+//! Being a library lets integration tests (run against the Juju emulator)
+//! reuse the event parser and the hook-tool client directly.
+//!
+//! * [`event`]: which hook or action is running, from `JUJU_DISPATCH_PATH`.
+//! * [`charm`]: the router from events to handlers.
+//! * [`juju`]: the typed hook-tool client and the `juju-log` logger.
+//! * [`secret`]: redacting wrapper for credentials, password generation.
+//! * [`process_env`]: `HOME`/`USER`/`LANG` for the processes we spawn.
+
+pub mod charm;
+pub mod event;
+pub mod juju;
+pub mod process_env;
+pub mod secret;
