@@ -64,7 +64,7 @@ fn relation_event(endpoint: &str, kind: RelationKind) -> Result<()> {
 }
 
 fn set_status(status: WorkloadStatus, message: &str) -> Result<()> {
-    juju::status_set(status, message).with_context(|| {
+    juju::status_set_if_changed(status, message).with_context(|| {
         format!(
             "could not set the unit status to {} \"{message}\" \
              (Juju retries the hook; `juju debug-log` shows the agent's side)",

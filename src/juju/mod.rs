@@ -42,8 +42,8 @@ pub use secrets::{
     secret_set, SecretContent, SecretOptions, SecretOwner,
 };
 pub use status::{
-    application_status_set, application_version_set, status_get, status_set, StatusInfo,
-    WorkloadStatus,
+    application_status_set, application_version_set, status_get, status_set, status_set_if_changed,
+    StatusInfo, WorkloadStatus,
 };
 pub use storage::{storage_add, storage_get, storage_list, StorageInfo, StorageKind};
 pub use tool::{ToolError, ToolFailure};

@@ -76,18 +76,10 @@ pub fn parse(args: &[String], specs: &[FlagSpec]) -> Result<Parsed, String> {
                     .ok_or_else(|| format!("flag needs an argument: -{name}"))?,
             }
         } else {
+            // Go's strconv.ParseBool, which gnuflag uses.
             match inline.as_deref() {
-                None => "true".to_string(),
-                Some("true") | Some("1") | Some("false") | Some("0") => {
-                    let v = inline.unwrap();
-                    if v == "1" {
-                        "true".into()
-                    } else if v == "0" {
-                        "false".into()
-                    } else {
-                        v
-                    }
-                }
+                None | Some("1" | "t" | "T" | "TRUE" | "true" | "True") => "true".to_string(),
+                Some("0" | "f" | "F" | "FALSE" | "false" | "False") => "false".to_string(),
                 Some(other) => {
                     return Err(format!(
                         "invalid boolean value {other:?} for -{name}: parse error"

@@ -191,6 +191,9 @@ pub struct World {
     pub hook_retries: u32,
     /// Kill the next hook that matches after this long (crash testing).
     pub kill_next: Option<(String, Duration)>,
+    /// Test-only additions to every hook's environment (Juju sets none of
+    /// these); e.g. to point a charm at a fixture tree. Empty by default.
+    pub test_env: BTreeMap<String, String>,
     next_relation: u64,
     next_storage: BTreeMap<String, u32>,
     next_machine: u32,
@@ -201,7 +204,8 @@ pub struct World {
 /// `juju-emulator` beside (or one level above) the running executable.
 pub fn locate_tool_binary() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("JUJU_EMULATOR_BIN") {
-        return Ok(PathBuf::from(path));
+        return std::fs::canonicalize(&path)
+            .with_context(|| format!("JUJU_EMULATOR_BIN={}", PathBuf::from(&path).display()));
     }
     let exe = std::env::current_exe()?;
     for dir in exe.ancestors().skip(1).take(3) {
@@ -251,6 +255,7 @@ impl World {
             logs: Vec::new(),
             hook_retries: 0,
             kill_next: None,
+            test_env: BTreeMap::new(),
             next_relation: 0,
             next_storage: BTreeMap::new(),
             next_machine: 0,
@@ -899,13 +904,22 @@ impl World {
                 attempts += 1;
                 if attempts > self.hook_retries {
                     self.queue.push_front(inv.clone());
+                    let logs: Vec<String> = self
+                        .logs
+                        .iter()
+                        .filter(|l| l.unit == inv.unit && l.hook == inv.hook)
+                        .rev()
+                        .take(20)
+                        .map(|l| format!("{} {}", l.level, l.message))
+                        .collect();
                     bail!(
-                        "hook failed: {:?} on {} (exit {:?}, signal {:?})\nstderr:\n{}",
+                        "hook failed: {:?} on {} (exit {:?}, signal {:?})\noutput:\n{}\nlast juju-log records:\n{}",
                         inv.hook,
                         inv.unit,
                         record.code,
                         record.signal,
-                        record.stderr
+                        record.output(),
+                        logs.into_iter().rev().collect::<Vec<_>>().join("\n")
                     );
                 }
             }
@@ -1327,6 +1341,7 @@ impl World {
                 format!("action-{}", self.trace.len()),
             );
         }
+        env.extend(self.test_env.clone());
         env.extend(unit.extra_env.clone());
         let dispatch = if is_action {
             format!("actions/{}", inv.hook)
@@ -1528,7 +1543,36 @@ impl World {
         }
     }
 
-    /// Hooks run so far, as `unit: hook` lines (handy in assertions).
+    /// A `juju status`-like summary: one line per unit.
+    pub fn status_text(&self) -> String {
+        let mut out = String::new();
+        for model in self.models.values() {
+            out.push_str(&format!("Model {}\n", model.name));
+            for app in self.apps.values().filter(|a| a.model == model.name) {
+                for unit in app.units.values() {
+                    let leader = if app.leader.as_deref() == Some(unit.name.as_str()) {
+                        "*"
+                    } else {
+                        ""
+                    };
+                    let state = match &unit.failed_hook {
+                        Some(hook) => format!("error     hook failed: {hook:?}"),
+                        None => format!("{:<9} {}", unit.status.status, unit.status.message),
+                    };
+                    let ports: Vec<&str> = unit.ports.iter().map(String::as_str).collect();
+                    out.push_str(&format!(
+                        "  {:<28} {state}  [{}] {}\n",
+                        format!("{}{leader}", unit.name),
+                        unit.public_address,
+                        ports.join(",")
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Hooks run so far on `unit`, in order.
     pub fn hook_names(&self, unit: &str) -> Vec<String> {
         self.trace
             .iter()
