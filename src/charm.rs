@@ -1,53 +1,43 @@
 //! The router: what the charm does for each Juju event.
 //!
-//! [`handle`] maps an [`Event`] to a small handler function. At this stage
-//! every lifecycle hook only reports a status, so the operator can follow
-//! the unit in `juju status`; later stages put the real work (installing and
-//! configuring PostgreSQL, serving relations) behind the same functions.
+//! [`handle`] maps an [`Event`] to a handler. Most events converge the whole
+//! unit ([`lifecycle::converge_and_report`]); a few have work of their own
+//! (storage detaching, stop, remove, the cheap update-status check, actions).
 //! Events the charm does not handle are logged at debug level and succeed.
 
 use anyhow::{Context, Result};
 
-use crate::event::{Event, RelationKind};
-use crate::juju::{self, WorkloadStatus};
+use crate::event::Event;
+use crate::juju;
+use crate::lifecycle;
 
 /// Storage names declared in `metadata.yaml`.
 const STORAGE_NAMES: [&str; 2] = ["pgdata", "pgwal"];
 /// Relation endpoints declared in `metadata.yaml`.
 const ENDPOINTS: [&str; 3] = ["db", "db-admin", "replication"];
 
-/// The status of a unit with nothing left to do.
-const READY: &str = "ready";
-
 /// Runs the handler for `event`. An `Err` fails the hook (exit 1).
 pub fn handle(event: &Event) -> Result<()> {
     match event {
-        Event::Install => set_status(WorkloadStatus::Maintenance, "installing"),
-        Event::Start
-        | Event::ConfigChanged
-        | Event::UpdateStatus
-        | Event::LeaderElected
-        | Event::LeaderSettingsChanged => set_status(WorkloadStatus::Active, READY),
-        Event::UpgradeCharm => set_status(WorkloadStatus::Maintenance, "upgrading charm"),
-        Event::Stop => set_status(WorkloadStatus::Maintenance, "stopping"),
-        Event::Remove => set_status(WorkloadStatus::Maintenance, "removing unit"),
-        Event::StorageAttached { storage } if is_our_storage(storage) => set_status(
-            WorkloadStatus::Maintenance,
-            &format!("{storage} storage attached"),
-        ),
-        Event::StorageDetaching { storage } if is_our_storage(storage) => set_status(
-            WorkloadStatus::Maintenance,
-            &format!("{storage} storage detaching"),
-        ),
-        Event::Relation { endpoint, kind } if is_our_endpoint(endpoint) => {
-            relation_event(endpoint, *kind)
-        }
         Event::Action { name } => run_action(name),
-        _ => {
-            log::debug!("no handler for {event}; nothing to do");
-            Ok(())
+        Event::UpdateStatus => lifecycle::update_status(),
+        Event::Stop => lifecycle::stop_server("stopped"),
+        Event::Remove => lifecycle::stop_server("removing unit; data kept"),
+        Event::StorageDetaching { storage } if is_our_storage(storage) => {
+            lifecycle::storage_detaching(storage)
         }
+        Event::Relation { endpoint, .. } if !is_our_endpoint(endpoint) => unhandled(event),
+        Event::StorageAttached { storage } if !is_our_storage(storage) => unhandled(event),
+        Event::Unknown(_) => unhandled(event),
+        // Everything else converges the whole unit: the legacy charm's rule,
+        // which makes the order hooks arrive in irrelevant.
+        _ => lifecycle::converge_and_report(),
     }
+}
+
+fn unhandled(event: &Event) -> Result<()> {
+    log::debug!("no handler for {event}; nothing to do");
+    Ok(())
 }
 
 fn is_our_storage(name: &str) -> bool {
@@ -56,21 +46,6 @@ fn is_our_storage(name: &str) -> bool {
 
 fn is_our_endpoint(name: &str) -> bool {
     ENDPOINTS.contains(&name)
-}
-
-fn relation_event(endpoint: &str, kind: RelationKind) -> Result<()> {
-    log::debug!("{endpoint} relation {}", kind.as_str());
-    set_status(WorkloadStatus::Active, READY)
-}
-
-fn set_status(status: WorkloadStatus, message: &str) -> Result<()> {
-    juju::status_set_if_changed(status, message).with_context(|| {
-        format!(
-            "could not set the unit status to {} \"{message}\" \
-             (Juju retries the hook; `juju debug-log` shows the agent's side)",
-            status.as_str()
-        )
-    })
 }
 
 /// Actions report failure through `action-fail` and still exit 0, so the

@@ -9,9 +9,16 @@
 //! * [`juju`]: the typed hook-tool client and the `juju-log` logger.
 //! * [`secret`]: redacting wrapper for credentials, password generation.
 //! * [`process_env`]: `HOME`/`USER`/`LANG` for the processes we spawn.
+//! * [`relations`]: the pure core of the `db` and `db-admin` client
+//!   relations (validation, published data, `pg_hba.conf`).
 
 pub mod charm;
+pub mod cluster;
 pub mod event;
 pub mod juju;
+pub mod lifecycle;
+pub mod options;
 pub mod process_env;
+pub mod relations;
 pub mod secret;
+pub mod storage;

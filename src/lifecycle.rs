@@ -1,0 +1,466 @@
+//! Converging the unit on every hook: packages installed, the cluster
+//! created (or adopted) where its data belongs, configured, running, and
+//! reported. Each step reads what is there and does only what is missing,
+//! so any hook may run twice or be killed and retried.
+//!
+//! Conditions an operator must resolve (bad config, foreign data in the
+//! way, missing storage) are `blocked` statuses, not hook failures: the hook
+//! succeeds, the message names the cause, and PostgreSQL keeps serving with
+//! its last good configuration. Real failures return errors, so Juju
+//! retries the hook.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::cluster::conf::{self, Setting};
+use crate::cluster::{self, control, db, packages, Cluster};
+use crate::juju::{self, WorkloadStatus};
+use crate::options::ClusterOptions;
+use crate::relations::hba;
+use crate::storage::{self, dir_state, DirState, Mounts, Placement, PlacementFacts};
+
+/// How a converge ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Serving; the message describes what and where.
+    Active(String),
+    Blocked(String),
+    Waiting(String),
+}
+
+pub fn set_status(status: WorkloadStatus, message: &str) -> Result<()> {
+    juju::status_set_if_changed(status, message).with_context(|| {
+        format!(
+            "could not set the unit status to {} \"{message}\" (Juju retries the hook)",
+            status.as_str()
+        )
+    })
+}
+
+fn progress(message: &str) {
+    log::info!("{message}");
+    if let Err(e) = set_status(WorkloadStatus::Maintenance, message) {
+        log::warn!("{e:#}");
+    }
+}
+
+/// Runs the whole convergence and reports the outcome as the unit status.
+pub fn converge_and_report() -> Result<()> {
+    match converge()? {
+        Outcome::Active(message) => set_status(WorkloadStatus::Active, &message),
+        Outcome::Blocked(message) => {
+            log::warn!("blocked: {message}");
+            set_status(WorkloadStatus::Blocked, &message)
+        }
+        Outcome::Waiting(message) => set_status(WorkloadStatus::Waiting, &message),
+    }
+}
+
+/// The cluster this charm created on this machine, whatever its version.
+fn existing_cluster() -> Option<Cluster> {
+    let name = Cluster::for_unit(0).name;
+    let mut majors: Vec<u32> = std::fs::read_dir("/etc/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    majors.sort();
+    majors
+        .into_iter()
+        .rev()
+        .map(Cluster::for_unit)
+        .find(|c| c.name == name && c.is_ours())
+}
+
+pub fn converge() -> Result<Outcome> {
+    let config = juju::config_get().context("reading the charm config")?;
+    let options = match ClusterOptions::from_config(&config) {
+        Ok(options) => options,
+        Err(e) => return Ok(Outcome::Blocked(still_serving(&e.to_string()))),
+    };
+    let existing = existing_cluster();
+    if let (Some(cluster), Some(wanted)) = (&existing, options.version) {
+        if cluster.major != wanted {
+            return Ok(Outcome::Blocked(still_serving(&format!(
+                "config version: cannot change from {} to {wanted} after install; set it back to {} or \"\"",
+                cluster.major, cluster.major
+            ))));
+        }
+    }
+    let major = match &existing {
+        Some(cluster) => cluster.major,
+        None => packages::ensure_installed(options.version, &progress)?,
+    };
+    let cluster = Cluster::for_unit(major);
+    let mounts = Mounts::attached(None)?;
+
+    let data_dir = match place_cluster(&cluster, &mounts, &options)? {
+        Ok(dir) => dir,
+        Err(blocked) => return Ok(Outcome::Blocked(blocked)),
+    };
+    if let Some(problem) = immutable_option_changed(&cluster, &options)? {
+        return Ok(Outcome::Blocked(still_serving(&problem)));
+    }
+    let settings = desired_settings(&options);
+    let candidate = conf::render_charm_conf(&settings);
+    if let Err(rejected) = conf::validate(&cluster, &candidate)? {
+        let setting = rejected.setting.unwrap_or_else(|| "a setting".into());
+        return Ok(Outcome::Blocked(still_serving(&format!(
+            "config extra-pg-conf: the server rejects {setting}: {}",
+            rejected.message
+        ))));
+    }
+    let mut changed = conf::write_if_changed(
+        &cluster.conf_dir().join(conf::CHARM_CONF),
+        &candidate,
+        0o644,
+    )?;
+    changed |= conf::write_if_changed(
+        &cluster.conf_dir().join("pg_ident.conf"),
+        &hba::render_pg_ident(),
+        0o640,
+    )?;
+    changed |= conf::write_if_changed(
+        &cluster.conf_dir().join("pg_hba.conf"),
+        &render_pg_hba(&options)?,
+        0o640,
+    )?;
+
+    if cluster.is_running() {
+        if changed {
+            let pending = db::reload(&cluster)?;
+            if !pending.is_empty() {
+                log::info!("restarting once for {}", pending.join(", "));
+                control::restart(&cluster)?;
+            }
+        }
+    } else {
+        progress(&format!("starting PostgreSQL {}", cluster.major));
+        control::start(&cluster)?;
+    }
+    db::wait_until_ready(&cluster, Duration::from_secs(60))?;
+    storage::retire_leftovers(&cluster, &data_dir)?;
+    juju::open_port(cluster.port).context("opening the PostgreSQL port")?;
+    let version = db::server_version(&cluster)?;
+    juju::application_version_set(&version).context("setting the workload version")?;
+    Ok(Outcome::Active(active_message(
+        &version, &data_dir, &mounts,
+    )))
+}
+
+fn still_serving(problem: &str) -> String {
+    let serving = existing_cluster().is_some_and(|c| c.is_running());
+    if serving {
+        format!("{problem} (still serving with the last good configuration)")
+    } else {
+        problem.to_string()
+    }
+}
+
+fn active_message(version: &str, data_dir: &Path, mounts: &Mounts) -> String {
+    match &mounts.pgdata {
+        Some(mount) => format!(
+            "PostgreSQL {version} on {}{}",
+            mount.display(),
+            disk_hint(data_dir)
+        ),
+        None => format!("PostgreSQL {version} on the root disk (no pgdata storage)"),
+    }
+}
+
+/// `(nvme)`, `(ssd)` or `(hdd)` for the disk under `path`, when known.
+fn disk_hint(_path: &Path) -> String {
+    String::new()
+}
+
+/// Settings the charm always wants, then `extra-pg-conf` (which wins).
+fn desired_settings(options: &ClusterOptions) -> Vec<Setting> {
+    let mut settings = vec![
+        Setting::new(
+            "listen_addresses",
+            "'*'",
+            "consumers connect over the network; pg_hba.conf decides who may",
+        ),
+        Setting::new(
+            "password_encryption",
+            "'scram-sha-256'",
+            "relation passwords are stored as SCRAM verifiers",
+        ),
+    ];
+    for (name, value) in &options.extra_pg_conf {
+        settings.retain(|s| s.name != *name);
+        settings.push(Setting::new(
+            name,
+            value,
+            "from the charm's extra-pg-conf option",
+        ));
+    }
+    settings
+}
+
+fn render_pg_hba(options: &ClusterOptions) -> Result<String> {
+    Ok(hba::render_pg_hba(&hba::HbaInput {
+        relations: Vec::new(),
+        admin_addresses: options.admin_addresses.clone(),
+    }))
+}
+
+/// `locale` and `encoding` only apply when the cluster is created.
+fn immutable_option_changed(cluster: &Cluster, options: &ClusterOptions) -> Result<Option<String>> {
+    let marker =
+        std::fs::read_to_string(cluster.conf_dir().join(cluster::OWNER_MARKER)).unwrap_or_default();
+    for (option, wanted) in [("locale", &options.locale), ("encoding", &options.encoding)] {
+        let recorded = marker
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{option}=")))
+            .map(str::to_string);
+        if let Some(recorded) = recorded {
+            if recorded != *wanted {
+                return Ok(Some(format!(
+                    "config {option}: cannot change from {recorded} to {wanted} after the cluster was created; set it back"
+                )));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Puts the cluster where it belongs; `Ok(Err(message))` means blocked.
+fn place_cluster(
+    cluster: &Cluster,
+    mounts: &Mounts,
+    options: &ClusterOptions,
+) -> Result<std::result::Result<PathBuf, String>> {
+    finish_interrupted_creation(cluster)?;
+    let desired = match &mounts.pgdata {
+        Some(mount) => cluster.data_dir_on(mount),
+        None => cluster.root_disk_data_dir(),
+    };
+    let configured = if cluster.exists() {
+        cluster.data_directory().ok()
+    } else {
+        None
+    };
+    let facts = PlacementFacts {
+        major: cluster.major,
+        config_exists: cluster.exists(),
+        ours: cluster.is_ours(),
+        conf_dir: cluster.conf_dir(),
+        configured_state: configured
+            .as_deref()
+            .map(dir_state)
+            .unwrap_or(DirState::Missing),
+        configured,
+        desired_state: dir_state(&desired),
+        desired: desired.clone(),
+        on_storage: mounts.pgdata.is_some(),
+    };
+    match storage::plan_placement(&facts) {
+        Placement::Blocked(message) => Ok(Err(message)),
+        Placement::InPlace { data_dir } => Ok(Ok(data_dir)),
+        Placement::Create { data_dir } => {
+            create_cluster(cluster, &data_dir, mounts.pgwal.as_deref(), options)?;
+            Ok(Ok(data_dir))
+        }
+        Placement::Adopt { data_dir } => {
+            adopt_cluster(cluster, &data_dir, options)?;
+            Ok(Ok(data_dir))
+        }
+        Placement::Move { from, to } => {
+            // Settings first, so the start from the new disk is the only one.
+            Ok(storage::move_cluster(cluster, &from, &to, &progress)?.map(|()| to))
+        }
+    }
+}
+
+/// Records, before pg_createcluster runs, that the charm is creating the
+/// cluster, so a retry after a kill can finish or redo it.
+fn creation_marker(cluster: &Cluster) -> PathBuf {
+    PathBuf::from(format!(
+        "/var/lib/postgresql/.juju-pg-charm-creating-{}",
+        cluster.id()
+    ))
+}
+
+fn finish_interrupted_creation(cluster: &Cluster) -> Result<()> {
+    let marker = creation_marker(cluster);
+    let Ok(mode) = std::fs::read_to_string(&marker) else {
+        return Ok(());
+    };
+    if cluster.exists() && !cluster.is_ours() {
+        if mode.trim() == "create" {
+            // A fresh initdb that never served anyone: redo it from scratch.
+            log::warn!(
+                "redoing the interrupted creation of cluster {}",
+                cluster.id()
+            );
+            cluster::run(Command::new("pg_dropcluster").args([
+                &cluster.major.to_string(),
+                &cluster.name,
+                "--stop",
+            ]))?;
+        } else {
+            // An adoption: the data is the operator's; just finish the bookkeeping.
+            cluster.mark_ours(&unit_name())?;
+        }
+    }
+    std::fs::remove_file(&marker).ok();
+    Ok(())
+}
+
+fn unit_name() -> String {
+    std::env::var("JUJU_UNIT_NAME").unwrap_or_default()
+}
+
+fn owner_record(options: &ClusterOptions) -> String {
+    format!(
+        "{}\nlocale={}\nencoding={}\n",
+        unit_name(),
+        options.locale,
+        options.encoding
+    )
+}
+
+fn create_cluster(
+    cluster: &Cluster,
+    data_dir: &Path,
+    wal_mount: Option<&Path>,
+    options: &ClusterOptions,
+) -> Result<()> {
+    progress(&format!(
+        "creating the PostgreSQL {} cluster in {}",
+        cluster.major,
+        data_dir.display()
+    ));
+    storage::create_parents(data_dir)?;
+    std::fs::create_dir_all("/var/lib/postgresql")?;
+    std::fs::write(creation_marker(cluster), "create\n")?;
+    let mut command = Command::new("pg_createcluster");
+    command
+        .arg(cluster.major.to_string())
+        .arg(&cluster.name)
+        .arg("--datadir")
+        .arg(data_dir)
+        .arg("--port")
+        .arg(cluster.port.to_string())
+        .arg("--locale")
+        .arg(&options.locale)
+        .arg("--encoding")
+        .arg(&options.encoding)
+        .arg("--start-conf=auto");
+    if let Some(mount) = wal_mount {
+        let wal_dir = cluster.data_dir_on(mount).join("pg_wal");
+        storage::create_parents(&wal_dir)?;
+        command.arg("--waldir").arg(&wal_dir);
+    }
+    command.args(["--", "--data-checksums"]);
+    cluster::run(&mut command).context("pg_createcluster failed")?;
+    std::fs::write(
+        cluster.conf_dir().join(cluster::OWNER_MARKER),
+        owner_record(options),
+    )?;
+    std::fs::remove_file(creation_marker(cluster)).ok();
+    Ok(())
+}
+
+/// Integrates an existing data directory (a re-attached disk) into
+/// postgresql-common without touching its data: pg_createcluster adopts a
+/// data directory that holds its own postgresql.conf.
+fn adopt_cluster(cluster: &Cluster, data_dir: &Path, options: &ClusterOptions) -> Result<()> {
+    progress(&format!(
+        "adopting the PostgreSQL {} cluster found in {}",
+        cluster.major,
+        data_dir.display()
+    ));
+    std::fs::create_dir_all("/var/lib/postgresql")?;
+    std::fs::write(creation_marker(cluster), "adopt\n")?;
+    for (file, content) in [
+        (
+            "postgresql.conf",
+            "# Adopted by the PostgreSQL charm.\n".to_string(),
+        ),
+        ("pg_hba.conf", "local all postgres peer\n".to_string()),
+        ("pg_ident.conf", hba::render_pg_ident()),
+    ] {
+        let path = data_dir.join(file);
+        if !path.exists() {
+            std::fs::write(&path, content)?;
+            conf::chown_postgres(&path)?;
+        }
+    }
+    cluster::run(
+        Command::new("pg_createcluster")
+            .arg(cluster.major.to_string())
+            .arg(&cluster.name)
+            .arg("--datadir")
+            .arg(data_dir)
+            .arg("--port")
+            .arg(cluster.port.to_string())
+            .arg("--start-conf=auto"),
+    )
+    .context("pg_createcluster could not adopt the existing data directory")?;
+    let conf_file = cluster.conf_file();
+    let text = std::fs::read_to_string(&conf_file)?;
+    if conf::setting_in(&text, "include_dir").is_none() {
+        std::fs::write(&conf_file, format!("{text}\ninclude_dir = 'conf.d'\n"))?;
+    }
+    std::fs::create_dir_all(cluster.conf_dir().join("conf.d"))?;
+    std::fs::write(
+        cluster.conf_dir().join(cluster::OWNER_MARKER),
+        owner_record(options),
+    )?;
+    std::fs::remove_file(creation_marker(cluster)).ok();
+    Ok(())
+}
+
+/// `<storage>-storage-detaching`: a clean, fast shutdown with a checkpoint,
+/// and the data stays where it is.
+pub fn storage_detaching(storage: &str) -> Result<()> {
+    if let Some(cluster) = existing_cluster() {
+        let on_this_storage = match (
+            juju::storage_get(&std::env::var("JUJU_STORAGE_ID").unwrap_or_default()),
+            cluster.data_directory(),
+        ) {
+            (Ok(info), Ok(data_dir)) => data_dir.starts_with(&info.location) || storage == "pgwal",
+            _ => true,
+        };
+        if on_this_storage {
+            progress(&format!(
+                "stopping PostgreSQL: {storage} storage is detaching"
+            ));
+            control::stop(&cluster)?;
+            return set_status(
+                WorkloadStatus::Blocked,
+                &format!("{storage} storage detached: PostgreSQL stopped, data kept on the disk"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `stop` and `remove`: no server is left running; nothing is deleted.
+pub fn stop_server(reason: &str) -> Result<()> {
+    if let Some(cluster) = existing_cluster() {
+        control::stop(&cluster)?;
+    }
+    set_status(WorkloadStatus::Maintenance, reason)
+}
+
+/// `update-status`: cheap when all is well (no process spawned); a dead
+/// server is reported and brought back.
+pub fn update_status() -> Result<()> {
+    match existing_cluster() {
+        Some(cluster) if cluster.is_running() => Ok(()),
+        Some(cluster) => {
+            log::warn!("PostgreSQL {} is not running; starting it", cluster.id());
+            set_status(
+                WorkloadStatus::Maintenance,
+                "PostgreSQL was down; restarting it",
+            )?;
+            converge_and_report()
+        }
+        None => converge_and_report(),
+    }
+}

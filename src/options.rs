@@ -1,0 +1,322 @@
+//! The charm's config options that shape the cluster itself, parsed and
+//! validated (pure). A bad value becomes an [`OptionError`] that names the
+//! option, which the charm shows as a `blocked` status while PostgreSQL keeps
+//! running on the last good configuration.
+
+use std::fmt;
+
+use crate::juju::Config;
+use crate::relations::cidr::Cidr;
+
+/// One rejected option and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptionError {
+    pub option: &'static str,
+    pub reason: String,
+}
+
+impl fmt::Display for OptionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config {}: {}", self.option, self.reason)
+    }
+}
+
+impl std::error::Error for OptionError {}
+
+fn reject(option: &'static str, reason: impl Into<String>) -> OptionError {
+    OptionError {
+        option,
+        reason: reason.into(),
+    }
+}
+
+/// Options the cluster is built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterOptions {
+    /// Requested major version; `None` means the distribution's default.
+    pub version: Option<u32>,
+    pub locale: String,
+    pub encoding: String,
+    /// `extra-pg-conf`, one `(name, value)` per setting, value already in
+    /// postgresql.conf syntax.
+    pub extra_pg_conf: Vec<(String, String)>,
+    /// `admin-addresses`: networks allowed in as any user to any database.
+    pub admin_addresses: Vec<Cidr>,
+}
+
+impl ClusterOptions {
+    pub fn from_config(config: &Config) -> Result<Self, OptionError> {
+        let text = |option: &'static str| {
+            config
+                .string(option)
+                .map(str::trim)
+                .map(str::to_string)
+                .map_err(|e| reject(option, e.to_string()))
+        };
+        Ok(Self {
+            version: parse_version(&text("version")?)?,
+            locale: parse_locale(&text("locale")?)?,
+            encoding: parse_encoding(&text("encoding")?)?,
+            extra_pg_conf: parse_extra_pg_conf(&text("extra-pg-conf")?)?,
+            admin_addresses: parse_admin_addresses(&text("admin-addresses")?)?,
+        })
+    }
+}
+
+fn parse_version(raw: &str) -> Result<Option<u32>, OptionError> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    match raw.parse::<u32>() {
+        Ok(v) if (10..=99).contains(&v) => Ok(Some(v)),
+        _ => Err(reject(
+            "version",
+            format!("{raw:?} is not a PostgreSQL major version such as \"15\" or \"16\""),
+        )),
+    }
+}
+
+/// Comma- or space-separated addresses or CIDRs; the operator may grant
+/// broad networks here (unlike relation data, which is checked for breadth).
+pub fn parse_admin_addresses(raw: &str) -> Result<Vec<Cidr>, OptionError> {
+    raw.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            Cidr::parse(item).map_err(|e| reject("admin-addresses", format!("{item:?}: {e}")))
+        })
+        .collect()
+}
+
+fn parse_locale(raw: &str) -> Result<String, OptionError> {
+    let valid = !raw.is_empty()
+        && raw.len() <= 64
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
+    if valid {
+        Ok(raw.to_string())
+    } else {
+        Err(reject(
+            "locale",
+            format!("{raw:?} is not a locale name such as \"C.UTF-8\" or \"en_US.UTF-8\""),
+        ))
+    }
+}
+
+fn parse_encoding(raw: &str) -> Result<String, OptionError> {
+    let valid = !raw.is_empty()
+        && raw.len() <= 32
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if valid {
+        Ok(raw.to_string())
+    } else {
+        Err(reject(
+            "encoding",
+            format!("{raw:?} is not an encoding name such as \"UTF8\""),
+        ))
+    }
+}
+
+/// Settings the charm owns: letting `extra-pg-conf` move them would break
+/// the cluster's layout, the charm's own access, or the data's location.
+pub const RESERVED_SETTINGS: &[&str] = &[
+    "config_file",
+    "data_directory",
+    "external_pid_file",
+    "hba_file",
+    "ident_file",
+    "include",
+    "include_dir",
+    "include_if_exists",
+    "port",
+    "unix_socket_directories",
+];
+
+/// Parses `name = value` lines (`#` comments and blank lines allowed).
+/// Values may be bare words or single-quoted strings; anything else is
+/// quoted, so a value can never smuggle a second setting onto the line.
+pub fn parse_extra_pg_conf(text: &str) -> Result<Vec<(String, String)>, OptionError> {
+    let mut settings: Vec<(String, String)> = Vec::new();
+    for (index, raw_line) in text.lines().enumerate() {
+        let line_no = index + 1;
+        let line = strip_comment(raw_line).trim();
+        if line.is_empty() {
+            continue;
+        }
+        let bad = |why: &str| reject("extra-pg-conf", format!("line {line_no}: {why}"));
+        let (name, value) = line
+            .split_once('=')
+            .map(|(n, v)| (n.trim(), v.trim()))
+            .or_else(|| {
+                line.split_once(char::is_whitespace)
+                    .map(|(n, v)| (n.trim(), v.trim()))
+            })
+            .ok_or_else(|| bad("expected `name = value`"))?;
+        let name = name.to_ascii_lowercase();
+        let name_ok = !name.is_empty()
+            && name.len() <= 63
+            && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        if !name_ok {
+            return Err(bad(&format!("{name:?} is not a setting name")));
+        }
+        if RESERVED_SETTINGS.contains(&name.as_str()) {
+            return Err(bad(&format!(
+                "{name} is managed by the charm and cannot be set here"
+            )));
+        }
+        if value.is_empty() {
+            return Err(bad(&format!("{name} has no value")));
+        }
+        let value = quote_conf_value(value)
+            .ok_or_else(|| bad(&format!("{name} has an unterminated quoted value")))?;
+        settings.retain(|(n, _)| *n != name);
+        settings.push((name, value));
+    }
+    Ok(settings)
+}
+
+/// Removes a trailing `# comment` that is not inside single quotes.
+fn strip_comment(line: &str) -> &str {
+    let mut quoted = false;
+    for (i, c) in line.char_indices() {
+        match c {
+            '\'' => quoted = !quoted,
+            '#' if !quoted => return &line[..i],
+            _ => {}
+        }
+    }
+    line
+}
+
+/// A value in postgresql.conf syntax: bare words stay bare, quoted strings
+/// stay as written, everything else is single-quoted with `'` doubled.
+pub fn quote_conf_value(value: &str) -> Option<String> {
+    let bare = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-+:".contains(c));
+    if bare {
+        return Some(value.to_string());
+    }
+    if let Some(inner) = value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
+        // Inside, a quote must be doubled ('' ) or backslash-escaped.
+        let mut chars = inner.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => {
+                    chars.next()?;
+                }
+                '\'' if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                }
+                '\'' => return None,
+                _ => {}
+            }
+        }
+        return Some(value.to_string());
+    }
+    if value.starts_with('\'') {
+        return None;
+    }
+    Some(format!(
+        "'{}'",
+        value.replace('\\', "\\\\").replace('\'', "''")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_pg_conf_accepts_the_usual_spellings() {
+        let cases: &[(&str, &[(&str, &str)])] = &[
+            ("", &[]),
+            ("# only a comment\n\n", &[]),
+            ("work_mem = 64MB", &[("work_mem", "64MB")]),
+            ("work_mem=64MB # tuned", &[("work_mem", "64MB")]),
+            ("Work_Mem 64MB", &[("work_mem", "64MB")]),
+            (
+                "log_line_prefix = '%m [%p] '",
+                &[("log_line_prefix", "'%m [%p] '")],
+            ),
+            (
+                "search_path = \"$user\", public",
+                &[("search_path", "'\"$user\", public'")],
+            ),
+            ("a = 1\na = 2", &[("a", "2")]),
+            (
+                "application_name = 'it''s'",
+                &[("application_name", "'it''s'")],
+            ),
+            (
+                "auto_explain.log_min_duration = 250ms",
+                &[("auto_explain.log_min_duration", "250ms")],
+            ),
+        ];
+        for (text, want) in cases {
+            let got = parse_extra_pg_conf(text).unwrap();
+            let want: Vec<(String, String)> = want
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            assert_eq!(got, want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn extra_pg_conf_rejects_what_could_break_the_cluster() {
+        let cases = [
+            ("work_mem", "line 1: expected `name = value`"),
+            ("= 5", "line 1: \"\" is not a setting name"),
+            (
+                "port = 5433",
+                "line 1: port is managed by the charm and cannot be set here",
+            ),
+            (
+                "ok = 1\ndata_directory = '/tmp'",
+                "line 2: data_directory is managed by the charm",
+            ),
+            ("x = 'open", "line 1: x has an unterminated quoted value"),
+            ("x = 'a' b'", "line 1: x has an unterminated quoted value"),
+            ("bad-name = 1", "line 1: \"bad-name\" is not a setting name"),
+            ("x =", "line 1: x has no value"),
+        ];
+        for (text, want) in cases {
+            let err = parse_extra_pg_conf(text).unwrap_err();
+            assert_eq!(err.option, "extra-pg-conf");
+            assert!(err.reason.starts_with(want), "{text:?}: {}", err.reason);
+        }
+    }
+
+    #[test]
+    fn quoting_cannot_smuggle_a_second_setting() {
+        let value = quote_conf_value("x'; shared_preload_libraries='evil").unwrap();
+        assert_eq!(value, "'x''; shared_preload_libraries=''evil'");
+    }
+
+    #[test]
+    fn version_locale_and_encoding_are_checked() {
+        assert_eq!(parse_version("").unwrap(), None);
+        assert_eq!(parse_version("16").unwrap(), Some(16));
+        for bad in ["9.6", "abc", "1", "100", "16; rm"] {
+            assert_eq!(parse_version(bad).unwrap_err().option, "version", "{bad}");
+        }
+        assert!(parse_locale("en_US.UTF-8").is_ok());
+        assert!(parse_locale("C.UTF-8").is_ok());
+        assert!(parse_locale("en US").is_err());
+        assert!(parse_locale("").is_err());
+        assert!(parse_encoding("UTF8").is_ok());
+        assert!(parse_encoding("UTF8'").is_err());
+        let admins = parse_admin_addresses("10.0.0.0/8, 192.168.1.7 ::1").unwrap();
+        let shown: Vec<String> = admins.iter().map(|c| c.to_string()).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.168.1.7/32", "::1/128"]);
+        let err = parse_admin_addresses("10.0.0.0/8,all").unwrap_err();
+        assert_eq!(err.option, "admin-addresses");
+        assert!(err.reason.starts_with("\"all\""), "{}", err.reason);
+    }
+}

@@ -1,0 +1,398 @@
+//! `pg_hba.conf` (and its `pg_ident.conf` map), rendered from the access
+//! every client relation needs.
+//!
+//! The file is written whole, deterministically, from sorted inputs, so the
+//! same relations always give the same bytes (and no needless reload).
+//! PostgreSQL uses the **first** line matching a connection, so the order is:
+//!
+//! 1. `local all postgres peer map=juju_charm`: the charm (running as root)
+//!    and the `postgres` OS user reach the server as `postgres` over the
+//!    Unix socket; [`render_pg_ident`] holds the map.
+//! 2. `local all all peer`: other local OS users as the role of their name.
+//! 3. For each relation (sorted by relation id: endpoint name, then
+//!    number) and each of its blocks
+//!    (sorted): `host "<database>" "<user>" <cidr> scram-sha-256` for `db`,
+//!    `host all "<user>" <cidr> scram-sha-256` for `db-admin`.
+//! 4. For each `admin-addresses` block: `host all all <cidr> scram-sha-256`.
+//! 5. `host all all 0.0.0.0/0 reject` and `host all all ::/0 reject`.
+//!    (Nothing is needed after `local all all peer`: it already matches
+//!    every local connection. Replication connections match no `all` line
+//!    and are refused by default.)
+//!
+//! Each line ends with a comment naming where it comes from; the comment is
+//! reduced to a short run of safe ASCII so that remote text can never start
+//! a new line.
+//!
+//! **Quoting.** Database and user names are always double-quoted, which
+//! makes keywords such as `all`, `sameuser`, `samerole` and `replication`
+//! plain names and disables the `+group` and `@file` syntaxes. Quoting does
+//! *not* disable PostgreSQL 16's regular expressions (a token starting with
+//! `/` is a regex even when quoted), and an embedded `"` would have to be
+//! doubled; both are impossible here because only a validated [`Name`] gets
+//! in, and names contain neither `/` nor `"` nor whitespace nor commas.
+//! Addresses are written unquoted: a [`Cidr`] is printed from parsed numbers
+//! and can be neither a keyword nor a host name.
+
+use std::collections::BTreeSet;
+
+use super::cidr::Cidr;
+use super::sql::{double_quote, Name};
+use super::Endpoint;
+use crate::juju::RelationId;
+
+/// The `pg_ident.conf` map used by the charm's own `local` line.
+pub const IDENT_MAP: &str = "juju_charm";
+
+/// The authentication method for every allowed network connection.
+const METHOD: &str = "scram-sha-256";
+
+/// Longest comment kept on a rule line.
+const MAX_COMMENT_CHARS: usize = 100;
+
+/// What one client relation may reach, and from where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelationAccess {
+    pub relation: RelationId,
+    pub endpoint: Endpoint,
+    /// The remote application as Juju shows it; used only in comments.
+    pub remote_app: String,
+    pub database: Name,
+    pub user: Name,
+    /// The remote units' blocks, normalised and deduplicated.
+    pub cidrs: BTreeSet<Cidr>,
+}
+
+/// Everything `pg_hba.conf` is rendered from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HbaInput {
+    /// The live relations. A broken relation is simply left out, which
+    /// removes its rules.
+    pub relations: Vec<RelationAccess>,
+    /// The operator's `admin-addresses` option, already parsed.
+    pub admin_addresses: Vec<Cidr>,
+}
+
+/// The DATABASE field of a rule.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum HbaDatabase {
+    /// The `all` keyword.
+    All,
+    /// One database, always written quoted.
+    Named(Name),
+}
+
+/// The USER field of a rule.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum HbaUser {
+    /// The `all` keyword.
+    All,
+    /// One role, always written quoted.
+    Named(Name),
+}
+
+/// One `host … scram-sha-256` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HbaRule {
+    pub database: HbaDatabase,
+    pub user: HbaUser,
+    pub cidr: Cidr,
+    /// Where the rule comes from; sanitised when rendered.
+    pub comment: String,
+}
+
+impl HbaRule {
+    /// The rule as one `pg_hba.conf` line, without the line break.
+    pub fn render(&self) -> String {
+        let database = match &self.database {
+            HbaDatabase::All => "all".to_string(),
+            HbaDatabase::Named(name) => quote_name(name),
+        };
+        let user = match &self.user {
+            HbaUser::All => "all".to_string(),
+            HbaUser::Named(name) => quote_name(name),
+        };
+        format!(
+            "host {database} {user} {} {METHOD} # {}",
+            self.cidr,
+            sanitise_comment(&self.comment)
+        )
+    }
+}
+
+/// A name as a quoted `pg_hba.conf` token.
+fn quote_name(name: &Name) -> String {
+    debug_assert!(
+        !name.as_str().starts_with('/'),
+        "a name starting with '/' would be a regular expression in pg_hba.conf"
+    );
+    double_quote(name.as_str())
+}
+
+/// The comment reduced to printable ASCII (anything else becomes `?`) and at
+/// most [`MAX_COMMENT_CHARS`] characters, so it stays on its line.
+fn sanitise_comment(comment: &str) -> String {
+    comment
+        .chars()
+        .take(MAX_COMMENT_CHARS)
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+/// The allow rules for `input`, in file order (steps 3 and 4 of the module
+/// docs).
+pub fn hba_rules(input: &HbaInput) -> Vec<HbaRule> {
+    let mut relations: Vec<&RelationAccess> = input.relations.iter().collect();
+    relations.sort_by(|a, b| a.relation.cmp(&b.relation));
+
+    let mut rules = Vec::new();
+    for access in relations {
+        let database = match access.endpoint {
+            Endpoint::Db => HbaDatabase::Named(access.database.clone()),
+            Endpoint::DbAdmin => HbaDatabase::All,
+        };
+        let comment = format!("{} {}", access.relation, access.remote_app);
+        for &cidr in &access.cidrs {
+            rules.push(HbaRule {
+                database: database.clone(),
+                user: HbaUser::Named(access.user.clone()),
+                cidr,
+                comment: comment.clone(),
+            });
+        }
+    }
+    let admin_addresses: BTreeSet<Cidr> = input.admin_addresses.iter().copied().collect();
+    for cidr in admin_addresses {
+        rules.push(HbaRule {
+            database: HbaDatabase::All,
+            user: HbaUser::All,
+            cidr,
+            comment: "admin-addresses".to_string(),
+        });
+    }
+    rules
+}
+
+/// The whole `pg_hba.conf`, ending with a line break.
+pub fn render_pg_hba(input: &HbaInput) -> String {
+    let mut lines = vec![
+        "# pg_hba.conf written by the PostgreSQL charm; changes made here are overwritten."
+            .to_string(),
+        "# PostgreSQL uses the first line that matches a connection.".to_string(),
+        "# TYPE DATABASE USER ADDRESS METHOD".to_string(),
+        format!(
+            "local all postgres peer map={IDENT_MAP} # the charm (root) and the postgres OS user"
+        ),
+        "local all all peer # local OS users, as the role of the same name".to_string(),
+    ];
+    lines.extend(hba_rules(input).iter().map(HbaRule::render));
+    lines.push("host all all 0.0.0.0/0 reject # everything else over IPv4".to_string());
+    lines.push("host all all ::/0 reject # everything else over IPv6".to_string());
+    let mut text = lines.join("\n");
+    text.push('\n');
+    text
+}
+
+/// The whole `pg_ident.conf`: the map that lets root (the charm) and the
+/// `postgres` OS user connect locally as `postgres`.
+pub fn render_pg_ident() -> String {
+    format!(
+        "# pg_ident.conf written by the PostgreSQL charm; changes made here are overwritten.\n\
+         # MAPNAME SYSTEM-USERNAME PG-USERNAME\n\
+         {IDENT_MAP} root postgres\n\
+         {IDENT_MAP} postgres postgres\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relations::sql::NameKind;
+
+    fn name(kind: NameKind, text: &str) -> Name {
+        Name::parse(kind, text).unwrap()
+    }
+
+    fn cidrs(list: &[&str]) -> BTreeSet<Cidr> {
+        list.iter().map(|text| Cidr::parse(text).unwrap()).collect()
+    }
+
+    fn access(
+        relation: &str,
+        app: &str,
+        database: &str,
+        user: &str,
+        blocks: &[&str],
+    ) -> RelationAccess {
+        let relation: RelationId = relation.parse().unwrap();
+        RelationAccess {
+            endpoint: Endpoint::from_name(relation.endpoint()).unwrap(),
+            relation,
+            remote_app: app.to_string(),
+            database: name(NameKind::Database, database),
+            user: name(NameKind::User, user),
+            cidrs: cidrs(blocks),
+        }
+    }
+
+    #[test]
+    fn renders_the_whole_file_in_order() {
+        let input = HbaInput {
+            relations: vec![
+                access(
+                    "db:12",
+                    "landscape",
+                    "landscape",
+                    "juju_landscape",
+                    &["10.0.0.9"],
+                ),
+                access(
+                    "db-admin:3",
+                    "nagios",
+                    "nagios",
+                    "jujuadmin_nagios",
+                    &["10.0.0.7", "2001:db8::7"],
+                ),
+                access(
+                    "db:2",
+                    "remote-76cd96ab50f146b284912afd1cc13a0e",
+                    "discourse",
+                    "juju_remote-76cd96ab50f146b284912afd1cc13a0e",
+                    &["192.168.1.0/24", "10.0.0.5/32", "10.0.0.5"],
+                ),
+            ],
+            admin_addresses: vec![
+                Cidr::parse("172.16.0.0/12").unwrap(),
+                Cidr::parse("0.0.0.0/0").unwrap(),
+                Cidr::parse("172.16.0.0/12").unwrap(),
+            ],
+        };
+        let expected = "\
+# pg_hba.conf written by the PostgreSQL charm; changes made here are overwritten.
+# PostgreSQL uses the first line that matches a connection.
+# TYPE DATABASE USER ADDRESS METHOD
+local all postgres peer map=juju_charm # the charm (root) and the postgres OS user
+local all all peer # local OS users, as the role of the same name
+host \"discourse\" \"juju_remote-76cd96ab50f146b284912afd1cc13a0e\" 10.0.0.5/32 scram-sha-256 # db:2 remote-76cd96ab50f146b284912afd1cc13a0e
+host \"discourse\" \"juju_remote-76cd96ab50f146b284912afd1cc13a0e\" 192.168.1.0/24 scram-sha-256 # db:2 remote-76cd96ab50f146b284912afd1cc13a0e
+host \"landscape\" \"juju_landscape\" 10.0.0.9/32 scram-sha-256 # db:12 landscape
+host all \"jujuadmin_nagios\" 10.0.0.7/32 scram-sha-256 # db-admin:3 nagios
+host all \"jujuadmin_nagios\" 2001:db8::7/128 scram-sha-256 # db-admin:3 nagios
+host all all 0.0.0.0/0 scram-sha-256 # admin-addresses
+host all all 172.16.0.0/12 scram-sha-256 # admin-addresses
+host all all 0.0.0.0/0 reject # everything else over IPv4
+host all all ::/0 reject # everything else over IPv6
+";
+        assert_eq!(render_pg_hba(&input), expected);
+    }
+
+    #[test]
+    fn no_relations_gives_only_local_access_and_the_rejects() {
+        let text = render_pg_hba(&HbaInput::default());
+        let rules: Vec<&str> = text.lines().filter(|line| !line.starts_with('#')).collect();
+        assert_eq!(
+            rules,
+            [
+                "local all postgres peer map=juju_charm # the charm (root) and the postgres OS user",
+                "local all all peer # local OS users, as the role of the same name",
+                "host all all 0.0.0.0/0 reject # everything else over IPv4",
+                "host all all ::/0 reject # everything else over IPv6",
+            ]
+        );
+    }
+
+    #[test]
+    fn keywords_as_names_are_quoted_into_plain_names() {
+        for keyword in ["all", "sameuser", "samerole", "samegroup", "replication"] {
+            let input = HbaInput {
+                relations: vec![access("db:1", "app", keyword, keyword, &["10.0.0.1"])],
+                admin_addresses: vec![],
+            };
+            let text = render_pg_hba(&input);
+            let expected =
+                format!("host \"{keyword}\" \"{keyword}\" 10.0.0.1/32 scram-sha-256 # db:1 app\n");
+            assert!(text.contains(&expected), "{keyword}: {text}");
+        }
+    }
+
+    #[test]
+    fn hostile_comment_text_stays_on_its_line() {
+        let mut hostile = access("db:4", "app", "db", "juju_app", &["10.0.0.1"]);
+        hostile.remote_app = format!(
+            "app\nhost all all 0.0.0.0/0 trust\r\u{202e}{}",
+            "x".repeat(200)
+        );
+        let text = render_pg_hba(&HbaInput {
+            relations: vec![hostile],
+            admin_addresses: vec![],
+        });
+        assert!(!text.contains("trust\n"), "{text}");
+        let line = text
+            .lines()
+            .find(|line| line.contains("10.0.0.1/32"))
+            .unwrap();
+        assert!(line.starts_with(
+            "host \"db\" \"juju_app\" 10.0.0.1/32 scram-sha-256 # db:4 app?host all all 0.0.0.0/0 trust??"
+        ), "{line}");
+        assert!(line.len() < 200, "{line}");
+        assert_eq!(text.lines().filter(|l| l.contains("trust")).count(), 1);
+    }
+
+    #[test]
+    fn rendering_is_deterministic_whatever_the_input_order() {
+        let a = access("db:1", "a", "a", "juju_a", &["10.0.0.2", "10.0.0.1"]);
+        let b = access("db:2", "b", "b", "juju_b", &["10.0.0.3"]);
+        let admin = vec![
+            Cidr::parse("10.9.0.0/16").unwrap(),
+            Cidr::parse("10.8.0.0/16").unwrap(),
+        ];
+        let forward = HbaInput {
+            relations: vec![a.clone(), b.clone()],
+            admin_addresses: admin.clone(),
+        };
+        let backward = HbaInput {
+            relations: vec![b, a],
+            admin_addresses: admin.into_iter().rev().collect(),
+        };
+        assert_eq!(render_pg_hba(&forward), render_pg_hba(&backward));
+    }
+
+    #[test]
+    fn every_rule_line_has_the_pg_hba_shape() {
+        let input = HbaInput {
+            relations: vec![
+                access(
+                    "db:1",
+                    "a",
+                    "Mixed-Case_db",
+                    "juju_a",
+                    &["10.0.0.0/8", "::1"],
+                ),
+                access("db-admin:2", "b", "b", "jujuadmin_b", &["2001:db8::/32"]),
+            ],
+            admin_addresses: vec![Cidr::parse("::/0").unwrap()],
+        };
+        for rule in hba_rules(&input) {
+            let line = rule.render();
+            let (fields, comment) = line.split_once(" # ").unwrap();
+            let fields: Vec<&str> = fields.split(' ').collect();
+            assert_eq!(fields.len(), 5, "{line}");
+            assert_eq!(fields[0], "host");
+            assert_eq!(fields[4], "scram-sha-256");
+            assert!(Cidr::parse(fields[3]).is_ok(), "{line}");
+            assert!(!comment.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn ident_map_maps_root_and_postgres() {
+        let text = render_pg_ident();
+        assert!(text.contains("\njuju_charm root postgres\n"));
+        assert!(text.ends_with("juju_charm postgres postgres\n"));
+    }
+}

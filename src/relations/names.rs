@@ -1,0 +1,185 @@
+//! Names the charm chooses: the default database and the relation's user.
+//!
+//! Both derive from the **remote application name**, as in the legacy charm,
+//! not from the relation id. The name is the same on every unit and in every
+//! hook, and it survives removing and re-adding the relation. A consumer that
+//! relates again therefore gets back the same user, which still owns its
+//! tables (the database is never dropped), and a dump restored into a new
+//! model keeps its ownership.
+//!
+//! | Endpoint   | User                  | Default database |
+//! |------------|-----------------------|------------------|
+//! | `db`       | `juju_<app>`          | `<app>`          |
+//! | `db-admin` | `jujuadmin_<app>`     | `<app>`          |
+//!
+//! Juju application names (`[a-z][a-z0-9-]*`) are already valid names, so in
+//! practice these are used as they are; cross-model consumers appear as
+//! `remote-<32 hex>`, giving `juju_remote-76cd…` (44 bytes).
+//!
+//! When the result would not be a valid [`Name`] (over 63 bytes, an odd
+//! character, or a reserved database such as `postgres`), it is made valid:
+//! characters outside `[A-Za-z0-9_-]` become `_`, the text is cut to 46
+//! bytes, and `_` plus the 16-hex-digit FNV-1a 64 hash of the full untouched
+//! name is appended: 63 bytes at most, stable, and distinct for distinct
+//! applications. (The legacy charm used 31 characters plus an MD5; names
+//! that fit are identical to its names, only the long ones differ.)
+//!
+//! One consequence of app-based names: if one application has two
+//! relations to the same endpoint, they share a user. Revoking login on
+//! `-broken` must therefore wait until no live relation still maps to it.
+//! The schema user published for compatibility is the same user.
+
+use super::sql::{Name, NameKind, MAX_IDENTIFIER_BYTES};
+use super::Endpoint;
+
+/// The database a relation gets when the consumer asks for none: the remote
+/// application's name, made valid if need be (see the module docs).
+pub fn default_database(remote_app: &str) -> Name {
+    fit_name(NameKind::Database, remote_app, remote_app)
+}
+
+/// The login role the charm creates for a relation on `endpoint` with
+/// `remote_app`: `juju_<app>` or `jujuadmin_<app>`.
+pub fn relation_user(endpoint: Endpoint, remote_app: &str) -> Name {
+    let prefix = match endpoint {
+        Endpoint::Db => "juju_",
+        Endpoint::DbAdmin => "jujuadmin_",
+    };
+    fit_name(NameKind::User, &format!("{prefix}{remote_app}"), remote_app)
+}
+
+/// Bytes of readable text kept before the hash suffix: 46 + `_` + 16 = 63.
+const READABLE_PART_BYTES: usize = MAX_IDENTIFIER_BYTES - 1 - 16;
+
+/// `candidate` if it is a valid name of `kind`, else its sanitised, cut
+/// form with the hash of `hashed` appended.
+fn fit_name(kind: NameKind, candidate: &str, hashed: &str) -> Name {
+    if let Ok(name) = Name::parse(kind, candidate) {
+        return name;
+    }
+    let mut readable: String = candidate
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if !readable.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        readable.insert(0, '_');
+    }
+    // Every character is ASCII now, so any byte index is a char boundary.
+    readable.truncate(READABLE_PART_BYTES);
+    let fitted = format!("{readable}_{:016x}", fnv1a_64(hashed.as_bytes()));
+    // Can't fail: at most 63 bytes of [A-Za-z0-9_-], starting with a letter
+    // or '_', and ending in a hash, so it equals no reserved database name;
+    // user names start with "juju", never with "pg_" or an SQL keyword.
+    Name::parse(kind, &fitted).expect("a sanitised name with a hash suffix is always valid")
+}
+
+/// The 64-bit FNV-1a hash: tiny, stable across platforms and releases, and
+/// good enough to tell application names apart (this is not about secrecy).
+pub fn fnv1a_64(bytes: &[u8]) -> u64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.iter().fold(OFFSET_BASIS, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CMR_APP: &str = "remote-76cd96ab50f146b284912afd1cc13a0e";
+
+    #[test]
+    fn fnv1a_64_matches_the_reference_vectors() {
+        assert_eq!(fnv1a_64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a_64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a_64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn ordinary_names_are_used_as_they_are() {
+        let cases = [
+            (Endpoint::Db, "discourse", "discourse", "juju_discourse"),
+            (
+                Endpoint::DbAdmin,
+                "landscape-server",
+                "landscape-server",
+                "jujuadmin_landscape-server",
+            ),
+            (
+                Endpoint::Db,
+                CMR_APP,
+                CMR_APP,
+                "juju_remote-76cd96ab50f146b284912afd1cc13a0e",
+            ),
+        ];
+        for (endpoint, app, database, user) in cases {
+            assert_eq!(default_database(app).as_str(), database);
+            assert_eq!(relation_user(endpoint, app).as_str(), user);
+        }
+    }
+
+    #[test]
+    fn awkward_names_are_made_valid_stable_and_distinct() {
+        let long_a = format!("{}-a", "x".repeat(70));
+        let long_b = format!("{}-b", "x".repeat(70));
+        let just_too_long_for_admin = "x".repeat(58);
+        let apps = [
+            long_a.as_str(),
+            long_b.as_str(),
+            "postgres",
+            "template1",
+            "",
+            "9lives",
+            "we\"ird; app\n",
+            "ünïcode",
+            just_too_long_for_admin.as_str(),
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for app in apps {
+            for name in [
+                default_database(app),
+                relation_user(Endpoint::Db, app),
+                relation_user(Endpoint::DbAdmin, app),
+            ] {
+                let text = name.as_str();
+                assert!(text.len() <= MAX_IDENTIFIER_BYTES, "{text}");
+                assert!(
+                    text.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+                    "{text}"
+                );
+                assert!(seen.insert(text.to_string()), "{text} produced twice");
+            }
+            assert_eq!(default_database(app), default_database(app), "stable");
+        }
+        assert_eq!(
+            default_database("postgres").as_str(),
+            format!("postgres_{:016x}", fnv1a_64(b"postgres"))
+        );
+        assert!(default_database("9lives").as_str().starts_with("_9lives_"));
+        assert!(relation_user(Endpoint::Db, &long_a)
+            .as_str()
+            .starts_with(&format!("juju_{}", "x".repeat(41))));
+    }
+
+    #[test]
+    fn names_that_just_fit_are_kept() {
+        let app = "a".repeat(MAX_IDENTIFIER_BYTES - "jujuadmin_".len());
+        assert_eq!(
+            relation_user(Endpoint::DbAdmin, &app).as_str(),
+            format!("jujuadmin_{app}")
+        );
+        let one_more = format!("{app}b");
+        assert_ne!(
+            relation_user(Endpoint::DbAdmin, &one_more).as_str(),
+            format!("jujuadmin_{one_more}")
+        );
+    }
+}

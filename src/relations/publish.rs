@@ -1,0 +1,931 @@
+//! One client relation, planned: the data to publish, the `pg_hba.conf`
+//! access to grant and the database objects to create.
+//!
+//! [`plan_relation`] is the whole decision for one `db` or `db-admin`
+//! relation, made from what the charm read (the remote side's bags, the
+//! server's facts, the relation's credentials). The charm then:
+//!
+//! * writes [`RelationPlan::settings_to_write`] to its unit bag on every unit,
+//!   and to its app bag too when it is the leader;
+//! * puts [`RelationPlan::access`] into the [`HbaInput`](super::hba::HbaInput)
+//!   of every live relation, renders `pg_hba.conf` and reloads;
+//! * on the primary, creates [`RelationPlan::objects`] and blocks, naming the
+//!   relation, if [`DesiredObjects::unavailable_extensions`] is not empty.
+//!
+//! On `Err`, the relation is refused as a whole: the charm publishes nothing
+//! new for it, gives it no `pg_hba.conf` rules (fail closed), and shows the
+//! error (which starts with the relation id) in a blocked status. Other
+//! relations are planned independently and keep working.
+//!
+//! **Published keys** (`pgsql-provider-anchors.md` §2.3, §7):
+//! `host`, `port`, `database`, `user`, `password`, `schema_user`,
+//! `schema_password` (the same user and password), `master` (libpq string
+//! with `dbname host password port user` to the primary), `standbys`
+//! (newline-separated libpq strings, absent without standbys), `state`,
+//! `version` (major), `allowed-units` (space-separated), `allowed-subnets`
+//! (comma-separated, sorted, unique), and `roles` / `extensions` echoed
+//! verbatim when requested. The requested `database` is echoed by `database`
+//! itself, which is always exactly the requested name when there is one.
+//!
+//! **Remote addresses.** For each remote unit still in the relation (a unit
+//! being departed is left out): its `egress-subnets` if set and non-empty,
+//! otherwise its `ingress-address`, otherwise its `private-address`, as a
+//! `/32` or `/128`. A unit with none of these is not in `allowed-units`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use super::cidr::{self, Cidr, CidrError, ListedCidr};
+use super::hba::RelationAccess;
+use super::libpq::{conninfo, ConninfoError};
+use super::names::default_database;
+use super::request::{parse_request, ConsumerRequest, ExtensionRequest, RequestError};
+use super::request::{DATABASE_KEY, EXTENSIONS_KEY, ROLES_KEY};
+use super::sql::Name;
+use super::{excerpt, Endpoint};
+use crate::juju::{RelationData, RelationId};
+use crate::secret::{Password, Secret};
+
+/// Every key [`plan_relation`] may publish. A key missing from a plan must
+/// be deleted from the bag (written as an empty value), or a stale value
+/// such as an old `standbys` would stay.
+pub const PUBLISHED_KEYS: [&str; 15] = [
+    "allowed-subnets",
+    "allowed-units",
+    DATABASE_KEY,
+    EXTENSIONS_KEY,
+    "host",
+    "master",
+    "password",
+    "port",
+    ROLES_KEY,
+    "schema_password",
+    "schema_user",
+    "standbys",
+    "state",
+    "user",
+    "version",
+];
+
+/// Most remote units accepted in one relation.
+pub const MAX_UNITS_PER_RELATION: usize = 1024;
+/// Most distinct blocks accepted from all remote units of one relation.
+pub const MAX_SUBNETS_PER_RELATION: usize = 1024;
+
+/// What the charm read about one client relation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelationFacts {
+    pub relation: RelationId,
+    /// The remote application as Juju shows it (`remote-<hex>` across
+    /// models).
+    pub remote_app: String,
+    /// The remote application's bag.
+    pub remote_app_data: RelationData,
+    /// The bags of the remote units in `relation-list`, by unit name.
+    pub remote_units: BTreeMap<String, RelationData>,
+    /// In `-relation-departed`, the unit that is leaving: left out even if
+    /// it is still listed.
+    pub departing_unit: Option<String>,
+}
+
+/// This unit's role in the cluster, as published in `state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerState {
+    /// The primary, without standbys.
+    Standalone,
+    /// The primary, with standbys.
+    Master,
+    /// A read-only standby.
+    HotStandby,
+}
+
+impl ServerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerState::Standalone => "standalone",
+            ServerState::Master => "master",
+            ServerState::HotStandby => "hot standby",
+        }
+    }
+}
+
+/// What the charm knows about the server, as seen from this relation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerFacts {
+    /// This unit's address for the relation:
+    /// `network-get db -r <id> --ingress-address`.
+    pub host: String,
+    /// The primary's address for the relation (equal to `host` on the
+    /// primary); goes into `master`.
+    pub primary_host: String,
+    /// The standbys' addresses for the relation; empty with one unit.
+    pub standby_hosts: Vec<String>,
+    pub port: u16,
+    /// The major version, e.g. 16.
+    pub major_version: u32,
+    pub state: ServerState,
+}
+
+/// The relation's login role and its password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// From [`names::relation_user`](super::names::relation_user).
+    pub user: Name,
+    pub password: Password,
+}
+
+/// The database objects a relation needs. The user's password is in the
+/// [`Credentials`]; it is set with `scram-sha-256`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredObjects {
+    /// Created if missing, never dropped.
+    pub database: Name,
+    /// A LOGIN role with privileges on `database` only (`db`), or a
+    /// superuser (`db-admin`).
+    pub user: Name,
+    pub superuser: bool,
+    /// Created NOLOGIN if missing and granted to `user`. Before granting an
+    /// existing role, the SQL layer must check it is NOLOGIN and has no
+    /// superuser, replication, bypassrls, createrole or createdb attribute.
+    pub roles: Vec<Name>,
+    /// Created in `database` if the server has them available.
+    pub extensions: Vec<ExtensionRequest>,
+}
+
+impl DesiredObjects {
+    /// The requested extensions that are not in `available` (the names in
+    /// `pg_available_extensions`).
+    pub fn unavailable_extensions(&self, available: &BTreeSet<String>) -> Vec<&ExtensionRequest> {
+        self.extensions
+            .iter()
+            .filter(|extension| !available.contains(extension.name.as_str()))
+            .collect()
+    }
+}
+
+/// The blocked status message for extensions a relation requested that the
+/// server does not have.
+pub fn unavailable_extensions_message(
+    relation: &RelationId,
+    missing: &[&ExtensionRequest],
+) -> String {
+    let names: Vec<&str> = missing.iter().map(|e| e.name.as_str()).collect();
+    let (noun, verb) = if names.len() == 1 {
+        ("extension", "is")
+    } else {
+        ("extensions", "are")
+    };
+    format!(
+        "{relation}: requested {noun} {} {verb} not available on this server; \
+         install the package that provides it, or remove it from the request",
+        names.join(", ")
+    )
+}
+
+/// The plan for one relation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelationPlan {
+    /// The keys to publish, with their values; holds the password.
+    pub data: Secret<RelationData>,
+    pub access: RelationAccess,
+    pub objects: DesiredObjects,
+    pub request: ConsumerRequest,
+}
+
+impl RelationPlan {
+    /// [`RelationPlan::data`] plus an empty value (delete) for every other
+    /// key in [`PUBLISHED_KEYS`]: exactly what to give `relation-set`.
+    pub fn settings_to_write(&self) -> Secret<RelationData> {
+        let mut settings = self.data.expose().clone();
+        for key in PUBLISHED_KEYS {
+            settings.entry(key.to_string()).or_default();
+        }
+        Secret::new(settings)
+    }
+}
+
+/// Plans one client relation; see the module docs.
+pub fn plan_relation(
+    facts: &RelationFacts,
+    server: &ServerFacts,
+    credentials: &Credentials,
+) -> Result<RelationPlan, RelationError> {
+    plan(facts, server, credentials).map_err(|problem| RelationError {
+        relation: facts.relation.clone(),
+        problem,
+    })
+}
+
+fn plan(
+    facts: &RelationFacts,
+    server: &ServerFacts,
+    credentials: &Credentials,
+) -> Result<RelationPlan, RelationProblem> {
+    let endpoint = Endpoint::from_name(facts.relation.endpoint())
+        .ok_or(RelationProblem::NotAClientEndpoint)?;
+    let units = present_units(facts)?;
+    let addresses = RemoteAddresses::collect(&units)?;
+
+    let request =
+        parse_request(&facts.remote_app_data, &units).map_err(RelationProblem::Request)?;
+    if let Some(role) = request.roles.iter().find(|&role| *role == credentials.user) {
+        return Err(RelationProblem::RoleIsTheUser { role: role.clone() });
+    }
+    let database = request
+        .database
+        .clone()
+        .unwrap_or_else(|| default_database(&facts.remote_app));
+
+    let data = published_data(&database, credentials, server, &addresses, &request)?;
+    Ok(RelationPlan {
+        data: Secret::new(data),
+        access: RelationAccess {
+            relation: facts.relation.clone(),
+            endpoint,
+            remote_app: facts.remote_app.clone(),
+            database: database.clone(),
+            user: credentials.user.clone(),
+            cidrs: addresses.cidrs,
+        },
+        objects: DesiredObjects {
+            database,
+            user: credentials.user.clone(),
+            superuser: endpoint.grants_superuser(),
+            roles: request.roles.clone(),
+            extensions: request.extensions.clone(),
+        },
+        request,
+    })
+}
+
+/// The remote units still in the relation (without the departing one),
+/// checked to be named like Juju units and not too many.
+fn present_units(facts: &RelationFacts) -> Result<BTreeMap<String, RelationData>, RelationProblem> {
+    let units: BTreeMap<String, RelationData> = facts
+        .remote_units
+        .iter()
+        .filter(|(unit, _)| Some(unit.as_str()) != facts.departing_unit.as_deref())
+        .map(|(unit, bag)| (unit.clone(), bag.clone()))
+        .collect();
+    if units.len() > MAX_UNITS_PER_RELATION {
+        return Err(RelationProblem::TooManyUnits { count: units.len() });
+    }
+    if let Some(unit) = units.keys().find(|unit| !is_unit_name(unit)) {
+        return Err(RelationProblem::UnitName {
+            unit: excerpt(unit),
+        });
+    }
+    Ok(units)
+}
+
+/// Where the remote units connect from.
+struct RemoteAddresses {
+    /// Units with address data, sorted.
+    units: Vec<String>,
+    /// Normal forms and the units' own spellings, sorted, unique.
+    subnets: BTreeSet<String>,
+    /// Normal forms, for `pg_hba.conf`.
+    cidrs: BTreeSet<Cidr>,
+}
+
+impl RemoteAddresses {
+    fn collect(units: &BTreeMap<String, RelationData>) -> Result<Self, RelationProblem> {
+        let mut addresses = RemoteAddresses {
+            units: Vec::new(),
+            subnets: BTreeSet::new(),
+            cidrs: BTreeSet::new(),
+        };
+        for (unit, bag) in units {
+            let blocks = unit_blocks(bag).map_err(|(key, error)| RelationProblem::UnitAddress {
+                unit: unit.clone(),
+                key,
+                error,
+            })?;
+            if blocks.is_empty() {
+                continue;
+            }
+            addresses.units.push(unit.clone());
+            for ListedCidr { written, cidr } in blocks {
+                addresses.subnets.insert(cidr.to_string());
+                addresses.subnets.insert(written);
+                addresses.cidrs.insert(cidr);
+            }
+        }
+        if addresses.cidrs.len() > MAX_SUBNETS_PER_RELATION {
+            return Err(RelationProblem::TooManySubnets {
+                count: addresses.cidrs.len(),
+            });
+        }
+        Ok(addresses)
+    }
+}
+
+/// The published keys; empty values are left out.
+fn published_data(
+    database: &Name,
+    credentials: &Credentials,
+    server: &ServerFacts,
+    addresses: &RemoteAddresses,
+    request: &ConsumerRequest,
+) -> Result<RelationData, RelationProblem> {
+    let user = credentials.user.as_str();
+    let password = credentials.password.expose();
+    let port = server.port.to_string();
+    let connection_to = |host: &str| {
+        let params = BTreeMap::from([
+            ("dbname", database.to_string()),
+            ("host", host.to_string()),
+            ("password", password.clone()),
+            ("port", port.clone()),
+            ("user", user.to_string()),
+        ]);
+        conninfo(&params).map_err(|error| RelationProblem::ServerAddress { error })
+    };
+    let master = connection_to(&server.primary_host)?;
+    let standby_hosts: BTreeSet<&String> = server.standby_hosts.iter().collect();
+    let standbys = standby_hosts
+        .into_iter()
+        .map(|host| connection_to(host))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let entries = [
+        ("allowed-subnets", join(&addresses.subnets, ",")),
+        ("allowed-units", addresses.units.join(" ")),
+        (DATABASE_KEY, database.to_string()),
+        (
+            EXTENSIONS_KEY,
+            request.verbatim.extensions.clone().unwrap_or_default(),
+        ),
+        ("host", server.host.clone()),
+        ("master", master),
+        ("password", password.clone()),
+        ("port", port.clone()),
+        (
+            ROLES_KEY,
+            request.verbatim.roles.clone().unwrap_or_default(),
+        ),
+        ("schema_password", password.clone()),
+        ("schema_user", user.to_string()),
+        ("standbys", standbys.join("\n")),
+        ("state", server.state.as_str().to_string()),
+        ("user", user.to_string()),
+        ("version", server.major_version.to_string()),
+    ];
+    Ok(entries
+        .into_iter()
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(key, value)| (key.to_string(), value))
+        .collect())
+}
+
+fn join(items: &BTreeSet<String>, separator: &str) -> String {
+    items
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(separator)
+}
+
+/// `<application>/<number>`, as Juju names units.
+fn is_unit_name(unit: &str) -> bool {
+    match unit.split_once('/') {
+        Some((app, number)) => {
+            !app.is_empty()
+                && app
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !number.is_empty()
+                && number.len() <= 10
+                && number.bytes().all(|b| b.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
+/// A unit's blocks by the fallback order in the module docs, or the key
+/// whose value was refused.
+fn unit_blocks(bag: &RelationData) -> Result<Vec<ListedCidr>, (&'static str, CidrError)> {
+    let value = |key: &str| bag.get(key).filter(|v| !v.trim().is_empty());
+    if let Some(subnets) = value("egress-subnets") {
+        let blocks = cidr::parse_remote_subnets(subnets).map_err(|e| ("egress-subnets", e))?;
+        if !blocks.is_empty() {
+            return Ok(blocks);
+        }
+    }
+    for key in ["ingress-address", "private-address"] {
+        if let Some(address) = value(key) {
+            let block = cidr::parse_remote_address(address).map_err(|e| (key, e))?;
+            return Ok(vec![ListedCidr {
+                written: block.to_string(),
+                cidr: block,
+            }]);
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// A relation refused by [`plan_relation`]. Its text starts with the
+/// relation id and is meant for a blocked status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelationError {
+    pub relation: RelationId,
+    pub problem: RelationProblem,
+}
+
+/// What is wrong with a refused relation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelationProblem {
+    /// The relation is not on `db` or `db-admin` (a charm bug).
+    NotAClientEndpoint,
+    /// The consumer's request is invalid.
+    Request(RequestError),
+    /// A remote unit's address data is invalid or too broad.
+    UnitAddress {
+        unit: String,
+        key: &'static str,
+        error: CidrError,
+    },
+    /// A remote unit name is not `<app>/<n>` (shown as an excerpt).
+    UnitName {
+        unit: String,
+    },
+    TooManyUnits {
+        count: usize,
+    },
+    TooManySubnets {
+        count: usize,
+    },
+    /// The consumer asked to be granted its own user.
+    RoleIsTheUser {
+        role: Name,
+    },
+    /// A server address cannot go into a connection string.
+    ServerAddress {
+        error: ConninfoError,
+    },
+}
+
+impl fmt::Display for RelationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.relation)?;
+        match &self.problem {
+            RelationProblem::NotAClientEndpoint => {
+                f.write_str("not a client relation (db or db-admin)")
+            }
+            RelationProblem::Request(error) => write!(f, "{error}"),
+            RelationProblem::UnitAddress { unit, key, error } => {
+                write!(f, "{key} of unit {}: {error}", excerpt(unit))
+            }
+            RelationProblem::UnitName { unit } => {
+                write!(f, "remote unit name {unit} is not <application>/<number>")
+            }
+            RelationProblem::TooManyUnits { count } => write!(
+                f,
+                "{count} remote units, more than the {MAX_UNITS_PER_RELATION} accepted"
+            ),
+            RelationProblem::TooManySubnets { count } => write!(
+                f,
+                "the remote units claim {count} distinct subnets, more than the \
+                 {MAX_SUBNETS_PER_RELATION} accepted"
+            ),
+            RelationProblem::RoleIsTheUser { role } => {
+                write!(f, "requested roles include {role}, the relation's own user")
+            }
+            RelationProblem::ServerAddress { error } => write!(f, "{error}"),
+        }
+    }
+}
+
+impl std::error::Error for RelationError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relations::hba::{render_pg_hba, HbaInput};
+    use crate::relations::names::relation_user;
+
+    const PASSWORD: &str = "Zq3Xw9Lr2Tn8Vb5Kc1Hm7Pj4Fd6Gs0Ay";
+    const CMR_APP: &str = "remote-76cd96ab50f146b284912afd1cc13a0e";
+
+    fn bag(pairs: &[(&str, &str)]) -> RelationData {
+        pairs
+            .iter()
+            .map(|&(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn juju_bag(address: &str) -> RelationData {
+        bag(&[
+            ("egress-subnets", &format!("{address}/32")),
+            ("ingress-address", address),
+            ("private-address", address),
+        ])
+    }
+
+    fn facts(relation: &str, app: &str, units: &[(&str, RelationData)]) -> RelationFacts {
+        RelationFacts {
+            relation: relation.parse().unwrap(),
+            remote_app: app.to_string(),
+            remote_app_data: RelationData::new(),
+            remote_units: units
+                .iter()
+                .map(|(unit, data)| (unit.to_string(), data.clone()))
+                .collect(),
+            departing_unit: None,
+        }
+    }
+
+    fn standalone() -> ServerFacts {
+        ServerFacts {
+            host: "10.1.0.5".to_string(),
+            primary_host: "10.1.0.5".to_string(),
+            standby_hosts: vec![],
+            port: 5432,
+            major_version: 16,
+            state: ServerState::Standalone,
+        }
+    }
+
+    fn credentials_for(facts: &RelationFacts) -> Credentials {
+        let endpoint = Endpoint::from_name(facts.relation.endpoint()).unwrap();
+        Credentials {
+            user: relation_user(endpoint, &facts.remote_app),
+            password: Secret::new(PASSWORD.to_string()),
+        }
+    }
+
+    fn plan(facts: &RelationFacts, server: &ServerFacts) -> Result<RelationPlan, RelationError> {
+        plan_relation(facts, server, &credentials_for(facts))
+    }
+
+    fn published(plan: &RelationPlan) -> Vec<(String, String)> {
+        plan.data.expose().clone().into_iter().collect()
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|&(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn publishes_the_legacy_key_set_for_a_single_unit() {
+        let facts = facts(
+            "db:7",
+            "discourse",
+            &[("discourse/0", juju_bag("10.2.0.8"))],
+        );
+        let plan = plan(&facts, &standalone()).unwrap();
+        let master = format!(
+            "dbname=discourse host=10.1.0.5 password={PASSWORD} port=5432 user=juju_discourse"
+        );
+        assert_eq!(
+            published(&plan),
+            pairs(&[
+                ("allowed-subnets", "10.2.0.8/32"),
+                ("allowed-units", "discourse/0"),
+                ("database", "discourse"),
+                ("host", "10.1.0.5"),
+                ("master", &master),
+                ("password", PASSWORD),
+                ("port", "5432"),
+                ("schema_password", PASSWORD),
+                ("schema_user", "juju_discourse"),
+                ("state", "standalone"),
+                ("user", "juju_discourse"),
+                ("version", "16"),
+            ])
+        );
+        assert_eq!(
+            plan.objects,
+            DesiredObjects {
+                database: plan.access.database.clone(),
+                user: credentials_for(&facts).user,
+                superuser: false,
+                roles: vec![],
+                extensions: vec![],
+            }
+        );
+        let blocks: Vec<String> = plan.access.cidrs.iter().map(ToString::to_string).collect();
+        assert_eq!(blocks, ["10.2.0.8/32"]);
+    }
+
+    #[test]
+    fn every_published_key_is_a_known_key() {
+        let mut facts = facts("db:1", "app", &[("app/0", juju_bag("10.2.0.8"))]);
+        facts.remote_app_data = bag(&[("roles", "reader"), ("extensions", "citext")]);
+        let mut server = standalone();
+        server.standby_hosts = vec!["10.1.0.6".to_string()];
+        let plan = plan(&facts, &server).unwrap();
+        let keys: BTreeSet<&str> = plan.data.expose().keys().map(String::as_str).collect();
+        assert_eq!(keys, PUBLISHED_KEYS.into_iter().collect());
+    }
+
+    #[test]
+    fn standbys_are_sorted_newline_separated_and_master_is_the_primary() {
+        let facts = facts("db:7", "app", &[("app/0", juju_bag("10.2.0.8"))]);
+        let server = ServerFacts {
+            host: "10.1.0.7".to_string(),
+            primary_host: "10.1.0.5".to_string(),
+            standby_hosts: vec!["10.1.0.7".into(), "10.1.0.6".into(), "10.1.0.7".into()],
+            state: ServerState::HotStandby,
+            ..standalone()
+        };
+        let plan = plan(&facts, &server).unwrap();
+        let data = plan.data.expose();
+        let to = |host: &str| {
+            format!("dbname=app host={host} password={PASSWORD} port=5432 user=juju_app")
+        };
+        assert_eq!(data["host"], "10.1.0.7");
+        assert_eq!(data["master"], to("10.1.0.5"));
+        assert_eq!(
+            data["standbys"],
+            format!("{}\n{}", to("10.1.0.6"), to("10.1.0.7"))
+        );
+        assert_eq!(data["state"], "hot standby");
+        assert_eq!(ServerState::Master.as_str(), "master");
+    }
+
+    #[test]
+    fn settings_to_write_delete_keys_no_longer_published() {
+        let facts = facts("db:7", "app", &[]);
+        let plan = plan(&facts, &standalone()).unwrap();
+        let settings = plan.settings_to_write();
+        let settings = settings.expose();
+        assert_eq!(settings.len(), PUBLISHED_KEYS.len());
+        for key in [
+            "standbys",
+            "roles",
+            "extensions",
+            "allowed-units",
+            "allowed-subnets",
+        ] {
+            assert_eq!(settings[key], "", "{key}");
+        }
+        assert_eq!(settings["password"], PASSWORD);
+    }
+
+    #[test]
+    fn the_password_never_shows_in_debug_output() {
+        let facts = facts("db:7", "app", &[("app/0", juju_bag("10.2.0.8"))]);
+        let plan = plan(&facts, &standalone()).unwrap();
+        let credentials = credentials_for(&facts);
+        for text in [
+            format!("{plan:?}"),
+            format!("{:?}", plan.settings_to_write()),
+            format!("{credentials:?}"),
+        ] {
+            assert!(!text.contains(PASSWORD), "{text}");
+        }
+    }
+
+    #[test]
+    fn echoes_the_request_verbatim_and_plans_its_objects() {
+        let mut facts = facts(
+            "db-admin:9",
+            CMR_APP,
+            &[(&format!("{CMR_APP}/0"), juju_bag("10.2.0.8"))],
+        );
+        facts.remote_app_data = bag(&[
+            ("database", "landscape-main"),
+            ("roles", "writer, reader"),
+            ("extensions", "citext, pg_trgm(util)"),
+        ]);
+        let plan = plan(&facts, &standalone()).unwrap();
+        let data = plan.data.expose();
+        assert_eq!(data["database"], "landscape-main");
+        assert_eq!(data["roles"], "writer, reader");
+        assert_eq!(data["extensions"], "citext, pg_trgm(util)");
+        assert_eq!(data["user"], format!("jujuadmin_{CMR_APP}"));
+        assert!(plan.objects.superuser);
+        let roles: Vec<&str> = plan.objects.roles.iter().map(Name::as_str).collect();
+        assert_eq!(roles, ["reader", "writer"]);
+        let available = BTreeSet::from(["citext".to_string()]);
+        let missing = plan.objects.unavailable_extensions(&available);
+        assert_eq!(
+            unavailable_extensions_message(&facts.relation, &missing),
+            "db-admin:9: requested extension pg_trgm is not available on this server; \
+             install the package that provides it, or remove it from the request"
+        );
+    }
+
+    #[test]
+    fn cross_model_consumers_get_a_default_database_named_after_the_remote_app() {
+        let facts = facts(
+            "db:3",
+            CMR_APP,
+            &[(&format!("{CMR_APP}/0"), juju_bag("203.0.113.9"))],
+        );
+        let plan = plan(&facts, &standalone()).unwrap();
+        assert_eq!(plan.data.expose()["database"], CMR_APP);
+        assert_eq!(plan.data.expose()["user"], format!("juju_{CMR_APP}"));
+        assert_eq!(plan.data.expose()["allowed-units"], format!("{CMR_APP}/0"));
+    }
+
+    #[test]
+    fn addresses_fall_back_and_are_merged_sorted_and_deduplicated() {
+        let units = [
+            (
+                "app/0",
+                bag(&[
+                    ("egress-subnets", "10.3.0.0/16, 10.2.0.8/32"),
+                    ("ingress-address", "10.2.0.8"),
+                ]),
+            ),
+            (
+                "app/1",
+                bag(&[
+                    ("egress-subnets", ""),
+                    ("ingress-address", "10.2.0.9"),
+                    ("private-address", "10.9.9.9"),
+                ]),
+            ),
+            ("app/2", bag(&[("private-address", "2001:db8::2")])),
+            ("app/3", bag(&[("egress-subnets", "10.2.0.8/32")])),
+            (
+                "app/4",
+                bag(&[("egress-subnets", "10.3.7.7/16,2001:DB8::2")]),
+            ),
+            ("app/10", bag(&[("some-key", "no address at all")])),
+        ];
+        let plan = plan(&facts("db:5", "app", &units), &standalone()).unwrap();
+        let data = plan.data.expose();
+        assert_eq!(data["allowed-units"], "app/0 app/1 app/2 app/3 app/4");
+        assert_eq!(
+            data["allowed-subnets"],
+            "10.2.0.8/32,10.2.0.9/32,10.3.0.0/16,10.3.7.7/16,2001:DB8::2,2001:db8::2/128"
+        );
+        let blocks: Vec<String> = plan.access.cidrs.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            blocks,
+            [
+                "10.2.0.8/32",
+                "10.2.0.9/32",
+                "10.3.0.0/16",
+                "2001:db8::2/128"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_departing_unit_is_left_out() {
+        let mut facts = facts(
+            "db:5",
+            "app",
+            &[
+                ("app/0", juju_bag("10.2.0.8")),
+                (
+                    "app/1",
+                    bag(&[
+                        ("egress-subnets", "10.2.0.9/32"),
+                        ("roles", "from_departing"),
+                    ]),
+                ),
+            ],
+        );
+        facts.departing_unit = Some("app/1".to_string());
+        let plan = plan(&facts, &standalone()).unwrap();
+        let data = plan.data.expose();
+        assert_eq!(data["allowed-units"], "app/0");
+        assert_eq!(data["allowed-subnets"], "10.2.0.8/32");
+        assert!(!data.contains_key("roles"));
+        assert_eq!(plan.access.cidrs.len(), 1);
+    }
+
+    #[test]
+    fn refuses_hostile_relations_with_a_clear_message() {
+        let huge_list = "10.0.0.1,".repeat(600);
+        let too_many_units: Vec<(String, RelationData)> = (0..=MAX_UNITS_PER_RELATION)
+            .map(|n| (format!("app/{n}"), RelationData::new()))
+            .collect();
+        let cases: Vec<(RelationFacts, &str)> = vec![
+            (
+                facts("db:4", "app", &[("app/0", bag(&[("egress-subnets", "0.0.0.0/0")]))]),
+                "db:4: egress-subnets of unit \"app/0\": 0.0.0.0/0 is too broad",
+            ),
+            (
+                facts("db:4", "app", &[("app/0", bag(&[("egress-subnets", "10.0.0.1;rm -rf /")]))]),
+                "db:4: egress-subnets of unit \"app/0\": \"10.0.0.1;rm\" is not an IP address",
+            ),
+            (
+                facts("db:4", "app", &[("app/0", bag(&[("egress-subnets", &huge_list)]))]),
+                "db:4: egress-subnets of unit \"app/0\": the subnet list is 5400 bytes long",
+            ),
+            (
+                facts("db:4", "app", &[("app/0", bag(&[("ingress-address", "evil.example.com")]))]),
+                "db:4: ingress-address of unit \"app/0\": \"evil.example.com\" is not an IP address",
+            ),
+            (
+                facts("db:4", "app", &[("app/0", bag(&[("private-address", "10.0.0.0/8")]))]),
+                "db:4: private-address of unit \"app/0\": \"10.0.0.0/8\" is not an IP address",
+            ),
+            (
+                facts("db:4", "app", &[("app/0 all", juju_bag("10.0.0.1"))]),
+                "db:4: remote unit name \"app/0 all\" is not <application>/<number>",
+            ),
+            (
+                facts("db:4", "app", &[("app/0", bag(&[("database", "x\ny")]))]),
+                "db:4: requested database in unit \"app/0\"'s data: database name \"x\\ny\" is not accepted",
+            ),
+            (
+                facts("db:4", "app", &[("app/0", bag(&[("roles", "juju_app")]))]),
+                "db:4: requested roles in unit \"app/0\"'s data: role name \"juju_app\" is not accepted",
+            ),
+            (
+                RelationFacts {
+                    remote_units: too_many_units.into_iter().collect(),
+                    ..facts("db:4", "app", &[])
+                },
+                "db:4: 1025 remote units, more than the 1024 accepted",
+            ),
+            (
+                facts("replication:4", "app", &[]),
+                "replication:4: not a client relation",
+            ),
+        ];
+        for (facts, expected) in cases {
+            let credentials = Credentials {
+                user: relation_user(Endpoint::Db, &facts.remote_app),
+                password: Secret::new(PASSWORD.to_string()),
+            };
+            let error = plan_relation(&facts, &standalone(), &credentials).expect_err(expected);
+            let message = error.to_string();
+            assert!(
+                message.starts_with(expected),
+                "got: {message}\nwant: {expected}"
+            );
+            assert!(!message.contains('\n') && message.len() < 300, "{message}");
+        }
+    }
+
+    #[test]
+    fn too_many_distinct_subnets_across_units_are_refused() {
+        let units: Vec<(String, RelationData)> = (0..40)
+            .map(|n| {
+                let list: Vec<String> = (0..30).map(|m| format!("10.{n}.{m}.1")).collect();
+                (
+                    format!("app/{n}"),
+                    bag(&[("egress-subnets", &list.join(","))]),
+                )
+            })
+            .collect();
+        let facts = RelationFacts {
+            remote_units: units.into_iter().collect(),
+            ..facts("db:4", "app", &[])
+        };
+        let error = plan(&facts, &standalone()).unwrap_err();
+        assert_eq!(
+            error.problem,
+            RelationProblem::TooManySubnets { count: 1200 }
+        );
+    }
+
+    #[test]
+    fn a_consumer_cannot_ask_for_its_own_user_as_a_role() {
+        // juju_* roles are reserved anyway; a user name outside that prefix
+        // (possible if the charm's naming ever changes) is still caught.
+        let mut facts = facts("db:4", "app", &[]);
+        facts.remote_app_data = bag(&[("roles", "custom_user")]);
+        let credentials = Credentials {
+            user: Name::parse(crate::relations::sql::NameKind::User, "custom_user").unwrap(),
+            password: Secret::new(PASSWORD.to_string()),
+        };
+        let error = plan_relation(&facts, &standalone(), &credentials).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "db:4: requested roles include custom_user, the relation's own user"
+        );
+    }
+
+    #[test]
+    fn a_hostile_relation_does_not_affect_the_others() {
+        let good = facts("db:1", "good", &[("good/0", juju_bag("10.2.0.8"))]);
+        let bad = facts(
+            "db:2",
+            "bad",
+            &[("bad/0", bag(&[("egress-subnets", "::/0")]))],
+        );
+        let admin = facts("db-admin:3", "ops", &[("ops/0", juju_bag("10.2.0.9"))]);
+        let mut input = HbaInput::default();
+        let mut blocked = Vec::new();
+        for facts in [&good, &bad, &admin] {
+            match plan(facts, &standalone()) {
+                Ok(plan) => input.relations.push(plan.access),
+                Err(error) => blocked.push(error.to_string()),
+            }
+        }
+        assert_eq!(blocked.len(), 1);
+        assert!(
+            blocked[0].starts_with("db:2: egress-subnets"),
+            "{}",
+            blocked[0]
+        );
+        let text = render_pg_hba(&input);
+        assert!(
+            text.contains("host \"good\" \"juju_good\" 10.2.0.8/32 scram-sha-256 # db:1 good\n")
+        );
+        assert!(text
+            .contains("host all \"jujuadmin_ops\" 10.2.0.9/32 scram-sha-256 # db-admin:3 ops\n"));
+        assert!(!text.contains("bad"));
+    }
+}
