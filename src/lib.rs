@@ -11,6 +11,7 @@
 //! * [`process_env`]: `HOME`/`USER`/`LANG` for the processes we spawn.
 //! * [`relations`]: the pure core of the `db` and `db-admin` client
 //!   relations (validation, published data, `pg_hba.conf`).
+//! * [`tuning`]: machine detection and the PostgreSQL/host tuning plans.
 
 pub mod charm;
 pub mod cluster;
@@ -22,3 +23,4 @@ pub mod process_env;
 pub mod relations;
 pub mod secret;
 pub mod storage;
+pub mod tuning;

@@ -21,6 +21,7 @@ use crate::juju::{self, WorkloadStatus};
 use crate::options::ClusterOptions;
 use crate::relations::hba;
 use crate::storage::{self, dir_state, DirState, Mounts, Placement, PlacementFacts};
+use crate::tuning::{self, DiskClass, MachineFacts, SysRoot};
 
 /// How a converge ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,14 +104,20 @@ pub fn converge() -> Result<Outcome> {
     if let Some(problem) = immutable_option_changed(&cluster, &options)? {
         return Ok(Outcome::Blocked(still_serving(&problem)));
     }
-    let settings = desired_settings(&options);
+    let facts = machine_facts(&cluster, &data_dir, &mounts);
+    let settings = desired_settings(&options, &facts);
     let candidate = conf::render_charm_conf(&settings);
-    if let Err(rejected) = conf::validate(&cluster, &candidate)? {
-        let setting = rejected.setting.unwrap_or_else(|| "a setting".into());
-        return Ok(Outcome::Blocked(still_serving(&format!(
-            "config extra-pg-conf: the server rejects {setting}: {}",
-            rejected.message
-        ))));
+    let charm_conf = cluster.conf_dir().join(conf::CHARM_CONF);
+    let unchanged = std::fs::read_to_string(&charm_conf).is_ok_and(|live| live == candidate);
+    // The live file was validated when it was written.
+    if !unchanged {
+        if let Err(rejected) = conf::validate(&cluster, &candidate)? {
+            let setting = rejected.setting.unwrap_or_else(|| "a setting".into());
+            return Ok(Outcome::Blocked(still_serving(&format!(
+                "config extra-pg-conf: the server rejects {setting}: {}",
+                rejected.message
+            ))));
+        }
     }
     let mut changed = conf::write_if_changed(
         &cluster.conf_dir().join(conf::CHARM_CONF),
@@ -140,13 +147,18 @@ pub fn converge() -> Result<Outcome> {
         progress(&format!("starting PostgreSQL {}", cluster.major));
         control::start(&cluster)?;
     }
-    db::wait_until_ready(&cluster, Duration::from_secs(60))?;
+    let version = db::wait_for_version(&cluster, Duration::from_secs(60))?;
     storage::retire_leftovers(&cluster, &data_dir)?;
-    juju::open_port(cluster.port).context("opening the PostgreSQL port")?;
-    let version = db::server_version(&cluster)?;
-    juju::application_version_set(&version).context("setting the workload version")?;
+    juju::memo::unless_unchanged("port", &cluster.port.to_string(), || {
+        juju::open_port(cluster.port)
+    })
+    .context("opening the PostgreSQL port")?;
+    juju::memo::unless_unchanged("version", &version, || {
+        juju::application_version_set(&version)
+    })
+    .context("setting the workload version")?;
     Ok(Outcome::Active(active_message(
-        &version, &data_dir, &mounts,
+        &version, &data_dir, &mounts, &options,
     )))
 }
 
@@ -159,24 +171,76 @@ fn still_serving(problem: &str) -> String {
     }
 }
 
-fn active_message(version: &str, data_dir: &Path, mounts: &Mounts) -> String {
+fn active_message(
+    version: &str,
+    data_dir: &Path,
+    mounts: &Mounts,
+    options: &ClusterOptions,
+) -> String {
     match &mounts.pgdata {
         Some(mount) => format!(
             "PostgreSQL {version} on {}{}",
             mount.display(),
-            disk_hint(data_dir)
+            disk_hint(data_dir, options)
         ),
         None => format!("PostgreSQL {version} on the root disk (no pgdata storage)"),
     }
 }
 
 /// `(nvme)`, `(ssd)` or `(hdd)` for the disk under `path`, when known.
-fn disk_hint(_path: &Path) -> String {
-    String::new()
+fn disk_hint(path: &Path, options: &ClusterOptions) -> String {
+    match tuning::detect::volume_for_path(&SysRoot::host(), path) {
+        Ok(volume) => match tuning::volume_class(&volume, options.tuning.storage_type) {
+            DiskClass::Unknown => String::new(),
+            class => format!(" ({})", class.as_str()),
+        },
+        Err(_) => String::new(),
+    }
 }
 
-/// Settings the charm always wants, then `extra-pg-conf` (which wins).
-fn desired_settings(options: &ClusterOptions) -> Vec<Setting> {
+/// What the tuning plan needs to know about this machine. Detection never
+/// fails a hook: what cannot be read is left out and the plan falls back to
+/// PostgreSQL's defaults for it.
+fn machine_facts(cluster: &Cluster, data_dir: &Path, mounts: &Mounts) -> MachineFacts {
+    let root = SysRoot::host();
+    let volume = |path: &Path| match tuning::detect::volume_for_path(&root, path) {
+        Ok(volume) => Some(volume),
+        Err(e) => {
+            log::debug!("no volume facts for {}: {e:#}", path.display());
+            None
+        }
+    };
+    let data = volume(data_dir);
+    let wal = mounts
+        .pgwal
+        .as_deref()
+        .and_then(volume)
+        .filter(|wal| data.as_ref().is_none_or(|d| !d.same_file_system(wal)));
+    MachineFacts {
+        memory_bytes: tuning::detect::memory_bytes(&root).unwrap_or(1 << 30),
+        cpus: tuning::detect::usable_cpus(&root).unwrap_or(1),
+        data,
+        wal,
+        pg_major: cluster.major,
+        has_lz4: has_lz4(),
+    }
+}
+
+/// Debian's and Ubuntu's PostgreSQL builds link lz4 where the library is
+/// installed (the server package depends on it); checking for the library
+/// avoids reading the server binary on every hook.
+fn has_lz4() -> bool {
+    ["/usr/lib", "/lib"].iter().any(|base| {
+        std::fs::read_dir(base).is_ok_and(|dirs| {
+            dirs.filter_map(|d| d.ok())
+                .any(|d| d.path().join("liblz4.so.1").exists())
+        })
+    })
+}
+
+/// The charm's settings: its own, then the tuning plan, then
+/// `extra-pg-conf` (which wins over both).
+fn desired_settings(options: &ClusterOptions, facts: &MachineFacts) -> Vec<Setting> {
     let mut settings = vec![
         Setting::new(
             "listen_addresses",
@@ -189,6 +253,9 @@ fn desired_settings(options: &ClusterOptions) -> Vec<Setting> {
             "relation passwords are stored as SCRAM verifiers",
         ),
     ];
+    for tuned in tuning::plan(facts, &options.tuning) {
+        settings.push(Setting::new(tuned.name, &tuned.value, &tuned.reason));
+    }
     for (name, value) in &options.extra_pg_conf {
         settings.retain(|s| s.name != *name);
         settings.push(Setting::new(

@@ -7,6 +7,7 @@ use std::fmt;
 
 use crate::juju::Config;
 use crate::relations::cidr::Cidr;
+use crate::tuning::TuningConfig;
 
 /// One rejected option and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +32,7 @@ fn reject(option: &'static str, reason: impl Into<String>) -> OptionError {
 }
 
 /// Options the cluster is built from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterOptions {
     /// Requested major version; `None` means the distribution's default.
     pub version: Option<u32>,
@@ -42,6 +43,10 @@ pub struct ClusterOptions {
     pub extra_pg_conf: Vec<(String, String)>,
     /// `admin-addresses`: networks allowed in as any user to any database.
     pub admin_addresses: Vec<Cidr>,
+    /// `profile`, `max-connections`, `memory-limit`, `storage-type`.
+    pub tuning: TuningConfig,
+    /// `host-tuning`: whether the charm may tune the kernel for PostgreSQL.
+    pub host_tuning: bool,
 }
 
 impl ClusterOptions {
@@ -59,6 +64,20 @@ impl ClusterOptions {
             encoding: parse_encoding(&text("encoding")?)?,
             extra_pg_conf: parse_extra_pg_conf(&text("extra-pg-conf")?)?,
             admin_addresses: parse_admin_addresses(&text("admin-addresses")?)?,
+            tuning: TuningConfig::from_options(
+                &text("profile")?,
+                config
+                    .int("max-connections")
+                    .map_err(|e| reject("max-connections", e.to_string()))?
+                    .unwrap_or(100),
+                &text("memory-limit")?,
+                &text("storage-type")?,
+            )
+            .map_err(|e| reject(e.option, e.message))?,
+            host_tuning: config
+                .bool("host-tuning")
+                .map_err(|e| reject("host-tuning", e.to_string()))?
+                .unwrap_or(true),
         })
     }
 }

@@ -29,19 +29,21 @@ pub struct Mounts {
 impl Mounts {
     /// Asks Juju (`storage-list`, `storage-get`), leaving out `detaching`.
     pub fn attached(detaching: Option<&str>) -> Result<Self> {
-        let location = |name: &str| -> Result<Option<PathBuf>> {
-            for id in juju::storage_list(Some(name))? {
-                if Some(id.as_str()) == detaching {
-                    continue;
-                }
-                return Ok(Some(juju::storage_get(&id)?.location));
+        let mut mounts = Self::default();
+        for id in juju::storage_list(None)? {
+            if Some(id.as_str()) == detaching {
+                continue;
             }
-            Ok(None)
-        };
-        Ok(Self {
-            pgdata: location("pgdata")?,
-            pgwal: location("pgwal")?,
-        })
+            let slot = match id.split('/').next() {
+                Some("pgdata") => &mut mounts.pgdata,
+                Some("pgwal") => &mut mounts.pgwal,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(juju::storage_get(&id)?.location);
+            }
+        }
+        Ok(mounts)
     }
 }
 
@@ -231,7 +233,7 @@ pub fn move_cluster(
     switch_data_directory(cluster, to)?;
     progress(&format!("starting PostgreSQL from {}", to.display()));
     control::start(cluster)?;
-    db::wait_until_ready(cluster, std::time::Duration::from_secs(60))?;
+    db::wait_for_version(cluster, std::time::Duration::from_secs(60))?;
     retire(from)?;
     Ok(Ok(()))
 }

@@ -3,35 +3,18 @@
 //! change, update-status, upgrade-charm and unit removal. Every hook must
 //! exit 0 and leave an operator-meaningful status.
 
-use juju_emulator::{DeployOptions, StorageRequest, World};
-use scenarios::{packed_charm, Scratch};
+mod common;
+
+use common::Harness;
+use scenarios::packed_charm;
 
 #[test]
 fn packed_charm_survives_the_full_deploy_sequence() {
-    let charm = packed_charm().expect("packed charm");
-    let scratch = Scratch::new("deploy-sequence").unwrap();
-    let mut world = World::new(&scratch.0.join("world")).unwrap();
-    world.add_model("db");
-    let pgdata = scratch.0.join("pgdata");
-    std::fs::create_dir_all(&pgdata).unwrap();
-    world
-        .deploy(
-            "db",
-            "postgresql",
-            &charm,
-            DeployOptions {
-                units: 1,
-                storage: vec![StorageRequest {
-                    name: "pgdata".into(),
-                    location: Some(pgdata.display().to_string()),
-                }],
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    world.settle().unwrap();
+    let mut h = Harness::new("deploy-sequence");
+    let disk = h.disk("pgdata", 400);
+    h.deploy(Some(&disk), &[]);
     assert_eq!(
-        world.hook_names("postgresql/0"),
+        h.world.hook_names("postgresql/0"),
         [
             "pgdata-storage-attached",
             "install",
@@ -41,25 +24,29 @@ fn packed_charm_survives_the_full_deploy_sequence() {
             "start",
         ]
     );
+    assert_eq!(h.status().0, "active", "{:?}", h.status());
 
-    let update = world.run_hook("postgresql/0", "update-status").unwrap();
+    let update = h.world.run_hook("postgresql/0", "update-status").unwrap();
     assert!(update.succeeded(), "{}", update.output());
-    world
+    h.world
         .set_config("postgresql", &[("profile", "oltp")])
         .unwrap();
-    world.settle().unwrap();
-    assert_eq!(world.unit("postgresql/0").unwrap().status.status, "active");
+    h.world.settle().unwrap();
+    assert_eq!(h.status().0, "active", "{:?}", h.status());
 
-    world.upgrade_charm("postgresql", &charm).unwrap();
-    world.settle().unwrap();
+    h.world
+        .upgrade_charm("postgresql", &packed_charm().unwrap())
+        .unwrap();
+    h.world.settle().unwrap();
+    assert_eq!(h.status().0, "active", "{:?}", h.status());
 
-    world.remove_unit("postgresql/0").unwrap();
-    let hooks = world.hook_names("postgresql/0");
+    h.world.remove_unit("postgresql/0").unwrap();
+    let hooks = h.world.hook_names("postgresql/0");
     assert_eq!(
         hooks[hooks.len() - 3..],
         ["stop", "pgdata-storage-detaching", "remove"]
     );
-    for record in &world.trace {
+    for record in &h.world.trace {
         assert!(
             record.succeeded(),
             "{:?}: {}",
@@ -72,4 +59,31 @@ fn packed_charm_survives_the_full_deploy_sequence() {
             record.invocation
         );
     }
+    assert!(!h.cluster.is_running(), "no server left after remove");
+}
+
+#[test]
+fn update_status_brings_a_dead_server_back() {
+    let mut h = Harness::new("dead-server");
+    h.deploy(None, &[]);
+    common::sh(
+        "pg_ctlcluster",
+        &[
+            &h.cluster.major.to_string(),
+            &h.cluster.name,
+            "stop",
+            "-m",
+            "immediate",
+        ],
+    );
+    assert!(!h.cluster.is_running());
+    let r = h.world.run_hook("postgresql/0", "update-status").unwrap();
+    assert!(r.succeeded(), "{}", r.output());
+    assert!(h.cluster.is_running(), "restarted by update-status");
+    assert_eq!(h.status().0, "active");
+    assert!(h
+        .world
+        .logs
+        .iter()
+        .any(|l| l.hook == "update-status" && l.message.contains("not running")));
 }

@@ -54,13 +54,11 @@ pub fn render_charm_conf(settings: &[Setting]) -> String {
 
 /// The value of `name` in postgresql.conf text (last assignment wins).
 pub fn setting_in(text: &str, name: &str) -> Option<String> {
-    text.lines()
-        .rev()
-        .find_map(|line| {
-            let line = line.split('#').next()?.trim();
-            let (key, value) = line.split_once('=')?;
-            (key.trim() == name).then(|| value.trim().trim_matches('\'').to_string())
-        })
+    text.lines().rev().find_map(|line| {
+        let line = line.split('#').next()?.trim();
+        let (key, value) = line.split_once('=')?;
+        (key.trim() == name).then(|| value.trim().trim_matches('\'').to_string())
+    })
 }
 
 /// A setting the server refused, from `postgres -C`'s complaint.

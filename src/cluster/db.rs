@@ -65,19 +65,16 @@ pub fn query(cluster: &Cluster, sql: &str) -> Result<Vec<Row>> {
     })
 }
 
-/// The server's full version, e.g. `15.18`.
-pub fn server_version(cluster: &Cluster) -> Result<String> {
-    let rows = query(cluster, "SHOW server_version")?;
-    let full: String = rows[0].get(0);
-    Ok(full.split_whitespace().next().unwrap_or(&full).to_string())
-}
-
-/// Waits until the server accepts connections (after a start).
-pub fn wait_until_ready(cluster: &Cluster, timeout: Duration) -> Result<()> {
+/// The server's full version (e.g. `15.18`), once it accepts connections:
+/// right after a start this waits for it.
+pub fn wait_for_version(cluster: &Cluster, timeout: Duration) -> Result<String> {
     let deadline = Instant::now() + timeout;
     loop {
-        match query(cluster, "SELECT 1") {
-            Ok(_) => return Ok(()),
+        match query(cluster, "SHOW server_version") {
+            Ok(rows) => {
+                let full: String = rows[0].get(0);
+                return Ok(full.split_whitespace().next().unwrap_or(&full).to_string());
+            }
             Err(e) if Instant::now() > deadline => {
                 return Err(e).context("PostgreSQL did not accept connections in time")
             }

@@ -19,6 +19,7 @@ mod action;
 mod config;
 mod leadership;
 pub mod log;
+pub mod memo;
 mod network;
 mod ports;
 mod relation;

@@ -51,24 +51,11 @@ pub fn status_set(status: WorkloadStatus, message: &str) -> Result<(), ToolError
 /// Sets this unit's status unless it is already exactly that.
 ///
 /// Only the charm sets its workload status, so the last value it set is
-/// remembered in the charm directory and an unchanged status costs no hook
-/// tool call: most `update-status` runs then spawn nothing at all. A lost
-/// memo (a new charm directory after `upgrade-charm`) only costs one call.
+/// remembered (see [`super::memo`]) and an unchanged status costs no hook
+/// tool call: most `update-status` runs then spawn nothing at all.
 pub fn status_set_if_changed(status: WorkloadStatus, message: &str) -> Result<(), ToolError> {
-    let memo = std::env::var_os("JUJU_CHARM_DIR")
-        .map(|dir| std::path::PathBuf::from(dir).join(".pg-charm-last-status"));
     let wanted = format!("{}\n{message}", status.as_str());
-    if let Some(memo) = &memo {
-        if std::fs::read_to_string(memo).is_ok_and(|last| last == wanted) {
-            return Ok(());
-        }
-    }
-    status_set(status, message)?;
-    if let Some(memo) = &memo {
-        // Best effort: without the memo the next hook simply sets it again.
-        let _ = std::fs::write(memo, wanted);
-    }
-    Ok(())
+    super::memo::unless_unchanged("status", &wanted, || status_set(status, message))
 }
 
 /// Sets the application's status (leader only):

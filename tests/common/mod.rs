@@ -5,73 +5,17 @@
 
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use juju_emulator::{DeployOptions, StorageRequest, World};
 use scenarios::{packed_charm, Scratch};
+pub use scenarios::{sh, LoopDisk};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
-
-pub fn sh(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// An ext4 file system on a loop device, mounted at `mount`.
-pub struct LoopDisk {
-    pub image: PathBuf,
-    pub device: String,
-    pub mount: PathBuf,
-}
-
-impl LoopDisk {
-    pub fn new(dir: &Path, name: &str, size_mb: u64) -> Self {
-        let image = dir.join(format!("{name}.img"));
-        let mount = dir.join(name);
-        std::fs::create_dir_all(&mount).unwrap();
-        sh(
-            "truncate",
-            &["-s", &format!("{size_mb}M"), image.to_str().unwrap()],
-        );
-        let device = sh("losetup", &["--find", "--show", image.to_str().unwrap()])
-            .trim()
-            .to_string();
-        let disk = Self {
-            image,
-            device,
-            mount,
-        };
-        sh("mkfs.ext4", &["-q", "-F", &disk.device]);
-        disk.mount_it();
-        disk
-    }
-
-    pub fn mount_it(&self) {
-        sh("mount", &[&self.device, self.mount.to_str().unwrap()]);
-    }
-
-    pub fn unmount(&self) {
-        let _ = Command::new("umount").arg(&self.mount).status();
-    }
-}
-
-impl Drop for LoopDisk {
-    fn drop(&mut self) {
-        self.unmount();
-        let _ = Command::new("losetup").args(["-d", &self.device]).status();
-        let _ = std::fs::remove_file(&self.image);
-    }
-}
 
 /// One test's cluster identity: a unique name and port, and the cleanup of
 /// everything postgresql-common knows under that name.

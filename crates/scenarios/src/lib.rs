@@ -1,7 +1,9 @@
-//! Shared pieces of the runnable scenarios: where the packed charm is, and
-//! scratch directories that clean up after themselves.
+//! Shared pieces of the runnable scenarios and the charm's integration
+//! tests: where the packed charm is, scratch directories and loop-device
+//! disks that clean up after themselves.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use anyhow::{bail, Result};
 
@@ -47,5 +49,118 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn sh(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An ext4 file system on a loop device, mounted at `mount`.
+pub struct LoopDisk {
+    pub image: PathBuf,
+    pub device: String,
+    pub mount: PathBuf,
+}
+
+impl LoopDisk {
+    pub fn new(dir: &Path, name: &str, size_mb: u64) -> Self {
+        let image = dir.join(format!("{name}.img"));
+        let mount = dir.join(name);
+        std::fs::create_dir_all(&mount).unwrap();
+        sh(
+            "truncate",
+            &["-s", &format!("{size_mb}M"), image.to_str().unwrap()],
+        );
+        let device = sh("losetup", &["--find", "--show", image.to_str().unwrap()])
+            .trim()
+            .to_string();
+        let disk = Self {
+            image,
+            device,
+            mount,
+        };
+        sh("mkfs.ext4", &["-q", "-F", &disk.device]);
+        disk.mount_it();
+        disk
+    }
+
+    pub fn mount_it(&self) {
+        sh("mount", &[&self.device, self.mount.to_str().unwrap()]);
+    }
+
+    pub fn unmount(&self) {
+        let _ = Command::new("umount").arg(&self.mount).status();
+    }
+}
+
+impl Drop for LoopDisk {
+    fn drop(&mut self) {
+        self.unmount();
+        let _ = Command::new("losetup").args(["-d", &self.device]).status();
+        let _ = std::fs::remove_file(&self.image);
+    }
+}
+
+/// A PostgreSQL cluster name and port private to one scenario, passed to the
+/// charm through the emulator's test-only environment, and dropped (with its
+/// data) when the guard goes.
+pub struct PrivateCluster {
+    pub major: u32,
+    pub name: String,
+    pub port: u16,
+}
+
+impl PrivateCluster {
+    pub fn new(name: &str, port: u16) -> Self {
+        let mut majors: Vec<u32> = std::fs::read_dir("/usr/lib/postgresql")
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        majors.sort();
+        Self {
+            major: majors.last().copied().unwrap_or(0),
+            name: name.to_string(),
+            port,
+        }
+    }
+
+    pub fn env(&self) -> [(String, String); 2] {
+        [
+            ("PG_CHARM_CLUSTER".into(), self.name.clone()),
+            ("PG_CHARM_PORT".into(), self.port.to_string()),
+        ]
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(format!(
+            "/var/log/postgresql/postgresql-{}-{}.log",
+            self.major, self.name
+        ))
+        .unwrap_or_default()
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let _ = Command::new("pg_dropcluster")
+            .args([&self.major.to_string(), &self.name, "--stop"])
+            .output();
+        let _ = std::fs::remove_file(format!(
+            "/var/log/postgresql/postgresql-{}-{}.log",
+            self.major, self.name
+        ));
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use juju_emulator::runner::ProcessResult;
 use juju_emulator::{DeployOptions, World};
-use scenarios::Scratch;
+use scenarios::{PrivateCluster, Scratch};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -22,11 +22,21 @@ fn main() -> Result<()> {
     let iterations: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(30);
 
     let scratch = Scratch::new("bench-hooks")?;
+    let cluster = PrivateCluster::new("benchhooks", 5449);
     let mut world = World::new(&scratch.0)?;
+    world.test_env.extend(cluster.env());
     world.add_model("bench");
     world.deploy("bench", "postgresql", &rust_charm, DeployOptions::default())?;
     world.deploy("bench", "ops-noop", &ops_charm, DeployOptions::default())?;
     world.settle().context("deploying both charms")?;
+    let status = &world.unit("postgresql/0")?.status;
+    if status.status != "active" {
+        bail!(
+            "postgresql/0 is {} ({}), not active",
+            status.status,
+            status.message
+        );
+    }
 
     let mut samples: Vec<(&str, &str, Vec<ProcessResult>)> = Vec::new();
     for hook in ["update-status", "config-changed"] {

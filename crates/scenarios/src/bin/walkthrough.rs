@@ -1,28 +1,31 @@
 //! The local walkthrough: the README's real Juju walkthrough, played under
-//! the emulator with the packed charm.
+//! the emulator with the packed charm on a real dedicated disk (an ext4
+//! file system on a loop device that the walkthrough creates and removes).
 //!
 //! 1. `juju add-model db` and `juju deploy ./postgresql.charm --storage pgdata=...`
 //! 2. `juju offer postgresql:db`
-//! 3. a "k8s" model whose consumer `juju consume`s and `juju integrate`s the offer
-//! 4. `juju status` of both models.
+//! 3. `juju status`
 
 use anyhow::{Context, Result};
 use juju_emulator::{DeployOptions, StorageRequest, World};
-use scenarios::{packed_charm, Scratch};
+use scenarios::{packed_charm, LoopDisk, PrivateCluster, Scratch};
 
 fn main() -> Result<()> {
     let charm = packed_charm()?;
     let scratch = Scratch::new("walkthrough")?;
+    // Declared after the disk so it is dropped (and the server stopped) first.
+    let disk = LoopDisk::new(&scratch.0, "nvme0n1", 512);
+    let cluster = PrivateCluster::new("walkthrough", 5442);
     let mut world = World::new(&scratch.0.join("world"))?;
+    world.test_env.extend(cluster.env());
 
     step("juju add-model db");
     world.add_model("db");
-    let pgdata = scratch.0.join("pgdata");
-    std::fs::create_dir_all(&pgdata)?;
     step(&format!(
-        "juju deploy {} postgresql --storage pgdata={}",
+        "juju deploy {} postgresql --storage pgdata=<{} mounted at {}>",
         charm.display(),
-        pgdata.display()
+        disk.device,
+        disk.mount.display()
     ));
     world.deploy(
         "db",
@@ -32,22 +35,27 @@ fn main() -> Result<()> {
             units: 1,
             storage: vec![StorageRequest {
                 name: "pgdata".into(),
-                location: Some(pgdata.display().to_string()),
+                location: Some(disk.mount.display().to_string()),
             }],
             ..Default::default()
         },
     )?;
     world.settle().context("deploying postgresql")?;
-    for hook in world.hook_names("postgresql/0") {
-        println!("    ran {hook}");
+    for record in &world.trace {
+        println!(
+            "    {:<28} exit {:?} in {:>6.1} ms",
+            record.invocation.hook,
+            record.code,
+            record.wall.as_secs_f64() * 1000.0
+        );
     }
     step("juju offer postgresql:db");
     println!("    offer URL: admin/db.postgresql");
+    step("juju status");
     print!("{}", world.status_text());
-    println!(
-        "\nNext: consumers in a k8s model (`juju consume admin/db.postgresql`, \
-         `juju integrate <app> postgresql`) arrive with the db relation."
-    );
+    drop(world);
+    drop(cluster);
+    drop(disk);
     Ok(())
 }
 

@@ -1,0 +1,35 @@
+//! Automatic tuning of PostgreSQL and of the host it runs on.
+//!
+//! The module is split along "functional core, imperative shell" lines:
+//!
+//! * [`facts`]: plain data describing the machine (memory, CPUs, the file
+//!   systems and block devices under PGDATA and the WAL directory).
+//! * [`detect`]: the only part that touches the system. It reads sysfs and
+//!   procfs below a configurable root ([`SysRoot`]), so tests run it against
+//!   fixture trees in `tests/fixtures/sysfs/`. Missing files never panic;
+//!   what could not be found is recorded as `Unknown` plus a note.
+//! * [`classify()`]: which kind of disk a leaf device is (NVMe, SSD, HDD,
+//!   SAN or unknown), with the `storage-type` config as an override.
+//! * [`config`]: the tuning-related charm options, parsed and validated.
+//! * [`plan()`]: a pure function from facts and config to PostgreSQL settings,
+//!   each with the reason it has its value.
+//! * [`host`]: a pure plan for kernel settings (sysctl, huge pages, I/O
+//!   scheduler, read-ahead) rendered as a sysctl.d file and udev rules.
+//!
+//! Applying the settings (writing `conf.d`, `sysctl --system`, `udevadm
+//! trigger`, reserving huge pages) is the caller's job and not done here.
+
+pub mod classify;
+pub mod config;
+pub mod detect;
+pub mod facts;
+pub mod host;
+pub mod plan;
+pub mod units;
+
+pub use classify::{classify, volume_class};
+pub use config::{ConfigError, MemoryLimit, Profile, StorageTypeOverride, TuningConfig};
+pub use detect::{DeviceNumber, FsSpace, SysRoot};
+pub use facts::{DiskClass, DiskFacts, MachineFacts, RaidFacts, VolumeFacts};
+pub use host::{host_plan, render_sysctl_conf, render_udev_rules, DeviceTuning, HostPlan, Sysctl};
+pub use plan::{memory_budget, memory_commitment, plan, Setting};
