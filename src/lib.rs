@@ -14,7 +14,9 @@
 //! * [`tuning`]: machine detection and the PostgreSQL/host tuning plans.
 
 pub mod charm;
+pub mod clients;
 pub mod cluster;
+pub mod credentials;
 pub mod event;
 pub mod juju;
 pub mod lifecycle;

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::clients;
 use crate::cluster::conf::{self, Setting};
 use crate::cluster::{self, control, db, packages, Cluster};
 use crate::juju::{self, WorkloadStatus};
@@ -119,19 +120,16 @@ pub fn converge() -> Result<Outcome> {
             ))));
         }
     }
-    let mut changed = conf::write_if_changed(
-        &cluster.conf_dir().join(conf::CHARM_CONF),
-        &candidate,
-        0o644,
-    )?;
+    let hba_path = cluster.conf_dir().join("pg_hba.conf");
+    let mut changed = conf::write_if_changed(&charm_conf, &candidate, 0o644)?;
     changed |= conf::write_if_changed(
         &cluster.conf_dir().join("pg_ident.conf"),
         &hba::render_pg_ident(),
         0o640,
     )?;
     changed |= conf::write_if_changed(
-        &cluster.conf_dir().join("pg_hba.conf"),
-        &render_pg_hba(&options)?,
+        &hba_path,
+        &render_pg_hba(&options, clients::cached_access(&cluster)),
         0o640,
     )?;
 
@@ -149,6 +147,11 @@ pub fn converge() -> Result<Outcome> {
     }
     let version = db::wait_for_version(&cluster, Duration::from_secs(60))?;
     storage::retire_leftovers(&cluster, &data_dir)?;
+    let served = clients::serve(&cluster, major)?;
+    if conf::write_if_changed(&hba_path, &render_pg_hba(&options, served.access), 0o640)? {
+        // Access rules need a reload only, never a restart.
+        db::reload(&cluster)?;
+    }
     juju::memo::unless_unchanged("port", &cluster.port.to_string(), || {
         juju::open_port(cluster.port)
     })
@@ -157,6 +160,15 @@ pub fn converge() -> Result<Outcome> {
         juju::application_version_set(&version)
     })
     .context("setting the workload version")?;
+    if !served.problems.is_empty() {
+        let summary = served.problems.join("; ");
+        let waiting = served.problems.iter().all(|p| p.contains("waiting"));
+        return Ok(if waiting {
+            Outcome::Waiting(summary)
+        } else {
+            Outcome::Blocked(summary)
+        });
+    }
     Ok(Outcome::Active(active_message(
         &version, &data_dir, &mounts, &options,
     )))
@@ -267,11 +279,11 @@ fn desired_settings(options: &ClusterOptions, facts: &MachineFacts) -> Vec<Setti
     settings
 }
 
-fn render_pg_hba(options: &ClusterOptions) -> Result<String> {
-    Ok(hba::render_pg_hba(&hba::HbaInput {
-        relations: Vec::new(),
+fn render_pg_hba(options: &ClusterOptions, relations: Vec<hba::RelationAccess>) -> String {
+    hba::render_pg_hba(&hba::HbaInput {
+        relations,
         admin_addresses: options.admin_addresses.clone(),
-    }))
+    })
 }
 
 /// `locale` and `encoding` only apply when the cluster is created.

@@ -11,38 +11,19 @@
 //! * [`consumer_state`] reads what ops-lib-pgsql reported (`master`,
 //!   `standbys`, `ready`, `database`, `requested`, `events`).
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use common::consumer::{consumer_charm, consumer_state};
 use juju_emulator::{DeployOptions, World};
-use scenarios::{repo_root, Scratch};
+use scenarios::Scratch;
 use serde_json::Value;
 
 /// A password nobody would print by accident, so finding it anywhere in the
 /// logs or hook output is a leak.
 const PASSWORD: &str = "pw-5e1d0c9a7b";
-
-/// The consumer charm directory, with its Python dependencies installed.
-fn consumer_charm() -> PathBuf {
-    let root = repo_root();
-    let status = Command::new(root.join("scripts/consumer-venv"))
-        .status()
-        .expect("scripts/consumer-venv");
-    assert!(status.success(), "scripts/consumer-venv failed");
-    root.join("tests/consumer-charm")
-}
-
-/// The consumer's state file (written at the end of each of its hooks).
-fn consumer_state(world: &World, unit: &str) -> Value {
-    let path = world
-        .unit(unit)
-        .unwrap()
-        .agent_dir
-        .join("consumer-state.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
 
 /// A shell provider converging every `db` relation on each hook: it echoes
 /// the first remote unit's request, grants every remote unit's

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod consumer;
 pub mod netns;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use juju_emulator::{DeployOptions, StorageRequest, World};
 use scenarios::{packed_charm, Scratch};
+#[allow(unused_imports)]
 pub use scenarios::{sh, LoopDisk};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -175,6 +177,16 @@ impl Harness {
     }
 
     pub fn deploy(&mut self, pgdata: Option<&Path>, config: &[(&str, &str)]) {
+        self.deploy_at(pgdata, config, Vec::new());
+    }
+
+    /// Like `deploy`, with the unit's (private, public) addresses.
+    pub fn deploy_at(
+        &mut self,
+        pgdata: Option<&Path>,
+        config: &[(&str, &str)],
+        addresses: Vec<(String, String)>,
+    ) {
         let storage = pgdata
             .map(|p| {
                 vec![StorageRequest {
@@ -195,7 +207,7 @@ impl Harness {
                         .iter()
                         .map(|(k, v)| (k.to_string(), v.to_string()))
                         .collect(),
-                    ..Default::default()
+                    addresses,
                 },
             )
             .unwrap();

@@ -1,0 +1,30 @@
+//! The Kubernetes-side consumer fixture (`tests/consumer-charm`): a real
+//! ops charm using ops-lib-pgsql, as k8s applications do.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use juju_emulator::World;
+use scenarios::repo_root;
+use serde_json::Value;
+
+/// The consumer charm directory, with its Python dependencies installed.
+pub fn consumer_charm() -> PathBuf {
+    let root = repo_root();
+    let status = Command::new(root.join("scripts/consumer-venv"))
+        .status()
+        .expect("scripts/consumer-venv");
+    assert!(status.success(), "scripts/consumer-venv failed");
+    root.join("tests/consumer-charm")
+}
+
+/// The consumer's state file (written at the end of each of its hooks).
+pub fn consumer_state(world: &World, unit: &str) -> Value {
+    let path = world
+        .unit(unit)
+        .unwrap()
+        .agent_dir
+        .join("consumer-state.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
