@@ -209,7 +209,8 @@ fn hostile_or_impossible_requests_block_only_their_own_relation() {
     let mut s = site("hostile");
     let good = deploy_consumer(&mut s, "good", &[("database", "gooddb")]);
     let good_conninfo = master(&s, "good/0");
-    let cases: &[(&str, &[(&str, &str)], &str)] = &[
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (
             "quotes",
             &[("database", "x\"; DROP DATABASE gooddb; --")],
