@@ -2,20 +2,13 @@
 //! ops charm using ops-lib-pgsql, as k8s applications do.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use juju_emulator::World;
-use scenarios::repo_root;
 use serde_json::Value;
 
 /// The consumer charm directory, with its Python dependencies installed.
 pub fn consumer_charm() -> PathBuf {
-    let root = repo_root();
-    let status = Command::new(root.join("scripts/consumer-venv"))
-        .status()
-        .expect("scripts/consumer-venv");
-    assert!(status.success(), "scripts/consumer-venv failed");
-    root.join("tests/consumer-charm")
+    scenarios::consumer_charm().expect("the consumer charm")
 }
 
 /// The consumer's state file (written at the end of each of its hooks).

@@ -6,7 +6,8 @@
 #![allow(dead_code)]
 
 pub mod consumer;
-pub mod netns;
+#[allow(unused_imports)]
+pub use scenarios::netns;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,6 +2,8 @@
 //! tests: where the packed charm is, scratch directories and loop-device
 //! disks that clean up after themselves.
 
+pub mod netns;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -163,4 +165,16 @@ impl Drop for PrivateCluster {
             self.major, self.name
         ));
     }
+}
+
+/// The Kubernetes-side consumer fixture (`tests/consumer-charm`: a real ops
+/// charm using ops-lib-pgsql), with its Python dependencies installed by
+/// `scripts/consumer-venv`.
+pub fn consumer_charm() -> Result<PathBuf> {
+    let root = repo_root();
+    let status = Command::new(root.join("scripts/consumer-venv")).status()?;
+    if !status.success() {
+        bail!("scripts/consumer-venv failed");
+    }
+    Ok(root.join("tests/consumer-charm"))
 }
