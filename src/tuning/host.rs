@@ -182,8 +182,13 @@ fn device_tuning(facts: &MachineFacts, storage_type: StorageTypeOverride) -> Vec
     for volume in volumes(facts) {
         for leaf in &volume.leaves {
             // A loop device forwards to a file; the disk under that file is
-            // the one whose scheduler matters.
-            if leaf.backing_file.is_some() || leaf.name.starts_with("loop") {
+            // the one whose scheduler matters. Exception: a file system made
+            // right on a loop device (the loop device is the volume's top
+            // device) gets that loop device tuned, because its queue is where
+            // all of the volume's I/O enters. The integration tests rely on it
+            // to see host tuning applied to their own loop disk.
+            let is_loop = leaf.backing_file.is_some() || leaf.name.starts_with("loop");
+            if is_loop && volume.top_device.as_deref() != Some(leaf.name.as_str()) {
                 continue;
             }
             let class = classify(leaf, storage_type);
@@ -431,13 +436,28 @@ mod tests {
     }
 
     #[test]
-    fn loop_devices_are_left_alone() {
+    fn loop_devices_are_tuned_only_when_they_carry_the_file_system() {
+        let loop_leaf = |name: &str| DiskFacts {
+            backing_file: Some("/srv/pg.img".into()),
+            ..leaf(name, true)
+        };
+        // An md array built from loop devices: the loops are left alone.
+        let md_of_loops = VolumeFacts {
+            top_device: Some("md0".into()),
+            leaves: vec![loop_leaf("loop0"), loop_leaf("loop1")],
+            ..VolumeFacts::default()
+        };
+        let plan = host_plan(
+            &machine(8 * GIB, md_of_loops, None),
+            StorageTypeOverride::Auto,
+            None,
+            false,
+        );
+        assert!(plan.devices.is_empty());
+        // PGDATA's file system right on a loop device: that device is tuned.
         let loop_volume = VolumeFacts {
             top_device: Some("loop0".into()),
-            leaves: vec![DiskFacts {
-                backing_file: Some("/srv/pg.img".into()),
-                ..leaf("loop0", true)
-            }],
+            leaves: vec![loop_leaf("loop0")],
             ..VolumeFacts::default()
         };
         let plan = host_plan(
@@ -446,7 +466,12 @@ mod tests {
             None,
             false,
         );
-        assert!(plan.devices.is_empty());
+        let summary: Vec<_> = plan
+            .devices
+            .iter()
+            .map(|d| (d.name.as_str(), d.scheduler, d.read_ahead_kb))
+            .collect();
+        assert_eq!(summary, [("loop0", Some("mq-deadline"), None)]);
     }
 
     #[test]
