@@ -62,7 +62,7 @@ pub fn converge_and_report() -> Result<()> {
 }
 
 /// The cluster this charm created on this machine, whatever its version.
-fn existing_cluster() -> Option<Cluster> {
+pub(crate) fn existing_cluster() -> Option<Cluster> {
     let name = Cluster::for_unit(0).name;
     let mut majors: Vec<u32> = std::fs::read_dir("/etc/postgresql")
         .ok()?
@@ -102,11 +102,27 @@ pub fn converge() -> Result<Outcome> {
         Ok(dir) => dir,
         Err(blocked) => return Ok(Outcome::Blocked(blocked)),
     };
+    if let Err(blocked) =
+        storage::place_wal(&cluster, &data_dir, mounts.pgwal.as_deref(), &progress)?
+    {
+        return Ok(Outcome::Blocked(blocked));
+    }
     if let Some(problem) = immutable_option_changed(&cluster, &options)? {
         return Ok(Outcome::Blocked(still_serving(&problem)));
     }
     let facts = machine_facts(&cluster, &data_dir, &mounts);
-    let settings = desired_settings(&options, &facts);
+    let mut settings = desired_settings(&options, &facts);
+    // Host tuning (src/tuning/apply.rs): before the conf file is rendered,
+    // so huge_pages is `on` only when the reserved pool really holds the
+    // server's shared memory. Also records the machine for update-status.
+    tuning::apply::tune_host(
+        &cluster,
+        &data_dir,
+        mounts.pgwal.as_deref(),
+        &facts,
+        &options,
+        &mut settings,
+    );
     let candidate = conf::render_charm_conf(&settings);
     let charm_conf = cluster.conf_dir().join(conf::CHARM_CONF);
     let unchanged = std::fs::read_to_string(&charm_conf).is_ok_and(|live| live == candidate);
@@ -213,7 +229,7 @@ fn disk_hint(path: &Path, options: &ClusterOptions) -> String {
 /// What the tuning plan needs to know about this machine. Detection never
 /// fails a hook: what cannot be read is left out and the plan falls back to
 /// PostgreSQL's defaults for it.
-fn machine_facts(cluster: &Cluster, data_dir: &Path, mounts: &Mounts) -> MachineFacts {
+pub(crate) fn machine_facts(cluster: &Cluster, data_dir: &Path, mounts: &Mounts) -> MachineFacts {
     let root = SysRoot::host();
     let volume = |path: &Path| match tuning::detect::volume_for_path(&root, path) {
         Ok(volume) => Some(volume),
@@ -348,7 +364,6 @@ fn place_cluster(
             Ok(Ok(data_dir))
         }
         Placement::Move { from, to } => {
-            // Settings first, so the start from the new disk is the only one.
             Ok(storage::move_cluster(cluster, &from, &to, &progress)?.map(|()| to))
         }
     }
@@ -429,12 +444,13 @@ fn create_cluster(
         .arg("--encoding")
         .arg(&options.encoding)
         .arg("--start-conf=auto");
+    // initdb options, after `--`: checksums, and the WAL on its own disk.
+    command.args(["--", "--data-checksums"]);
     if let Some(mount) = wal_mount {
         let wal_dir = cluster.data_dir_on(mount).join("pg_wal");
         storage::create_parents(&wal_dir)?;
-        command.arg("--waldir").arg(&wal_dir);
+        command.arg(format!("--waldir={}", wal_dir.display()));
     }
-    command.args(["--", "--data-checksums"]);
     cluster::run(&mut command).context("pg_createcluster failed")?;
     std::fs::write(
         cluster.conf_dir().join(cluster::OWNER_MARKER),
@@ -528,9 +544,15 @@ pub fn stop_server(reason: &str) -> Result<()> {
 }
 
 /// `update-status`: cheap when all is well (no process spawned); a dead
-/// server is reported and brought back.
+/// server is reported and brought back, and a machine that changed (more
+/// memory, another disk) is tuned again.
 pub fn update_status() -> Result<()> {
     match existing_cluster() {
+        // Re-tuning (src/tuning/apply.rs): compares sysfs/procfs with the
+        // machine the last converge recorded; spawns nothing.
+        Some(cluster) if cluster.is_running() && tuning::apply::machine_changed(&cluster) => {
+            converge_and_report()
+        }
         Some(cluster) if cluster.is_running() => Ok(()),
         Some(cluster) => {
             log::warn!("PostgreSQL {} is not running; starting it", cluster.id());

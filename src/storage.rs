@@ -238,6 +238,85 @@ pub fn move_cluster(
     Ok(Ok(()))
 }
 
+/// Puts the write-ahead log on the `pgwal` mount when there is one: new
+/// clusters get it from `pg_createcluster --waldir`; an existing cluster's
+/// `pg_wal` is copied there (server stopped), verified, and replaced by a
+/// symlink. Like the data move, every step can be interrupted: the copy is
+/// staged, the old directory is renamed aside before the link is made, and
+/// a retry finishes whichever step was cut short. `Ok(Err(msg))`: blocked.
+pub fn place_wal(
+    cluster: &Cluster,
+    data_dir: &Path,
+    wal_mount: Option<&Path>,
+    progress: &dyn Fn(&str),
+) -> Result<std::result::Result<(), String>> {
+    let link = data_dir.join("pg_wal");
+    let aside = data_dir.join(".pg_wal.juju-retiring");
+    let current = std::fs::read_link(&link).ok();
+    if let Some(target) = &current {
+        if !target.exists() {
+            return Ok(Err(format!(
+                "the write-ahead log at {} is missing (pgwal storage detached?); reattach it",
+                target.display()
+            )));
+        }
+    }
+    let Some(mount) = wal_mount else {
+        return Ok(Ok(()));
+    };
+    let wanted = cluster.data_dir_on(mount).join("pg_wal");
+    if current.as_deref() == Some(wanted.as_path()) {
+        if aside.exists() {
+            std::fs::remove_dir_all(&aside)?;
+        }
+        return Ok(Ok(()));
+    }
+    if current.is_some() {
+        return Ok(Err(format!(
+            "the write-ahead log is already at {}, not on pgwal storage {}; move it by hand",
+            current.unwrap_or_default().display(),
+            mount.display()
+        )));
+    }
+    control::stop(cluster)?;
+    if !wanted.exists() {
+        progress(&format!(
+            "moving the write-ahead log to {}",
+            mount.display()
+        ));
+        let source = if link.exists() {
+            link.clone()
+        } else {
+            aside.clone()
+        };
+        let staging = staging_dir(&wanted);
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging)?;
+        }
+        create_parents(&wanted)?;
+        cluster::run(Command::new("cp").arg("-a").arg(&source).arg(&staging))?;
+        cluster::run(Command::new("sync").arg("-f").arg(&staging))?;
+        if let Err(difference) = compare_trees(&source, &staging)? {
+            std::fs::remove_dir_all(&staging)?;
+            bail!(
+                "the copy of {} differs from the original: {difference}",
+                source.display()
+            );
+        }
+        std::fs::rename(&staging, &wanted)?;
+    }
+    if link.exists() {
+        std::fs::rename(&link, &aside)?;
+    }
+    std::os::unix::fs::symlink(&wanted, &link)?;
+    let user = nix::unistd::User::from_name("postgres")?.context("no postgres user")?;
+    std::os::unix::fs::lchown(&link, Some(user.uid.as_raw()), Some(user.gid.as_raw()))?;
+    if aside.exists() {
+        std::fs::remove_dir_all(&aside)?;
+    }
+    Ok(Ok(()))
+}
+
 /// Deletes the root-disk copy left behind by a finished move (or an
 /// interrupted retirement), once the server runs from `data_dir`.
 pub fn retire_leftovers(cluster: &Cluster, data_dir: &Path) -> Result<()> {

@@ -301,3 +301,38 @@ fn a_cluster_the_charm_did_not_create_is_never_touched() {
     );
     assert!(!foreign.conf_dir().join("juju-pg-charm.owner").exists());
 }
+
+#[test]
+fn pgwal_storage_holds_the_write_ahead_log_from_the_start_or_later() {
+    // From the start: both disks before install.
+    let mut h = Harness::new("wal-first");
+    let data = h.disk("pgdata", 400);
+    let wal = h.disk("pgwal", 300);
+    h.deploy_storage(&[("pgdata", &data), ("pgwal", &wal)], &[]);
+    assert_eq!(h.status().0, "active", "{:?}", h.status());
+    let pg_wal = std::path::Path::new(&h.cluster.data_directory()).join("pg_wal");
+    let target = std::fs::read_link(&pg_wal).expect("pg_wal is a link");
+    assert!(target.starts_with(&wal), "{}", target.display());
+    assert_eq!(h.cluster.starts(), 1);
+
+    // Later: a running cluster gets a WAL disk; nothing is lost.
+    let mut h = Harness::new("wal-later");
+    let data = h.disk("pgdata", 400);
+    h.deploy(Some(&data), &[]);
+    let before = h.cluster.fill(3_000);
+    let wal = h.disk("pgwal", 300);
+    h.world
+        .add_storage("postgresql/0", "pgwal", Some(wal.display().to_string()))
+        .unwrap();
+    h.world.settle().unwrap();
+    assert_eq!(h.status().0, "active", "{:?}", h.status());
+    let pg_wal = std::path::Path::new(&h.cluster.data_directory()).join("pg_wal");
+    let target = std::fs::read_link(&pg_wal).expect("pg_wal is a link");
+    assert!(target.starts_with(&wal), "{}", target.display());
+    h.cluster.fill(6_000);
+    assert_ne!(h.cluster.checksum(), before, "writes go on after the move");
+    assert!(
+        target.read_dir().unwrap().count() > 0,
+        "WAL segments on the WAL disk"
+    );
+}

@@ -141,6 +141,21 @@ pub fn installed_major() -> u32 {
     *majors.last().expect("a PostgreSQL server package")
 }
 
+/// The test-only environment that keeps host tuning off the shared machine.
+pub fn host_tuning_env(dir: &Path) -> [(String, String); 3] {
+    [
+        (
+            "PG_CHARM_HOST_ETC".into(),
+            dir.join("etc").display().to_string(),
+        ),
+        (
+            "PG_CHARM_HOST_STATE".into(),
+            dir.join("state").display().to_string(),
+        ),
+        ("PG_CHARM_HOST_GLOBAL".into(), "off".into()),
+    ]
+}
+
 /// An emulated controller with the packed charm, isolated to `cluster`.
 /// Field order matters: the world and cluster go before the disk unmounts.
 pub struct Harness {
@@ -161,6 +176,13 @@ impl Harness {
         world
             .test_env
             .insert("PG_CHARM_PORT".into(), cluster.port.to_string());
+        // Host tuning (src/tuning/apply.rs) writes its files into the scratch
+        // directory and changes no kernel setting of the shared test machine;
+        // a test that wants its own loop device tuned live names it in
+        // PG_CHARM_HOST_DEVICES.
+        world
+            .test_env
+            .extend(host_tuning_env(&scratch.0.join("host")));
         world.add_model("db");
         Self {
             world,
@@ -179,6 +201,34 @@ impl Harness {
 
     pub fn deploy(&mut self, pgdata: Option<&Path>, config: &[(&str, &str)]) {
         self.deploy_at(pgdata, config, Vec::new());
+    }
+
+    /// Deploys with several storage instances, e.g. pgdata and pgwal.
+    pub fn deploy_storage(&mut self, storage: &[(&str, &Path)], config: &[(&str, &str)]) {
+        let storage = storage
+            .iter()
+            .map(|(name, path)| StorageRequest {
+                name: name.to_string(),
+                location: Some(path.display().to_string()),
+            })
+            .collect();
+        self.world
+            .deploy(
+                "db",
+                "postgresql",
+                &packed_charm().unwrap(),
+                DeployOptions {
+                    units: 1,
+                    storage,
+                    config: config
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        self.world.settle().unwrap();
     }
 
     /// Like `deploy`, with the unit's (private, public) addresses.
