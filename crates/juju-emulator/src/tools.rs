@@ -54,6 +54,26 @@ pub const TOOL_NAMES: &[&str] = &[
     "unit-get",
 ];
 
+/// Tools that never change the context (so it is not written back).
+const READ_ONLY_TOOLS: &[&str] = &[
+    "action-get",
+    "config-get",
+    "is-leader",
+    "leader-get",
+    "network-get",
+    "opened-ports",
+    "relation-get",
+    "relation-ids",
+    "relation-list",
+    "secret-get",
+    "secret-ids",
+    "secret-info-get",
+    "status-get",
+    "storage-get",
+    "storage-list",
+    "unit-get",
+];
+
 /// What a tool run produced.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Output {
@@ -133,9 +153,9 @@ pub fn run_tool(
             }
         },
     };
-    let before = serde_json::to_vec(&*ctx).unwrap_or_default();
     let result = dispatch(ctx, name, &parsed, stdin);
-    let changed = serde_json::to_vec(&*ctx).unwrap_or_default() != before;
+    // Only tools that record something need the context written back.
+    let changed = result.is_ok() && !READ_ONLY_TOOLS.contains(&name);
     let mut out = match result {
         Ok(Reply::Silent) => Output::default(),
         Ok(Reply::Text(text)) => Output {
