@@ -52,7 +52,7 @@ fn is_our_endpoint(name: &str) -> bool {
 /// operator sees the message in `juju show-task` rather than a crash.
 fn run_action(name: &str) -> Result<()> {
     match name {
-        "tuning-report" => fail_action("tuning-report is not implemented yet"),
+        "tuning-report" => crate::tuning::report::run(),
         other => fail_action(&format!(
             "unknown action {other:?}: this charm only defines the actions in actions.yaml"
         )),

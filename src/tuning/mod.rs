@@ -16,15 +16,20 @@
 //! * [`host`]: a pure plan for kernel settings (sysctl, huge pages, I/O
 //!   scheduler, read-ahead) rendered as a sysctl.d file and udev rules.
 //!
-//! Applying the settings (writing `conf.d`, `sysctl --system`, `udevadm
-//! trigger`, reserving huge pages) is the caller's job and not done here.
+//! * [`apply`]: the imperative shell that applies (or reverts) the host
+//!   plan, sizes and reads back huge pages, and notices machine changes.
+//! * [`report`]: the `tuning-report` action.
+//!
+//! Writing `conf.d` is the caller's job (`lifecycle::converge`).
 
+pub mod apply;
 pub mod classify;
 pub mod config;
 pub mod detect;
 pub mod facts;
 pub mod host;
 pub mod plan;
+pub mod report;
 pub mod units;
 
 pub use classify::{classify, volume_class};

@@ -139,11 +139,28 @@ impl PrivateCluster {
         }
     }
 
-    pub fn env(&self) -> [(String, String); 2] {
+    /// The cluster's name and port, and the test-only host-tuning knobs
+    /// (src/tuning/apply.rs) that keep the charm's sysctl/udev/systemd files
+    /// in a scratch directory and every kernel setting of this machine as it is.
+    pub fn env(&self) -> [(String, String); 5] {
+        let host = self.host_dir();
         [
             ("PG_CHARM_CLUSTER".into(), self.name.clone()),
             ("PG_CHARM_PORT".into(), self.port.to_string()),
+            (
+                "PG_CHARM_HOST_ETC".into(),
+                host.join("etc").display().to_string(),
+            ),
+            (
+                "PG_CHARM_HOST_STATE".into(),
+                host.join("state").display().to_string(),
+            ),
+            ("PG_CHARM_HOST_GLOBAL".into(), "off".into()),
         ]
+    }
+
+    fn host_dir(&self) -> PathBuf {
+        std::env::temp_dir().join(format!("pg-charm-host-{}", self.name))
     }
 
     pub fn log(&self) -> String {
@@ -157,6 +174,7 @@ impl PrivateCluster {
 
 impl Drop for PrivateCluster {
     fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.host_dir());
         let _ = Command::new("pg_dropcluster")
             .args([&self.major.to_string(), &self.name, "--stop"])
             .output();

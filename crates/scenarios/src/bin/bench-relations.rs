@@ -72,18 +72,34 @@ fn main() -> Result<()> {
             let addresses = (0..3)
                 .map(|_| {
                     host += 1;
-                    let a = format!("10.{}.{}.{}", 100 + host / 65536, (host / 256) % 256, host % 256);
+                    let a = format!(
+                        "10.{}.{}.{}",
+                        100 + host / 65536,
+                        (host / 256) % 256,
+                        host % 256
+                    );
                     (a.clone(), a)
                 })
                 .collect();
-            world.deploy("k8s", &app, &consumer, DeployOptions { units: 3, addresses, ..Default::default() })?;
-            let id = world.integrate_cross_model("postgresql:db", &format!("{app}:db"), &app, &[])?;
+            world.deploy(
+                "k8s",
+                &app,
+                &consumer,
+                DeployOptions {
+                    units: 3,
+                    addresses,
+                    ..Default::default()
+                },
+            )?;
+            let id =
+                world.integrate_cross_model("postgresql:db", &format!("{app}:db"), &app, &[])?;
             world.settle()?;
             relations.push((id, app));
         }
         let log_after = cluster.log();
         let reloads = count(&log_after, "received SIGHUP") - count(&log_before, "received SIGHUP");
-        let restarts = count(&log_after, "fast shutdown request") - count(&log_before, "fast shutdown request");
+        let restarts = count(&log_after, "fast shutdown request")
+            - count(&log_before, "fast shutdown request");
         let (id, app) = relations[relations.len() / 2].clone();
         let mut walls: Vec<Duration> = Vec::new();
         for _ in 0..7 {
@@ -114,11 +130,21 @@ fn main() -> Result<()> {
 
     // pgbench on the first consumer's database while 50 relations come and go.
     let (first, _) = relations[0].clone();
-    let bag = world.bag(first, "postgresql/0").context("published data")?.clone();
+    let bag = world
+        .bag(first, "postgresql/0")
+        .context("published data")?
+        .clone();
     let (user, database, password) = (&bag["user"], &bag["database"], &bag["password"]);
     let pgbench = |args: &[&str]| {
         Command::new(format!("/usr/lib/postgresql/{}/bin/pgbench", cluster.major))
-            .args(["-h", "127.0.0.1", "-p", &cluster.port.to_string(), "-U", user])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &cluster.port.to_string(),
+                "-U",
+                user,
+            ])
             .args(args)
             .arg(database)
             .env("PGPASSWORD", password)
@@ -127,11 +153,21 @@ fn main() -> Result<()> {
     };
     let init = pgbench(&["-i", "-q", "-s", "5"])?;
     if !init.status.success() {
-        bail!("pgbench -i failed: {}", String::from_utf8_lossy(&init.stderr));
+        bail!(
+            "pgbench -i failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
     }
     let seconds = pgbench_seconds.to_string();
     let child = Command::new(format!("/usr/lib/postgresql/{}/bin/pgbench", cluster.major))
-        .args(["-h", "127.0.0.1", "-p", &cluster.port.to_string(), "-U", user])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.port.to_string(),
+            "-U",
+            user,
+        ])
         .args(["-c", "4", "-j", "2", "-T", &seconds, "-P", "5"])
         .arg(database)
         .env("PGPASSWORD", password)
@@ -143,7 +179,15 @@ fn main() -> Result<()> {
     let mut churned = 0;
     for round in 0..50 {
         let app = format!("churn{round}");
-        world.deploy("k8s", &app, &consumer, DeployOptions { units: 3, ..Default::default() })?;
+        world.deploy(
+            "k8s",
+            &app,
+            &consumer,
+            DeployOptions {
+                units: 3,
+                ..Default::default()
+            },
+        )?;
         let id = world.integrate_cross_model("postgresql:db", &format!("{app}:db"), &app, &[])?;
         world.settle()?;
         world.remove_relation(id)?;
