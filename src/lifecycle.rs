@@ -513,26 +513,31 @@ fn adopt_cluster(cluster: &Cluster, data_dir: &Path, options: &ClusterOptions) -
 /// `<storage>-storage-detaching`: a clean, fast shutdown with a checkpoint,
 /// and the data stays where it is.
 pub fn storage_detaching(storage: &str) -> Result<()> {
-    if let Some(cluster) = existing_cluster() {
-        let on_this_storage = match (
-            juju::storage_get(&std::env::var("JUJU_STORAGE_ID").unwrap_or_default()),
-            cluster.data_directory(),
-        ) {
-            (Ok(info), Ok(data_dir)) => data_dir.starts_with(&info.location) || storage == "pgwal",
-            _ => true,
-        };
-        if on_this_storage {
-            progress(&format!(
-                "stopping PostgreSQL: {storage} storage is detaching"
-            ));
-            control::stop(&cluster)?;
-            return set_status(
-                WorkloadStatus::Blocked,
-                &format!("{storage} storage detached: PostgreSQL stopped, data kept on the disk"),
-            );
-        }
+    let Some(cluster) = existing_cluster() else {
+        return Ok(());
+    };
+    if storage == "pgdata" && !data_is_on_detaching_storage(&cluster) {
+        // The data never moved onto this disk (or already left it).
+        return Ok(());
     }
-    Ok(())
+    progress(&format!(
+        "stopping PostgreSQL: {storage} storage is detaching"
+    ));
+    control::stop(&cluster)?;
+    set_status(
+        WorkloadStatus::Blocked,
+        &format!("{storage} storage detached: PostgreSQL stopped, data kept on the disk"),
+    )
+}
+
+/// Whether the cluster's data directory is under the detaching storage
+/// (when unsure, assume it is: stopping is the safe side).
+fn data_is_on_detaching_storage(cluster: &Cluster) -> bool {
+    let id = std::env::var("JUJU_STORAGE_ID").unwrap_or_default();
+    match (juju::storage_get(&id), cluster.data_directory()) {
+        (Ok(info), Ok(data_dir)) => data_dir.starts_with(&info.location),
+        _ => true,
+    }
 }
 
 /// `stop` and `remove`: no server is left running; nothing is deleted.
