@@ -302,3 +302,49 @@ fn huge_or_invalid_subnet_lists_are_refused() {
         s.h.world.set_model_egress_subnets("k8s", &[]).unwrap();
     }
 }
+
+#[test]
+fn scale_down_does_not_revoke_what_the_remaining_units_serve() {
+    let mut s = site("scale-down");
+    // A second unit, with a cluster of its own on this test machine.
+    let second = common::ClusterGuard::new();
+    let address = s.consumer_host.host_addr.to_string();
+    let unit =
+        s.h.world
+            .add_unit("postgresql", Some((address.clone(), address)))
+            .unwrap();
+    s.h.world
+        .set_unit_env(&unit, "PG_CHARM_CLUSTER", &second.name)
+        .unwrap();
+    s.h.world
+        .set_unit_env(&unit, "PG_CHARM_PORT", &second.port.to_string())
+        .unwrap();
+    s.h.world.settle().unwrap();
+    deploy_consumer(&mut s, "shop", &[("database", "shop")]);
+    let conninfo = master(&s, "shop/0");
+    s.consumer_host.psql(&conninfo, "SELECT 1").unwrap();
+    assert_eq!(
+        second
+            .psql("SELECT rolcanlogin FROM pg_roles WHERE rolname LIKE 'juju_remote-%'")
+            .unwrap(),
+        "t"
+    );
+
+    s.h.world.remove_unit(&unit).unwrap();
+    let leaving: Vec<&String> =
+        s.h.world
+            .logs
+            .iter()
+            .filter(|l| l.unit == unit && l.message.contains("revoked login"))
+            .map(|l| &l.message)
+            .collect();
+    assert!(leaving.is_empty(), "the leaving unit revoked: {leaving:?}");
+    // The relation itself lives on: the remaining unit still serves it.
+    s.consumer_host.psql(&conninfo, "SELECT 1").unwrap();
+    assert_eq!(s.h.status().0, "active", "{:?}", s.h.status());
+    let hooks = s.h.world.hook_names(&unit);
+    assert!(
+        hooks.contains(&"db-relation-broken".to_string()),
+        "{hooks:?}"
+    );
+}

@@ -484,6 +484,16 @@ impl World {
         Ok(id)
     }
 
+    /// Test-only: adds a variable to one unit's hook environment (Juju sets
+    /// none of these), e.g. to give each unit on the test machine its own
+    /// resources.
+    pub fn set_unit_env(&mut self, unit: &str, key: &str, value: &str) -> Result<()> {
+        self.unit_mut(unit)?
+            .extra_env
+            .insert(key.to_string(), value.to_string());
+        Ok(())
+    }
+
     /// `juju add-storage <unit> <name>`: attaches a new instance to a running unit.
     pub fn add_storage(
         &mut self,
