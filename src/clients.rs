@@ -152,7 +152,9 @@ pub fn serve(cluster: &Cluster, major: u32) -> Result<ClientsOutcome> {
         }
     }
 
-    let leader = juju::is_leader()?;
+    // Asked only when some relation needs it: most hooks of a unit without
+    // client relations then call no tool here beyond relation-ids.
+    let mut leader = None;
     for id in &live {
         let key = id.to_string();
         let is_hook_relation = hook.as_ref().is_some_and(|h| h.id == *id);
@@ -163,6 +165,10 @@ pub fn serve(cluster: &Cluster, major: u32) -> Result<ClientsOutcome> {
             continue;
         }
         let previous = served.get(&key).cloned().unwrap_or_default();
+        let leader = match leader {
+            Some(known) => known,
+            None => *leader.insert(juju::is_leader()?),
+        };
         let outcome = serve_relation(
             cluster,
             major,

@@ -738,6 +738,34 @@ pub fn shared_memory_huge_pages(
     Ok(u64::try_from(pages).ok().filter(|&pages| pages > 0))
 }
 
+/// [`shared_memory_huge_pages`], remembered next to the cluster's config
+/// for the candidate it was computed for: the answer only changes with the
+/// configuration, and asking the server costs a process and ~20 MB.
+fn remembered_huge_pages(
+    cluster: &Cluster,
+    data_dir: &Path,
+    candidate: &str,
+) -> Result<Option<u64>> {
+    let memo = cluster.conf_dir().join("juju-pg-charm.hugepages");
+    let key = format!(
+        "{:016x}",
+        crate::relations::names::fnv1a_64(candidate.as_bytes())
+    );
+    if let Ok(text) = fs::read_to_string(&memo) {
+        if let Some((seen, pages)) = text.trim().split_once(' ') {
+            if seen == key {
+                return Ok(pages.parse().ok());
+            }
+        }
+    }
+    let pages = shared_memory_huge_pages(cluster, data_dir, candidate)?;
+    let shown = pages
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| "none".into());
+    let _ = fs::write(&memo, format!("{key} {shown}\n"));
+    Ok(pages)
+}
+
 struct Scratch(PathBuf);
 
 impl Scratch {
@@ -830,7 +858,7 @@ fn tune(
     // this: the host stays as it is for the configuration in force. Sizing
     // huge pages runs the server on the candidate, which checks it too.
     let needed = if shared_buffers >= HUGE_PAGES_FROM && cluster.major >= 15 {
-        match shared_memory_huge_pages(cluster, data_dir, &candidate) {
+        match remembered_huge_pages(cluster, data_dir, &candidate) {
             Ok(needed) => needed,
             Err(e) => {
                 // Keep huge_pages as it is in force: a transient failure
