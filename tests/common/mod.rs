@@ -203,34 +203,6 @@ impl Harness {
         self.deploy_at(pgdata, config, Vec::new());
     }
 
-    /// Deploys with several storage instances, e.g. pgdata and pgwal.
-    pub fn deploy_storage(&mut self, storage: &[(&str, &Path)], config: &[(&str, &str)]) {
-        let storage = storage
-            .iter()
-            .map(|(name, path)| StorageRequest {
-                name: name.to_string(),
-                location: Some(path.display().to_string()),
-            })
-            .collect();
-        self.world
-            .deploy(
-                "db",
-                "postgresql",
-                &packed_charm().unwrap(),
-                DeployOptions {
-                    units: 1,
-                    storage,
-                    config: config
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-        self.world.settle().unwrap();
-    }
-
     /// Like `deploy`, with the unit's (private, public) addresses.
     pub fn deploy_at(
         &mut self,
@@ -238,29 +210,40 @@ impl Harness {
         config: &[(&str, &str)],
         addresses: Vec<(String, String)>,
     ) {
-        let storage = pgdata
-            .map(|p| {
-                vec![StorageRequest {
-                    name: "pgdata".into(),
-                    location: Some(p.display().to_string()),
-                }]
+        let storage: Vec<(&str, &Path)> = pgdata.map(|p| ("pgdata", p)).into_iter().collect();
+        self.deploy_with(&storage, config, addresses);
+    }
+
+    /// Deploys with several storage instances, e.g. pgdata and pgwal.
+    pub fn deploy_storage(&mut self, storage: &[(&str, &Path)], config: &[(&str, &str)]) {
+        self.deploy_with(storage, config, Vec::new());
+    }
+
+    fn deploy_with(
+        &mut self,
+        storage: &[(&str, &Path)],
+        config: &[(&str, &str)],
+        addresses: Vec<(String, String)>,
+    ) {
+        let storage = storage
+            .iter()
+            .map(|(name, path)| StorageRequest {
+                name: name.to_string(),
+                location: Some(path.display().to_string()),
             })
-            .unwrap_or_default();
+            .collect();
+        let config = config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let options = DeployOptions {
+            units: 1,
+            storage,
+            config,
+            addresses,
+        };
         self.world
-            .deploy(
-                "db",
-                "postgresql",
-                &packed_charm().unwrap(),
-                DeployOptions {
-                    units: 1,
-                    storage,
-                    config: config
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                    addresses,
-                },
-            )
+            .deploy("db", "postgresql", &packed_charm().unwrap(), options)
             .unwrap();
         self.world.settle().unwrap();
     }

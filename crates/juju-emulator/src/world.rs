@@ -727,19 +727,23 @@ impl World {
         Ok(id)
     }
 
-    /// Queues `-joined` then `-changed` on `unit` for each remote unit.
-    fn join_remote_units(&mut self, id: u64, unit: &str) {
-        let rel = &self.relations[&id];
-        let Some(remote_app) = rel.remote_app_of(app_of(unit)).map(str::to_string) else {
-            return;
+    /// The units on the other side of relation `id` from `unit` (its peers
+    /// in a peer relation).
+    fn remote_units(&self, id: u64, unit: &str) -> Vec<String> {
+        let Some(remote_app) = self.relations[&id].remote_app_of(app_of(unit)) else {
+            return Vec::new();
         };
-        let remotes: Vec<String> = self.apps[&remote_app]
+        self.apps[remote_app]
             .units
             .keys()
             .filter(|u| *u != unit)
             .cloned()
-            .collect();
-        for remote in remotes {
+            .collect()
+    }
+
+    /// Queues `-joined` then `-changed` on `unit` for each remote unit.
+    fn join_remote_units(&mut self, id: u64, unit: &str) {
+        for remote in self.remote_units(id, unit) {
             self.enqueue_relation(unit, id, "joined", Some(&remote));
             self.enqueue_relation(unit, id, "changed", Some(&remote));
         }
@@ -748,17 +752,7 @@ impl World {
     /// A new unit joins relation `id`: it sees the remote units join, and they see it.
     fn join_unit_everywhere(&mut self, id: u64, unit: &str) {
         self.join_remote_units(id, unit);
-        let rel = &self.relations[&id];
-        let Some(remote_app) = rel.remote_app_of(app_of(unit)).map(str::to_string) else {
-            return;
-        };
-        let remotes: Vec<String> = self.apps[&remote_app]
-            .units
-            .keys()
-            .filter(|u| *u != unit)
-            .cloned()
-            .collect();
-        for remote in remotes {
+        for remote in self.remote_units(id, unit) {
             self.enqueue_relation(&remote, id, "joined", Some(unit));
             self.enqueue_relation(&remote, id, "changed", Some(unit));
         }
