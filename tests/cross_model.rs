@@ -348,3 +348,52 @@ fn scale_down_does_not_revoke_what_the_remaining_units_serve() {
         "{hooks:?}"
     );
 }
+
+#[test]
+fn db_admin_consumers_get_a_superuser() {
+    let mut s = site("db-admin");
+    let address = s.consumer_host.ns_addr.to_string();
+    s.h.world
+        .deploy(
+            "k8s",
+            "admin-tool",
+            &consumer_charm(),
+            DeployOptions {
+                units: 1,
+                addresses: vec![(address.clone(), address)],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    s.h.world.settle().unwrap();
+    let rel =
+        s.h.world
+            .integrate_cross_model("postgresql:db-admin", "admin-tool:db", "pg-admin", &[])
+            .unwrap();
+    s.h.world.settle().unwrap();
+    assert_eq!(s.h.status().0, "active", "{:?}", s.h.status());
+    let conninfo = master(&s, "admin-tool/0");
+    let who = s
+        .consumer_host
+        .psql(
+            &conninfo,
+            "SELECT current_user || ' ' || rolsuper FROM pg_roles WHERE rolname = current_user",
+        )
+        .unwrap();
+    assert!(
+        who.starts_with("jujuadmin_remote-") && who.ends_with(" true"),
+        "{who}"
+    );
+    // pg_hba lets the admin user into every database from its address only.
+    let hba = std::fs::read_to_string(s.h.cluster.conf_dir().join("pg_hba.conf")).unwrap();
+    let rule = hba
+        .lines()
+        .find(|l| l.contains("jujuadmin_"))
+        .expect("an admin rule");
+    assert!(rule.starts_with("host all \"jujuadmin_"), "{rule}");
+    assert!(
+        rule.contains(&format!("{}/32", s.consumer_host.ns_addr)),
+        "{rule}"
+    );
+    let _ = rel;
+}
