@@ -357,8 +357,13 @@ impl World {
         let agent_dir = self.root.join("agents").join(&tag);
         let tools_dir = self.root.join("tools").join(&tag);
         let (private_address, public_address) = addresses.unwrap_or_else(|| {
+            // Made-up addresses that stay valid for any number of machines;
+            // nothing is ever sent to them.
             let host = 10 + machine;
-            (format!("10.1.0.{host}"), format!("192.0.2.{host}"))
+            (
+                format!("10.1.{}.{}", host / 256, host % 256),
+                format!("100.64.{}.{}", host / 256, host % 256),
+            )
         });
         let charm = app.charm.clone().expect("deployed app has a charm");
         unpack(&charm.dir, &agent_dir.join("charm"))?;
