@@ -431,19 +431,12 @@ fn create_cluster(
     storage::create_parents(data_dir)?;
     std::fs::create_dir_all("/var/lib/postgresql")?;
     std::fs::write(creation_marker(cluster), "create\n")?;
-    let mut command = Command::new("pg_createcluster");
+    let mut command = pg_createcluster(cluster, data_dir);
     command
-        .arg(cluster.major.to_string())
-        .arg(&cluster.name)
-        .arg("--datadir")
-        .arg(data_dir)
-        .arg("--port")
-        .arg(cluster.port.to_string())
         .arg("--locale")
         .arg(&options.locale)
         .arg("--encoding")
-        .arg(&options.encoding)
-        .arg("--start-conf=auto");
+        .arg(&options.encoding);
     // initdb options, after `--`: checksums, and the WAL on its own disk.
     command.args(["--", "--data-checksums"]);
     if let Some(mount) = wal_mount {
@@ -458,6 +451,21 @@ fn create_cluster(
     )?;
     std::fs::remove_file(creation_marker(cluster)).ok();
     Ok(())
+}
+
+/// `pg_createcluster <major> <name> --datadir .. --port .. --start-conf=auto`:
+/// the part creating and adopting share.
+fn pg_createcluster(cluster: &Cluster, data_dir: &Path) -> Command {
+    let mut command = Command::new("pg_createcluster");
+    command
+        .arg(cluster.major.to_string())
+        .arg(&cluster.name)
+        .arg("--datadir")
+        .arg(data_dir)
+        .arg("--port")
+        .arg(cluster.port.to_string())
+        .arg("--start-conf=auto");
+    command
 }
 
 /// Integrates an existing data directory (a re-attached disk) into
@@ -485,17 +493,8 @@ fn adopt_cluster(cluster: &Cluster, data_dir: &Path, options: &ClusterOptions) -
             conf::chown_postgres(&path)?;
         }
     }
-    cluster::run(
-        Command::new("pg_createcluster")
-            .arg(cluster.major.to_string())
-            .arg(&cluster.name)
-            .arg("--datadir")
-            .arg(data_dir)
-            .arg("--port")
-            .arg(cluster.port.to_string())
-            .arg("--start-conf=auto"),
-    )
-    .context("pg_createcluster could not adopt the existing data directory")?;
+    cluster::run(&mut pg_createcluster(cluster, data_dir))
+        .context("pg_createcluster could not adopt the existing data directory")?;
     let conf_file = cluster.conf_file();
     let text = std::fs::read_to_string(&conf_file)?;
     if conf::setting_in(&text, "include_dir").is_none() {

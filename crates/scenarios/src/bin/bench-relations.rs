@@ -135,8 +135,12 @@ fn main() -> Result<()> {
         .context("published data")?
         .clone();
     let (user, database, password) = (&bag["user"], &bag["database"], &bag["password"]);
+    // The consumer's own credentials, over TCP (admin-addresses lets
+    // 127.0.0.1 in); the password goes by environment, never argv.
     let pgbench = |args: &[&str]| {
-        Command::new(format!("/usr/lib/postgresql/{}/bin/pgbench", cluster.major))
+        let mut command =
+            Command::new(format!("/usr/lib/postgresql/{}/bin/pgbench", cluster.major));
+        command
             .args([
                 "-h",
                 "127.0.0.1",
@@ -148,10 +152,10 @@ fn main() -> Result<()> {
             .args(args)
             .arg(database)
             .env("PGPASSWORD", password)
-            .stdin(Stdio::null())
-            .output()
+            .stdin(Stdio::null());
+        command
     };
-    let init = pgbench(&["-i", "-q", "-s", "5"])?;
+    let init = pgbench(&["-i", "-q", "-s", "5"]).output()?;
     if !init.status.success() {
         bail!(
             "pgbench -i failed: {}",
@@ -159,24 +163,13 @@ fn main() -> Result<()> {
         );
     }
     let seconds = pgbench_seconds.to_string();
-    let child = Command::new(format!("/usr/lib/postgresql/{}/bin/pgbench", cluster.major))
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &cluster.port.to_string(),
-            "-U",
-            user,
-        ])
-        .args(["-c", "4", "-j", "2", "-T", &seconds, "-P", "5"])
-        .arg(database)
-        .env("PGPASSWORD", password)
-        .stdin(Stdio::null())
+    let child = pgbench(&["-c", "4", "-j", "2", "-T", &seconds, "-P", "5"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
     let log_before = cluster.log();
     let mut churned = 0;
+    let churn_start = std::time::Instant::now();
     for round in 0..50 {
         let app = format!("churn{round}");
         world.deploy(
@@ -194,6 +187,7 @@ fn main() -> Result<()> {
         world.settle()?;
         churned += 1;
     }
+    let churn_seconds = churn_start.elapsed().as_secs_f64();
     let out = child.wait_with_output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let log_after = cluster.log();
@@ -206,6 +200,10 @@ fn main() -> Result<()> {
         .find(|l| l.starts_with("number of transactions actually processed"))
         .unwrap_or("");
     println!("\npgbench -c 4 -j 2 -T {seconds} on {database} while {churned} relations joined and departed:");
+    println!("    the churn took {churn_seconds:.0} s of pgbench's {seconds} s");
+    if churn_seconds > pgbench_seconds as f64 {
+        println!("    WARNING: pgbench ended before the churn did; give it more seconds");
+    }
     println!("    {processed}");
     println!("    {failed}");
     println!(
