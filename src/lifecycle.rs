@@ -550,6 +550,12 @@ pub fn stop_server(reason: &str) -> Result<()> {
 /// `update-status`: cheap when all is well (no process spawned); a dead
 /// server is reported and brought back, and a machine that changed (more
 /// memory, another disk) is tuned again.
+fn data_in_place(cluster: &Cluster) -> bool {
+    cluster
+        .data_directory()
+        .is_ok_and(|dir| dir.join("PG_VERSION").is_file())
+}
+
 pub fn update_status() -> Result<()> {
     match existing_cluster() {
         // Re-tuning (src/tuning/apply.rs): compares sysfs/procfs with the
@@ -558,7 +564,10 @@ pub fn update_status() -> Result<()> {
             converge_and_report()
         }
         Some(cluster) if cluster.is_running() => Ok(()),
-        Some(cluster) => {
+        // Down with its data in place: it died or was stopped by hand.
+        // (Down without its data, e.g. storage detached, is reported by
+        // the converge as blocked, with no "restarting" in between.)
+        Some(cluster) if data_in_place(&cluster) => {
             log::warn!("PostgreSQL {} is not running; starting it", cluster.id());
             set_status(
                 WorkloadStatus::Maintenance,
@@ -566,6 +575,6 @@ pub fn update_status() -> Result<()> {
             )?;
             converge_and_report()
         }
-        None => converge_and_report(),
+        Some(_) | None => converge_and_report(),
     }
 }
