@@ -256,6 +256,7 @@ impl Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
+        scenarios::remove_charm_createcluster_file();
         // Stop and drop the cluster before the disks go away.
         let _ = Command::new("pg_dropcluster")
             .args([

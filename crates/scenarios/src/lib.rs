@@ -172,8 +172,21 @@ impl PrivateCluster {
     }
 }
 
+/// Removes the file the charm's install leaves in postgresql-common's
+/// createcluster.d (to stop packages creating a default cluster), when the
+/// charm wrote it: on a test machine it is the tests' doing.
+pub fn remove_charm_createcluster_file() {
+    let path = std::path::Path::new(postgresql_charm::cluster::packages::NO_DEFAULT_CLUSTER);
+    if std::fs::read_to_string(path)
+        .is_ok_and(|text| text.starts_with("# Written by the PostgreSQL charm"))
+    {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 impl Drop for PrivateCluster {
     fn drop(&mut self) {
+        remove_charm_createcluster_file();
         let _ = std::fs::remove_dir_all(self.host_dir());
         let _ = Command::new("pg_dropcluster")
             .args([&self.major.to_string(), &self.name, "--stop"])
