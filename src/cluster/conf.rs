@@ -95,18 +95,7 @@ pub fn parse_rejection(stderr: &str) -> Rejected {
 /// copied to a scratch directory and `postgres -C` reads it from there.
 pub fn validate(cluster: &Cluster, candidate: &str) -> Result<std::result::Result<(), Rejected>> {
     let scratch = ScratchDir::new(cluster)?;
-    let live = cluster.conf_dir();
-    let config = std::fs::read_to_string(cluster.conf_file())?;
-    std::fs::write(scratch.0.join("postgresql.conf"), config)?;
-    std::fs::create_dir_all(scratch.0.join("conf.d"))?;
-    for entry in std::fs::read_dir(live.join("conf.d"))? {
-        let entry = entry?;
-        std::fs::copy(
-            entry.path(),
-            scratch.0.join("conf.d").join(entry.file_name()),
-        )?;
-    }
-    std::fs::write(scratch.0.join(CHARM_CONF), candidate)?;
+    copy_config_with(cluster, candidate, &scratch.0)?;
     make_readable_by_postgres(&scratch.0)?;
     let out = as_postgres(&cluster.bin("postgres"))
         .arg("-C")
@@ -122,6 +111,23 @@ pub fn validate(cluster: &Cluster, candidate: &str) -> Result<std::result::Resul
         return Ok(Ok(()));
     }
     Ok(Err(parse_rejection(&String::from_utf8_lossy(&out.stderr))))
+}
+
+/// Copies the cluster's postgresql.conf and conf.d into `dest`, with
+/// `candidate` as the charm's conf.d file, so the server can read a
+/// configuration without it being live. Returns the copied postgresql.conf.
+pub fn copy_config_with(cluster: &Cluster, candidate: &str, dest: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dest.join("conf.d"))?;
+    let config_file = dest.join("postgresql.conf");
+    std::fs::copy(cluster.conf_file(), &config_file)?;
+    for entry in std::fs::read_dir(cluster.conf_dir().join("conf.d"))? {
+        let entry = entry?;
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), dest.join("conf.d").join(entry.file_name()))?;
+        }
+    }
+    std::fs::write(dest.join(CHARM_CONF), candidate)?;
+    Ok(config_file)
 }
 
 struct ScratchDir(PathBuf);

@@ -685,19 +685,8 @@ pub fn shared_memory_huge_pages(
     let scratch = Scratch::new(cluster)?;
     let conf_dir = scratch.0.join("conf");
     let data = scratch.0.join("data");
-    fs::create_dir_all(conf_dir.join("conf.d"))?;
+    conf::copy_config_with(cluster, candidate, &conf_dir)?;
     fs::create_dir_all(data.join("global"))?;
-    fs::copy(cluster.conf_file(), conf_dir.join("postgresql.conf"))?;
-    for entry in fs::read_dir(cluster.conf_dir().join("conf.d"))? {
-        let entry = entry?;
-        if entry.path().is_file() {
-            fs::copy(
-                entry.path(),
-                conf_dir.join("conf.d").join(entry.file_name()),
-            )?;
-        }
-    }
-    fs::write(conf_dir.join(conf::CHARM_CONF), candidate)?;
     for file in ["PG_VERSION", "global/pg_control", "postgresql.auto.conf"] {
         let from = data_dir.join(file);
         if from.exists() {

@@ -227,10 +227,7 @@ impl Harness {
     ) {
         let storage = storage
             .iter()
-            .map(|(name, path)| StorageRequest {
-                name: name.to_string(),
-                location: Some(path.display().to_string()),
-            })
+            .map(|(name, path)| StorageRequest::at(name, path))
             .collect();
         let config = config
             .iter()

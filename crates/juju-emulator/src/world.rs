@@ -165,6 +165,16 @@ pub struct StorageRequest {
     pub location: Option<String>,
 }
 
+impl StorageRequest {
+    /// `--storage <name>=...` mounted at `location`.
+    pub fn at(name: &str, location: &Path) -> Self {
+        Self {
+            name: name.to_string(),
+            location: Some(location.display().to_string()),
+        }
+    }
+}
+
 /// Options of `deploy`, like the CLI's.
 #[derive(Debug, Clone, Default)]
 pub struct DeployOptions {

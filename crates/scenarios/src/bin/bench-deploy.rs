@@ -34,10 +34,7 @@ fn main() -> Result<()> {
             &charm,
             DeployOptions {
                 units: 1,
-                storage: vec![StorageRequest {
-                    name: "pgdata".into(),
-                    location: Some(disk.mount.display().to_string()),
-                }],
+                storage: vec![StorageRequest::at("pgdata", &disk.mount)],
                 ..Default::default()
             },
         )?;

@@ -40,10 +40,7 @@ fn main() -> Result<()> {
         &charm,
         DeployOptions {
             units: 1,
-            storage: vec![StorageRequest {
-                name: "pgdata".into(),
-                location: Some(disk.mount.display().to_string()),
-            }],
+            storage: vec![StorageRequest::at("pgdata", &disk.mount)],
             addresses: vec![(db_address.clone(), db_address.clone())],
             ..Default::default()
         },
