@@ -4,6 +4,18 @@
 //!
 //! Hooks are short and sequential, so each call runs on a throwaway
 //! current-thread runtime; nothing here is async from the caller's side.
+//!
+//! **The charm's sessions set what they depend on.** A consumer owns its
+//! database and may give it defaults (`ALTER DATABASE … SET`) that every
+//! session inherits, the charm's included: `default_transaction_read_only`,
+//! a 1 ms `statement_timeout`, a `search_path` through its own schema,
+//! `role` (which would make the charm's session run as the consumer), a
+//! `local_preload_libraries` that fails every connection. Settings sent at
+//! connection time win over those, so every session sends
+//! [`session_settings`]. And a consumer holding a lock the charm needs (an
+//! open transaction on its database's or its role's catalog row) makes the
+//! statement give up after `lock_timeout`, so a hook reports it and goes on
+//! instead of hanging.
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +31,38 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime for SQL")
 }
 
+/// How long one charm statement may run, and wait for a lock.
+pub const STATEMENT_TIMEOUT: &str = "30s";
+pub const LOCK_TIMEOUT: &str = "5s";
+
+/// The settings every charm session sends at connection time, for a server
+/// of major version `major` (see the module docs).
+pub fn session_settings(major: u32) -> Vec<(&'static str, &'static str)> {
+    let mut settings = vec![
+        ("statement_timeout", STATEMENT_TIMEOUT),
+        ("lock_timeout", LOCK_TIMEOUT),
+        ("idle_in_transaction_session_timeout", "30s"),
+        ("default_transaction_read_only", "off"),
+        ("search_path", "pg_catalog"),
+        ("role", "none"),
+        ("local_preload_libraries", ""),
+        ("standard_conforming_strings", "on"),
+    ];
+    if major >= 14 {
+        settings.push(("idle_session_timeout", "0"));
+    }
+    settings
+}
+
+/// [`session_settings`] as the libpq `options` startup parameter.
+fn startup_options(major: u32) -> String {
+    session_settings(major)
+        .iter()
+        .map(|(name, value)| format!("-c {name}={value}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 async fn connect(cluster: &Cluster, database: &str) -> Result<Client> {
     let (client, connection) = tokio_postgres::Config::new()
         .host_path(SOCKET_DIR)
@@ -26,6 +70,7 @@ async fn connect(cluster: &Cluster, database: &str) -> Result<Client> {
         .user("postgres")
         .dbname(database)
         .application_name("juju-pg-charm")
+        .options(startup_options(cluster.major))
         .connect_timeout(Duration::from_secs(10))
         .connect(NoTls)
         .await
@@ -102,4 +147,28 @@ pub fn reload(cluster: &Cluster) -> Result<Vec<String>> {
         "SELECT name FROM pg_settings WHERE pending_restart ORDER BY name",
     )?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_override_what_a_consumer_can_set_on_its_database() {
+        let options = startup_options(15);
+        for wanted in [
+            "-c statement_timeout=30s",
+            "-c lock_timeout=5s",
+            "-c idle_in_transaction_session_timeout=30s",
+            "-c default_transaction_read_only=off",
+            "-c search_path=pg_catalog",
+            "-c role=none",
+            "-c local_preload_libraries=",
+            "-c idle_session_timeout=0",
+        ] {
+            assert!(options.contains(wanted), "{options}");
+        }
+        // idle_session_timeout is unknown before PostgreSQL 14.
+        assert!(!startup_options(13).contains("idle_session_timeout"));
+    }
 }
