@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 
 use crate::clients;
 use crate::cluster::conf::{self, Setting};
-use crate::cluster::{self, control, db, packages, Cluster};
+use crate::cluster::{self, control, db, packages, reload, Cluster};
 use crate::juju::{self, WorkloadStatus};
 use crate::options::ClusterOptions;
 use crate::relations::hba;
@@ -137,37 +137,32 @@ pub fn converge() -> Result<Outcome> {
         }
     }
     let hba_path = cluster.conf_dir().join("pg_hba.conf");
-    let mut changed = conf::write_if_changed(&charm_conf, &candidate, 0o644)?;
-    changed |= conf::write_if_changed(
+    conf::write_if_changed(&charm_conf, &candidate, 0o644)?;
+    conf::write_if_changed(
         &cluster.conf_dir().join("pg_ident.conf"),
         &hba::render_pg_ident(),
         0o640,
     )?;
-    changed |= conf::write_if_changed(
+    conf::write_if_changed(
         &hba_path,
         &render_pg_hba(&options, clients::cached_access(&cluster)),
         0o640,
     )?;
 
+    // Whether the files changed in this hook or in one killed before it
+    // reloaded, the server's loaded state says what is left to do.
     if cluster.is_running() {
-        if changed {
-            let pending = db::reload(&cluster)?;
-            if !pending.is_empty() {
-                log::info!("restarting once for {}", pending.join(", "));
-                control::restart(&cluster)?;
-            }
-        }
+        reload::sync_with_files(&cluster)?;
     } else {
         progress(&format!("starting PostgreSQL {}", cluster.major));
         control::start(&cluster)?;
     }
     let version = db::wait_for_version(&cluster, Duration::from_secs(60))?;
     storage::retire_leftovers(&cluster, &data_dir)?;
-    let served = clients::serve(&cluster, major)?;
-    if conf::write_if_changed(&hba_path, &render_pg_hba(&options, served.access), 0o640)? {
-        // Access rules need a reload only, never a restart.
-        db::reload(&cluster)?;
-    }
+    let mut served = clients::serve(&cluster, major)?;
+    conf::write_if_changed(&hba_path, &render_pg_hba(&options, served.access), 0o640)?;
+    // Access rules need a reload only, never a restart.
+    served.problems.extend(reload::sync_with_files(&cluster)?);
     juju::memo::unless_unchanged("port", &cluster.port.to_string(), || {
         juju::open_port(cluster.port)
     })

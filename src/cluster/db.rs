@@ -149,6 +149,37 @@ pub fn reload(cluster: &Cluster) -> Result<Vec<String>> {
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
+/// What the running server has loaded, to compare with the files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedState {
+    /// `pg_conf_load_time()`, in microseconds since the Unix epoch.
+    pub loaded_at_micros: i64,
+    /// Settings whose file value waits for a restart (`pending_restart`).
+    pub pending_restart: Vec<String>,
+    /// Lines of pg_hba.conf the server would not accept
+    /// (`pg_hba_file_rules`, which reads the file on disk).
+    pub hba_errors: Vec<String>,
+}
+
+/// [`LoadedState`], once the server accepts connections (it may still be
+/// starting, or recovering after a crash, although its process runs).
+pub fn loaded_state(cluster: &Cluster) -> Result<LoadedState> {
+    wait_for_version(cluster, Duration::from_secs(60))?;
+    let rows = query(
+        cluster,
+        "SELECT (extract(epoch FROM pg_conf_load_time()) * 1000000)::int8, \
+                ARRAY(SELECT name FROM pg_settings WHERE pending_restart ORDER BY name), \
+                ARRAY(SELECT 'line ' || line_number || ': ' || error FROM pg_hba_file_rules \
+                      WHERE error IS NOT NULL ORDER BY line_number)",
+    )?;
+    let row = &rows[0];
+    Ok(LoadedState {
+        loaded_at_micros: row.get(0),
+        pending_restart: row.get(1),
+        hba_errors: row.get(2),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,8 @@
 //! The PostgreSQL cluster this unit runs: its identity and paths in Debian's
 //! postgresql-common layout, whether it runs, and the tools that control it
-//! (`control`), the SQL connection (`db`), its configuration files (`conf`)
-//! and the packages it needs (`packages`).
+//! (`control`), the SQL connection (`db`), its configuration files (`conf`),
+//! whether the server has read them (`reload`) and the packages it needs
+//! (`packages`).
 //!
 //! One unit runs one cluster, `<major>/main`. Tests on a shared machine give
 //! each emulated unit its own cluster name and port through
@@ -11,6 +12,7 @@ pub mod conf;
 pub mod control;
 pub mod db;
 pub mod packages;
+pub mod reload;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
