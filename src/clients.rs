@@ -13,6 +13,10 @@
 //! A relation whose remote data is hostile or unusable is refused on its own
 //! (no data published, no `pg_hba.conf` rule) and named in a blocked status;
 //! the others keep working.
+//!
+//! **What was published** is read back from the bags Juju returns, never
+//! remembered by the charm: a hook that failed after `relation-set` left
+//! nothing committed, and its retry publishes again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -25,10 +29,10 @@ use crate::credentials::{self, StoredPassword};
 use crate::juju::{self, RelationData, RelationId};
 use crate::relations::cidr::Cidr;
 use crate::relations::hba::RelationAccess;
-use crate::relations::names::{fnv1a_64, relation_user};
+use crate::relations::names::relation_user;
 use crate::relations::publish::{
-    plan_relation, unavailable_extensions_message, Credentials, DesiredObjects, RelationFacts,
-    RelationPlan, ServerFacts, ServerState, PUBLISHED_KEYS,
+    bag_changes, plan_relation, retraction, unavailable_extensions_message, Credentials,
+    DesiredObjects, RelationFacts, ServerFacts, ServerState,
 };
 use crate::relations::sql::{quote_ident, quote_literal, Name, NameKind};
 use crate::relations::Endpoint;
@@ -43,8 +47,6 @@ struct Served {
     cidrs: Vec<String>,
     /// Why the relation is refused or waiting; `None` when served.
     problem: Option<String>,
-    /// Digest of what was last published, to skip identical writes.
-    published: u64,
 }
 
 type ServedMap = BTreeMap<String, Served>;
@@ -164,7 +166,6 @@ pub fn serve(cluster: &Cluster, major: u32) -> Result<ClientsOutcome> {
         if hook.is_some() && !is_hook_relation && settled {
             continue;
         }
-        let previous = served.get(&key).cloned().unwrap_or_default();
         let leader = match leader {
             Some(known) => known,
             None => *leader.insert(juju::is_leader()?),
@@ -175,7 +176,6 @@ pub fn serve(cluster: &Cluster, major: u32) -> Result<ClientsOutcome> {
             id,
             hook.as_ref().filter(|_| is_hook_relation),
             leader,
-            &previous,
         );
         served.insert(key, outcome?);
     }
@@ -218,7 +218,6 @@ fn serve_relation(
     id: &RelationId,
     hook: Option<&HookRelation>,
     leader: bool,
-    previous: &Served,
 ) -> Result<Served> {
     let remote_app = match hook {
         Some(h) if !h.remote_app.is_empty() => h.remote_app.clone(),
@@ -269,52 +268,46 @@ fn serve_relation(
         Err(e) => Some(e.to_string()),
         Ok(plan) => match ensure_objects(cluster, id, &plan.objects, &stored)? {
             Some(problem) => Some(problem),
-            None => return publish(id, plan, leader, previous, remote_app),
+            None => {
+                publish(id, plan.settings_to_write().expose(), leader)?;
+                return Ok(Served {
+                    remote_app,
+                    endpoint: id.endpoint().to_string(),
+                    database: plan.access.database.to_string(),
+                    user: plan.access.user.to_string(),
+                    cidrs: plan.access.cidrs.iter().map(|c| c.to_string()).collect(),
+                    problem: None,
+                });
+            }
         },
     };
     let problem = problem.unwrap_or_default();
     log::warn!("refusing {problem}");
     // Fail closed: take back anything published before, so the client
     // does not keep connecting with data the charm no longer stands by.
-    if previous.published != 0 {
-        let retract: RelationData = PUBLISHED_KEYS
-            .iter()
-            .map(|k| (k.to_string(), String::new()))
-            .collect();
-        juju::relation_set(id, &retract)?;
-        if leader {
-            juju::relation_set_app(id, &retract)?;
-        }
-    }
+    publish(id, &retraction(), leader)?;
     Ok(refused(problem))
 }
 
-/// Publishes the plan's data (unless it is what was published last time).
-fn publish(
-    id: &RelationId,
-    plan: RelationPlan,
-    leader: bool,
-    previous: &Served,
-    remote_app: String,
-) -> Result<Served> {
-    let settings = plan.settings_to_write();
-    let digest = fnv1a_64(serde_json::to_string(settings.expose())?.as_bytes()) ^ u64::from(leader);
-    if digest != previous.published {
-        juju::relation_set(id, settings.expose()).with_context(|| format!("publishing to {id}"))?;
-        if leader {
-            juju::relation_set_app(id, settings.expose())
+/// Makes this unit's bag (and, on the leader, the application's bag) hold
+/// `desired`, writing only what differs from what Juju returns.
+fn publish(id: &RelationId, desired: &RelationData, leader: bool) -> Result<()> {
+    let unit = std::env::var("JUJU_UNIT_NAME").unwrap_or_default();
+    let current = juju::relation_get(id, &unit)?;
+    let changes = bag_changes(desired, &current);
+    if !changes.is_empty() {
+        juju::relation_set(id, &changes).with_context(|| format!("publishing to {id}"))?;
+    }
+    if leader {
+        let app = unit.split('/').next().unwrap_or_default();
+        let current = juju::relation_get_app(id, app)?;
+        let changes = bag_changes(desired, &current);
+        if !changes.is_empty() {
+            juju::relation_set_app(id, &changes)
                 .with_context(|| format!("publishing to {id}'s application bag"))?;
         }
     }
-    Ok(Served {
-        remote_app,
-        endpoint: id.endpoint().to_string(),
-        database: plan.access.database.to_string(),
-        user: plan.access.user.to_string(),
-        cidrs: plan.access.cidrs.iter().map(|c| c.to_string()).collect(),
-        problem: None,
-        published: digest,
-    })
+    Ok(())
 }
 
 fn ident(name: &Name) -> Result<String> {

@@ -163,10 +163,15 @@ pub fn converge() -> Result<Outcome> {
     conf::write_if_changed(&hba_path, &render_pg_hba(&options, served.access), 0o640)?;
     // Access rules need a reload only, never a restart.
     served.problems.extend(reload::sync_with_files(&cluster)?);
-    juju::memo::unless_unchanged("port", &cluster.port.to_string(), || {
-        juju::open_port(cluster.port)
-    })
-    .context("opening the PostgreSQL port")?;
+    // open-port is committed with the hook, so what is open is asked of
+    // Juju (opened-ports lists committed ports only), never remembered.
+    let port = format!("{}/tcp", cluster.port);
+    if !juju::opened_ports()
+        .context("listing the opened ports")?
+        .contains(&port)
+    {
+        juju::open_port(cluster.port).context("opening the PostgreSQL port")?;
+    }
     juju::memo::unless_unchanged("version", &version, || {
         juju::application_version_set(&version)
     })

@@ -1,6 +1,14 @@
 //! Remembers the last value the charm told Juju through an idempotent,
-//! charm-owned hook tool (its status, workload version, opened port), so
-//! that telling it again the same thing costs no process spawn.
+//! charm-owned hook tool (its status, workload version), so that telling it
+//! again the same thing costs no process spawn.
+//!
+//! Only for tools whose effect is **immediate** (`status-set`,
+//! `application-version-set`): the memo is written right after the call,
+//! and for those Juju has already taken the value. Buffered tools
+//! (`relation-set`, `open-port`, secrets) are committed only if the hook
+//! succeeds, so a memo written during the hook could claim what Juju threw
+//! away; for them, ask Juju what it committed (`relation-get`,
+//! `opened-ports`) instead.
 //!
 //! Only this charm sets these values, so its memory cannot go stale; the
 //! memo lives in the charm directory, and a lost memo (a fresh charm

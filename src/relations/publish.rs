@@ -204,6 +204,31 @@ impl RelationPlan {
     }
 }
 
+/// An empty value (delete) for every key in [`PUBLISHED_KEYS`]: what a
+/// refused relation's bags must end up as.
+pub fn retraction() -> RelationData {
+    PUBLISHED_KEYS
+        .iter()
+        .map(|key| (key.to_string(), String::new()))
+        .collect()
+}
+
+/// The `relation-set` that turns `current` (a bag as Juju returned it, so as
+/// last committed) into `desired` (from [`RelationPlan::settings_to_write`]
+/// or [`retraction`]): the keys whose value differs, an empty value meaning
+/// delete. Empty when there is nothing to write.
+///
+/// This is the only memo of what was published: it is read back from Juju,
+/// so it cannot disagree with what Juju committed. A hook that published and
+/// then failed left nothing committed, and its retry publishes again.
+pub fn bag_changes(desired: &RelationData, current: &RelationData) -> RelationData {
+    desired
+        .iter()
+        .filter(|(key, value)| current.get(*key).map_or("", String::as_str) != value.as_str())
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
+}
+
 /// Plans one client relation; see the module docs.
 pub fn plan_relation(
     facts: &RelationFacts,
@@ -663,6 +688,40 @@ mod tests {
             assert_eq!(settings[key], "", "{key}");
         }
         assert_eq!(settings["password"], PASSWORD);
+    }
+
+    #[test]
+    fn bag_changes_write_only_what_the_committed_bag_lacks() {
+        let facts = facts("db:7", "app", &[("app/0", juju_bag("10.2.0.8"))]);
+        let plan = plan(&facts, &standalone()).unwrap();
+        let desired = plan.settings_to_write();
+        let desired = desired.expose();
+        // Nothing committed yet (or the hook that published failed): all of it.
+        let everything = bag_changes(desired, &RelationData::new());
+        assert_eq!(everything, *plan.data.expose());
+        // Committed already: nothing to write.
+        let committed = plan.data.expose().clone();
+        assert!(bag_changes(desired, &committed).is_empty());
+        // Juju's own keys in our bag are left alone; a stale key is deleted,
+        // a changed one rewritten.
+        let mut stale = committed.clone();
+        stale.insert("ingress-address".into(), "10.1.0.5".into());
+        stale.insert("standbys".into(), "old".into());
+        stale.insert("port".into(), "5433".into());
+        assert_eq!(
+            bag_changes(desired, &stale),
+            bag(&[("port", "5432"), ("standbys", "")])
+        );
+        // Retracting deletes exactly the published keys present.
+        assert_eq!(
+            bag_changes(&retraction(), &stale),
+            stale
+                .keys()
+                .filter(|k| PUBLISHED_KEYS.contains(&k.as_str()))
+                .map(|k| (k.clone(), String::new()))
+                .collect::<RelationData>()
+        );
+        assert!(bag_changes(&retraction(), &juju_bag("10.1.0.5")).is_empty());
     }
 
     #[test]
