@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::cluster::{db, Cluster};
 use crate::credentials::{self, StoredPassword};
 use crate::juju::{self, RelationData, RelationId};
+use crate::options::ClientOptions;
 use crate::relations::cidr::Cidr;
 use crate::relations::hba::RelationAccess;
 use crate::relations::names::relation_user;
@@ -117,7 +118,7 @@ fn departing_marker() -> Option<PathBuf> {
 }
 
 /// Serves every client relation of the running cluster.
-pub fn serve(cluster: &Cluster, major: u32) -> Result<ClientsOutcome> {
+pub fn serve(cluster: &Cluster, major: u32, options: &ClientOptions) -> Result<ClientsOutcome> {
     let hook = hook_relation()?;
     let unit = std::env::var("JUJU_UNIT_NAME").unwrap_or_default();
     if let (Some(h), Some(marker)) = (&hook, departing_marker()) {
@@ -176,6 +177,7 @@ pub fn serve(cluster: &Cluster, major: u32) -> Result<ClientsOutcome> {
             id,
             hook.as_ref().filter(|_| is_hook_relation),
             leader,
+            options,
         );
         served.insert(key, outcome?);
     }
@@ -218,6 +220,7 @@ fn serve_relation(
     id: &RelationId,
     hook: Option<&HookRelation>,
     leader: bool,
+    options: &ClientOptions,
 ) -> Result<Served> {
     let remote_app = match hook {
         Some(h) if !h.remote_app.is_empty() => h.remote_app.clone(),
@@ -264,7 +267,7 @@ fn serve_relation(
         user: user.clone(),
         password: stored.password.clone(),
     };
-    let problem = match plan_relation(&facts, &server, &credentials) {
+    let problem = match plan_relation(&facts, &server, &credentials, &options.address_limits) {
         Err(e) => Some(e.to_string()),
         Ok(plan) => match ensure_objects(cluster, id, &plan.objects, &stored)? {
             Some(problem) => Some(problem),

@@ -159,7 +159,7 @@ pub fn converge() -> Result<Outcome> {
     }
     let version = db::wait_for_version(&cluster, Duration::from_secs(60))?;
     storage::retire_leftovers(&cluster, &data_dir)?;
-    let mut served = clients::serve(&cluster, major)?;
+    let mut served = clients::serve(&cluster, major, &options.clients)?;
     conf::write_if_changed(&hba_path, &render_pg_hba(&options, served.access), 0o640)?;
     // Access rules need a reload only, never a restart.
     served.problems.extend(reload::sync_with_files(&cluster)?);

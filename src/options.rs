@@ -6,7 +6,7 @@
 use std::fmt;
 
 use crate::juju::Config;
-use crate::relations::cidr::Cidr;
+use crate::relations::cidr::{AddressLimits, Cidr};
 use crate::tuning::TuningConfig;
 
 /// One rejected option and why.
@@ -47,6 +47,15 @@ pub struct ClusterOptions {
     pub tuning: TuningConfig,
     /// `host-tuning`: whether the charm may tune the kernel for PostgreSQL.
     pub host_tuning: bool,
+    /// What consumers may be given.
+    pub clients: ClientOptions,
+}
+
+/// The options that bound what client relations may be given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// `relation-ipv4-breadth`, `relation-ipv6-breadth`.
+    pub address_limits: AddressLimits,
 }
 
 impl ClusterOptions {
@@ -78,8 +87,50 @@ impl ClusterOptions {
                 .bool("host-tuning")
                 .map_err(|e| reject("host-tuning", e.to_string()))?
                 .unwrap_or(true),
+            clients: ClientOptions {
+                address_limits: AddressLimits {
+                    ipv4_prefix_len: prefix_len_option(
+                        config,
+                        "relation-ipv4-breadth",
+                        AddressLimits::WIDEST_IPV4..=32,
+                        AddressLimits::default().ipv4_prefix_len,
+                    )?,
+                    ipv6_prefix_len: prefix_len_option(
+                        config,
+                        "relation-ipv6-breadth",
+                        AddressLimits::WIDEST_IPV6..=128,
+                        AddressLimits::default().ipv6_prefix_len,
+                    )?,
+                },
+            },
         })
     }
+}
+
+/// An integer option holding a prefix length within `range`.
+fn prefix_len_option(
+    config: &Config,
+    option: &'static str,
+    range: std::ops::RangeInclusive<u8>,
+    default: u8,
+) -> Result<u8, OptionError> {
+    let value = config
+        .int(option)
+        .map_err(|e| reject(option, e.to_string()))?
+        .unwrap_or(i64::from(default));
+    u8::try_from(value)
+        .ok()
+        .filter(|len| range.contains(len))
+        .ok_or_else(|| {
+            reject(
+                option,
+                format!(
+                    "{value} is not a prefix length from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            )
+        })
 }
 
 fn parse_version(raw: &str) -> Result<Option<u32>, OptionError> {
@@ -316,6 +367,59 @@ mod tests {
     fn quoting_cannot_smuggle_a_second_setting() {
         let value = quote_conf_value("x'; shared_preload_libraries='evil").unwrap();
         assert_eq!(value, "'x''; shared_preload_libraries=''evil'");
+    }
+
+    #[test]
+    fn client_options_are_parsed_and_checked() {
+        // config.yaml's defaults for the other options, then `pairs`.
+        let config = |pairs: &[(&str, serde_json::Value)]| {
+            let base = [
+                ("locale", "C.UTF-8"),
+                ("encoding", "UTF8"),
+                ("profile", "mixed"),
+                ("storage-type", "auto"),
+            ];
+            let mut options: std::collections::BTreeMap<String, serde_json::Value> = base
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+                .collect();
+            options.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())));
+            Config::from_map(options)
+        };
+        let defaults = ClusterOptions::from_config(&config(&[])).unwrap();
+        assert_eq!(defaults.clients, ClientOptions::default());
+        assert_eq!(defaults.clients.address_limits, AddressLimits::default());
+        let set = ClusterOptions::from_config(&config(&[
+            ("relation-ipv4-breadth", 24.into()),
+            ("relation-ipv6-breadth", 64.into()),
+        ]))
+        .unwrap();
+        assert_eq!(
+            set.clients.address_limits,
+            AddressLimits {
+                ipv4_prefix_len: 24,
+                ipv6_prefix_len: 64
+            }
+        );
+        let cases: [(&str, serde_json::Value, &str); 4] = [
+            (
+                "relation-ipv4-breadth",
+                7.into(),
+                "7 is not a prefix length from 8 to 32",
+            ),
+            ("relation-ipv4-breadth", 33.into(), "from 8 to 32"),
+            ("relation-ipv6-breadth", 16.into(), "from 32 to 128"),
+            (
+                "relation-ipv6-breadth",
+                (-1).into(),
+                "-1 is not a prefix length",
+            ),
+        ];
+        for (option, value, want) in cases {
+            let error = ClusterOptions::from_config(&config(&[(option, value)])).unwrap_err();
+            assert_eq!(error.option, option);
+            assert!(error.reason.contains(want), "{option}: {}", error.reason);
+        }
     }
 
     #[test]

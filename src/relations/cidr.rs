@@ -271,6 +271,91 @@ pub fn check_remote_breadth(cidr: Cidr) -> Result<Cidr, CidrError> {
     Ok(cidr)
 }
 
+/// How many addresses the blocks of one relation cover together, per
+/// family, each address counted once however many blocks hold it. A block
+/// inside the IPv4-mapped range `::ffff:0:0/96` counts as the IPv4
+/// addresses it stands for, as [`check_remote_breadth`] treats it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Coverage {
+    pub ipv4: u128,
+    pub ipv6: u128,
+}
+
+/// The [`Coverage`] of `blocks`. CIDR blocks either nest or are disjoint,
+/// so after sorting by start (widest first), a block that starts before the
+/// end of the last counted one lies inside it.
+pub fn coverage<'a>(blocks: impl IntoIterator<Item = &'a Cidr>) -> Coverage {
+    // (is IPv6, first address, number of host bits)
+    let mut spans: Vec<(bool, u128, u32)> = blocks
+        .into_iter()
+        .map(|cidr| match cidr.network {
+            IpAddr::V4(v4) => (
+                false,
+                u128::from(u32::from(v4)),
+                32 - u32::from(cidr.prefix_len),
+            ),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) if cidr.prefix_len >= 96 => (
+                    false,
+                    u128::from(u32::from(v4)),
+                    128 - u32::from(cidr.prefix_len),
+                ),
+                _ => (true, u128::from(v6), 128 - u32::from(cidr.prefix_len)),
+            },
+        })
+        .collect();
+    spans.sort_by_key(|&(v6, start, host_bits)| (v6, start, std::cmp::Reverse(host_bits)));
+    let mut total = Coverage::default();
+    // The end (exclusive) of the last counted block of each family.
+    let mut end: [Option<u128>; 2] = [None, None];
+    for (v6, start, host_bits) in spans {
+        let family = usize::from(v6);
+        if end[family].is_some_and(|end| start < end) {
+            continue;
+        }
+        let size = 1u128.checked_shl(host_bits).unwrap_or(u128::MAX);
+        end[family] = Some(start.saturating_add(size));
+        let sum = if v6 { &mut total.ipv6 } else { &mut total.ipv4 };
+        *sum = sum.saturating_add(size);
+    }
+    total
+}
+
+/// The most address space one relation may be granted, per family, as the
+/// prefix length of a block of that size: `ipv4_prefix_len: 16` allows at
+/// most the 65,536 addresses of one /16, counted over all the relation's
+/// blocks together (the config options `relation-ipv4-breadth` and
+/// `relation-ipv6-breadth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressLimits {
+    pub ipv4_prefix_len: u8,
+    pub ipv6_prefix_len: u8,
+}
+
+impl Default for AddressLimits {
+    fn default() -> Self {
+        AddressLimits {
+            ipv4_prefix_len: 16,
+            ipv6_prefix_len: 48,
+        }
+    }
+}
+
+impl AddressLimits {
+    /// The widest limits accepted: one block of the broadest size relation
+    /// data may claim at all.
+    pub const WIDEST_IPV4: u8 = MIN_REMOTE_PREFIX_LEN_V4;
+    pub const WIDEST_IPV6: u8 = MIN_REMOTE_PREFIX_LEN_V6;
+
+    pub fn max_ipv4(&self) -> u128 {
+        1u128 << (32 - u32::from(self.ipv4_prefix_len.min(32)))
+    }
+
+    pub fn max_ipv6(&self) -> u128 {
+        1u128 << (128 - u32::from(self.ipv6_prefix_len.clamp(1, 128)))
+    }
+}
+
 /// Why an address, block or subnet list was refused. The messages are meant
 /// for the operator and quote remote input only as an [`excerpt`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -508,6 +593,52 @@ mod tests {
         );
         assert!(parse_remote_subnets("10.0.0.0/8").is_ok());
         assert!(parse_remote_subnets("2001:db8::/32").is_ok());
+    }
+
+    #[test]
+    fn coverage_counts_each_address_once_per_family() {
+        let cover = |blocks: &[&str]| {
+            let parsed: Vec<Cidr> = blocks.iter().map(|b| Cidr::parse(b).unwrap()).collect();
+            let c = coverage(&parsed);
+            (c.ipv4, c.ipv6)
+        };
+        let cases: &[(&[&str], (u128, u128))] = &[
+            (&[], (0, 0)),
+            (&["10.0.0.1"], (1, 0)),
+            (&["10.0.0.1", "10.0.0.1"], (1, 0)),
+            // Nested blocks count once, whatever the order.
+            (&["10.0.0.7", "10.0.0.0/24", "10.0.0.0/25"], (256, 0)),
+            (&["10.0.0.0/24", "10.0.1.0/24"], (512, 0)),
+            (&["10.0.0.0/8", "11.0.0.0/8"], (1 << 25, 0)),
+            (&["2001:db8::1", "2001:db8::/64"], (0, 1 << 64)),
+            // IPv4-mapped blocks are IPv4 space, and overlap with it.
+            (&["::ffff:10.0.0.0/104", "10.0.0.0/8"], (1 << 24, 0)),
+            (&["10.0.0.0/16", "2001:db8::/48"], (1 << 16, 1 << 80)),
+        ];
+        for (blocks, want) in cases {
+            assert_eq!(cover(blocks), *want, "{blocks:?}");
+        }
+        // Many wide blocks add up: 64 distinct /8s are a quarter of IPv4.
+        let wide: Vec<Cidr> = (1..=64u8)
+            .map(|n| Cidr::new(IpAddr::V4(Ipv4Addr::new(n, 0, 0, 0)), 8).unwrap())
+            .collect();
+        assert_eq!(coverage(&wide).ipv4, 1 << 30);
+    }
+
+    #[test]
+    fn address_limits_are_block_sizes() {
+        let limits = AddressLimits::default();
+        assert_eq!((limits.max_ipv4(), limits.max_ipv6()), (1 << 16, 1 << 80));
+        let widest = AddressLimits {
+            ipv4_prefix_len: AddressLimits::WIDEST_IPV4,
+            ipv6_prefix_len: AddressLimits::WIDEST_IPV6,
+        };
+        assert_eq!((widest.max_ipv4(), widest.max_ipv6()), (1 << 24, 1 << 96));
+        let narrowest = AddressLimits {
+            ipv4_prefix_len: 32,
+            ipv6_prefix_len: 128,
+        };
+        assert_eq!((narrowest.max_ipv4(), narrowest.max_ipv6()), (1, 1));
     }
 
     #[test]

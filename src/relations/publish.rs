@@ -35,7 +35,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use super::cidr::{self, Cidr, CidrError, ListedCidr};
+use super::cidr::{self, AddressLimits, Cidr, CidrError, ListedCidr};
 use super::hba::RelationAccess;
 use super::libpq::{conninfo, ConninfoError};
 use super::names::default_database;
@@ -229,13 +229,15 @@ pub fn bag_changes(desired: &RelationData, current: &RelationData) -> RelationDa
         .collect()
 }
 
-/// Plans one client relation; see the module docs.
+/// Plans one client relation; see the module docs. `limits` bounds the
+/// address space the relation's units may be granted together.
 pub fn plan_relation(
     facts: &RelationFacts,
     server: &ServerFacts,
     credentials: &Credentials,
+    limits: &AddressLimits,
 ) -> Result<RelationPlan, RelationError> {
-    plan(facts, server, credentials).map_err(|problem| RelationError {
+    plan(facts, server, credentials, limits).map_err(|problem| RelationError {
         relation: facts.relation.clone(),
         problem,
     })
@@ -245,11 +247,13 @@ fn plan(
     facts: &RelationFacts,
     server: &ServerFacts,
     credentials: &Credentials,
+    limits: &AddressLimits,
 ) -> Result<RelationPlan, RelationProblem> {
     let endpoint = Endpoint::from_name(facts.relation.endpoint())
         .ok_or(RelationProblem::NotAClientEndpoint)?;
     let units = present_units(facts)?;
     let addresses = RemoteAddresses::collect(&units)?;
+    check_coverage(&addresses.cidrs, limits)?;
 
     let request =
         parse_request(&facts.remote_app_data, &units).map_err(RelationProblem::Request)?;
@@ -343,6 +347,26 @@ impl RemoteAddresses {
         }
         Ok(addresses)
     }
+}
+
+/// Refuses blocks that together cover more addresses than `limits` allow:
+/// each block passed [`cidr::check_remote_breadth`], but 64 /8s per unit,
+/// over many units, would still add up to "from anywhere".
+fn check_coverage(cidrs: &BTreeSet<Cidr>, limits: &AddressLimits) -> Result<(), RelationProblem> {
+    let covered = cidr::coverage(cidrs);
+    for (family, covered, allowed, prefix_len) in [
+        (4, covered.ipv4, limits.max_ipv4(), limits.ipv4_prefix_len),
+        (6, covered.ipv6, limits.max_ipv6(), limits.ipv6_prefix_len),
+    ] {
+        if covered > allowed {
+            return Err(RelationProblem::TooBroad {
+                family,
+                covered: covered.to_string(),
+                prefix_len,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The published keys; empty values are left out.
@@ -480,6 +504,13 @@ pub enum RelationProblem {
     TooManySubnets {
         count: usize,
     },
+    /// The units' blocks together cover more IPv`family` addresses than one
+    /// `/prefix_len` holds (`covered`, in decimal: IPv6 counts need 128 bits).
+    TooBroad {
+        family: u8,
+        covered: String,
+        prefix_len: u8,
+    },
     /// The consumer asked to be granted its own user.
     RoleIsTheUser {
         role: Name,
@@ -513,6 +544,16 @@ impl fmt::Display for RelationError {
                 "the remote units claim {count} distinct subnets, more than the \
                  {MAX_SUBNETS_PER_RELATION} accepted"
             ),
+            RelationProblem::TooBroad {
+                family,
+                covered,
+                prefix_len,
+            } => write!(
+                f,
+                "the remote units' addresses cover {covered} IPv{family} addresses together, \
+                 more than one /{prefix_len} (relation-ipv{family}-breadth); narrow the \
+                 consumer's egress-subnets or raise relation-ipv{family}-breadth"
+            ),
             RelationProblem::RoleIsTheUser { role } => {
                 write!(f, "requested roles include {role}, the relation's own user")
             }
@@ -531,6 +572,12 @@ mod tests {
 
     const PASSWORD: &str = "Zq3Xw9Lr2Tn8Vb5Kc1Hm7Pj4Fd6Gs0Ay";
     const CMR_APP: &str = "remote-76cd96ab50f146b284912afd1cc13a0e";
+    /// The widest address limits the options accept, so that tests about
+    /// other rules are not refused for breadth.
+    const WIDEST: AddressLimits = AddressLimits {
+        ipv4_prefix_len: AddressLimits::WIDEST_IPV4,
+        ipv6_prefix_len: AddressLimits::WIDEST_IPV6,
+    };
 
     fn bag(pairs: &[(&str, &str)]) -> RelationData {
         pairs
@@ -580,7 +627,7 @@ mod tests {
     }
 
     fn plan(facts: &RelationFacts, server: &ServerFacts) -> Result<RelationPlan, RelationError> {
-        plan_relation(facts, server, &credentials_for(facts))
+        plan_relation(facts, server, &credentials_for(facts), &WIDEST)
     }
 
     fn published(plan: &RelationPlan) -> Vec<(String, String)> {
@@ -907,7 +954,8 @@ mod tests {
                 user: relation_user(Endpoint::Db, &facts.remote_app),
                 password: Secret::new(PASSWORD.to_string()),
             };
-            let error = plan_relation(&facts, &standalone(), &credentials).expect_err(expected);
+            let error =
+                plan_relation(&facts, &standalone(), &credentials, &WIDEST).expect_err(expected);
             let message = error.to_string();
             assert!(
                 message.starts_with(expected),
@@ -940,6 +988,91 @@ mod tests {
     }
 
     #[test]
+    fn the_address_space_of_a_relation_is_bounded_over_all_its_units() {
+        // Each unit claims blocks that are fine alone; together they are not.
+        let units = |count: u8, prefix: u8| -> Vec<(String, RelationData)> {
+            (0..count)
+                .map(|n| {
+                    // Distinct blocks: 10.0.0.0/16, 10.1.0.0/16… or 10.0.0.0/8, 11.0.0.0/8…
+                    let subnets = if prefix == 8 {
+                        format!("{}.0.0.0/8", 10 + n)
+                    } else {
+                        format!("10.{n}.0.0/{prefix}")
+                    };
+                    (format!("app/{n}"), bag(&[("egress-subnets", &subnets)]))
+                })
+                .collect()
+        };
+        let facts_of = |units: Vec<(String, RelationData)>| RelationFacts {
+            remote_units: units.into_iter().collect(),
+            ..facts("db:4", "app", &[])
+        };
+        let limits = AddressLimits::default();
+        let credentials = credentials_for(&facts("db:4", "app", &[]));
+        let judge = |facts: &RelationFacts, limits: &AddressLimits| {
+            plan_relation(facts, &standalone(), &credentials, limits).map(|_| ())
+        };
+        // One /16: exactly the default limit.
+        assert_eq!(judge(&facts_of(units(1, 16)), &limits), Ok(()));
+        // Two /16s: twice the limit.
+        let error = judge(&facts_of(units(2, 16)), &limits).unwrap_err();
+        assert_eq!(
+            error.problem,
+            RelationProblem::TooBroad {
+                family: 4,
+                covered: "131072".into(),
+                prefix_len: 16
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "db:4: the remote units' addresses cover 131072 IPv4 addresses together, \
+             more than one /16 (relation-ipv4-breadth); narrow the consumer's \
+             egress-subnets or raise relation-ipv4-breadth"
+        );
+        // The same blocks repeated by every unit count once.
+        let same: Vec<(String, RelationData)> = (0..50)
+            .map(|n| {
+                (
+                    format!("app/{n}"),
+                    bag(&[("egress-subnets", "10.9.0.0/16")]),
+                )
+            })
+            .collect();
+        assert_eq!(judge(&facts_of(same), &limits), Ok(()));
+        // 40 units with one /8 each: allowed per block, far too much together.
+        let error = judge(&facts_of(units(40, 8)), &WIDEST).unwrap_err();
+        assert!(matches!(
+            error.problem,
+            RelationProblem::TooBroad { family: 4, .. }
+        ));
+        // IPv6 has its own budget; IPv4-mapped blocks spend IPv4's.
+        let v6 = facts(
+            "db:4",
+            "app",
+            &[
+                ("app/0", bag(&[("egress-subnets", "2001:db8::/48")])),
+                ("app/1", bag(&[("egress-subnets", "2001:db9::/48")])),
+            ],
+        );
+        let error = judge(&v6, &limits).unwrap_err();
+        assert!(matches!(
+            error.problem,
+            RelationProblem::TooBroad { family: 6, .. }
+        ));
+        let mapped = facts(
+            "db:4",
+            "app",
+            &[("app/0", bag(&[("egress-subnets", "::ffff:10.0.0.0/104")]))],
+        );
+        let error = judge(&mapped, &limits).unwrap_err();
+        assert!(matches!(
+            error.problem,
+            RelationProblem::TooBroad { family: 4, .. }
+        ));
+    }
+
+    #[test]
     fn a_consumer_cannot_ask_for_its_own_user_as_a_role() {
         // juju_* roles are reserved anyway; a user name outside that prefix
         // (possible if the charm's naming ever changes) is still caught.
@@ -949,7 +1082,7 @@ mod tests {
             user: Name::parse(crate::relations::sql::NameKind::User, "custom_user").unwrap(),
             password: Secret::new(PASSWORD.to_string()),
         };
-        let error = plan_relation(&facts, &standalone(), &credentials).unwrap_err();
+        let error = plan_relation(&facts, &standalone(), &credentials, &WIDEST).unwrap_err();
         assert_eq!(
             error.to_string(),
             "db:4: requested roles include custom_user, the relation's own user"
