@@ -14,7 +14,11 @@
 //! 3. [`publish`] turns the relation, the server's facts and the credentials
 //!    into the data to publish, the `pg_hba.conf` access to grant, and the
 //!    database objects to create.
-//! 4. [`hba`] renders `pg_hba.conf` from every relation's access.
+//! 4. [`ownership`] decides whether the relation may have its database and
+//!    roles (consumers are tenants); [`extensions`] which extensions to
+//!    create and where; [`revocation`] whose access to take back and when a
+//!    relation needs a new password.
+//! 5. [`hba`] renders `pg_hba.conf` from every relation's access.
 //!
 //! Helpers for the boundaries: [`cidr`] (addresses from relation data),
 //! [`sql`] (quoting and validating names for SQL), [`libpq`] (connection
@@ -32,11 +36,14 @@
 //! `juju-hook-contract.md` §5 and §7.
 
 pub mod cidr;
+pub mod extensions;
 pub mod hba;
 pub mod libpq;
 pub mod names;
+pub mod ownership;
 pub mod publish;
 pub mod request;
+pub mod revocation;
 pub mod sql;
 
 use std::fmt;
