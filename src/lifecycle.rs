@@ -77,6 +77,18 @@ pub(crate) fn existing_cluster() -> Option<Cluster> {
 }
 
 pub fn converge() -> Result<Outcome> {
+    let outcome = converge_unit()?;
+    if !matches!(outcome, Outcome::Active(_)) {
+        // A converge that stopped early (bad config, storage in the way)
+        // never reached the relations: removed ones still lose their access.
+        if let Some(cluster) = existing_cluster().filter(|c| c.is_running()) {
+            clients::revoke_removed(&cluster).context("revoking the users of removed relations")?;
+        }
+    }
+    Ok(outcome)
+}
+
+fn converge_unit() -> Result<Outcome> {
     let config = juju::config_get().context("reading the charm config")?;
     let options = match ClusterOptions::from_config(&config) {
         Ok(options) => options,
@@ -162,7 +174,9 @@ pub fn converge() -> Result<Outcome> {
     let mut served = clients::serve(&cluster, major, &options.clients)?;
     conf::write_if_changed(&hba_path, &render_pg_hba(&options, served.access), 0o640)?;
     // Access rules need a reload only, never a restart.
-    served.problems.extend(reload::sync_with_files(&cluster)?);
+    let hba_problems = reload::sync_with_files(&cluster)?;
+    served.only_waiting &= hba_problems.is_empty();
+    served.problems.extend(hba_problems);
     // open-port is committed with the hook, so what is open is asked of
     // Juju (opened-ports lists committed ports only), never remembered.
     let port = format!("{}/tcp", cluster.port);
@@ -178,8 +192,7 @@ pub fn converge() -> Result<Outcome> {
     .context("setting the workload version")?;
     if !served.problems.is_empty() {
         let summary = served.problems.join("; ");
-        let waiting = served.problems.iter().all(|p| p.contains("waiting"));
-        return Ok(if waiting {
+        return Ok(if served.only_waiting {
             Outcome::Waiting(summary)
         } else {
             Outcome::Blocked(summary)
@@ -561,6 +574,11 @@ pub fn update_status() -> Result<()> {
         // Re-tuning (src/tuning/apply.rs): compares sysfs/procfs with the
         // machine the last converge recorded; spawns nothing.
         Some(cluster) if cluster.is_running() && tuning::apply::machine_changed(&cluster) => {
+            converge_and_report()
+        }
+        // A relation failed in an earlier hook (a consumer held a lock, its
+        // database refused a statement): try it again.
+        Some(cluster) if cluster.is_running() && clients::needs_retry(&cluster) => {
             converge_and_report()
         }
         Some(cluster) if cluster.is_running() => Ok(()),

@@ -7,6 +7,8 @@ use std::fmt;
 
 use crate::juju::Config;
 use crate::relations::cidr::{AddressLimits, Cidr};
+use crate::relations::extensions::AllowedExtensions;
+use crate::relations::ownership::SharedDatabases;
 use crate::tuning::TuningConfig;
 
 /// One rejected option and why.
@@ -54,6 +56,11 @@ pub struct ClusterOptions {
 /// The options that bound what client relations may be given.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientOptions {
+    /// `shared-databases`: who may use a database not created for them.
+    pub shared_databases: SharedDatabases,
+    /// `allowed-extensions`: which untrusted extensions `db` consumers may
+    /// ask for.
+    pub allowed_extensions: AllowedExtensions,
     /// `relation-ipv4-breadth`, `relation-ipv6-breadth`.
     pub address_limits: AddressLimits,
 }
@@ -88,6 +95,10 @@ impl ClusterOptions {
                 .map_err(|e| reject("host-tuning", e.to_string()))?
                 .unwrap_or(true),
             clients: ClientOptions {
+                shared_databases: SharedDatabases::parse(&text("shared-databases")?)
+                    .map_err(|e| reject("shared-databases", e))?,
+                allowed_extensions: AllowedExtensions::parse(&text("allowed-extensions")?)
+                    .map_err(|e| reject("allowed-extensions", e))?,
                 address_limits: AddressLimits {
                     ipv4_prefix_len: prefix_len_option(
                         config,
@@ -392,6 +403,8 @@ mod tests {
         let set = ClusterOptions::from_config(&config(&[
             ("relation-ipv4-breadth", 24.into()),
             ("relation-ipv6-breadth", 64.into()),
+            ("allowed-extensions", "*".into()),
+            ("shared-databases", "reports=a,b".into()),
         ]))
         .unwrap();
         assert_eq!(
@@ -401,7 +414,8 @@ mod tests {
                 ipv6_prefix_len: 64
             }
         );
-        let cases: [(&str, serde_json::Value, &str); 4] = [
+        assert_eq!(set.clients.allowed_extensions, AllowedExtensions::Any);
+        let cases: [(&str, serde_json::Value, &str); 6] = [
             (
                 "relation-ipv4-breadth",
                 7.into(),
@@ -414,6 +428,12 @@ mod tests {
                 (-1).into(),
                 "-1 is not a prefix length",
             ),
+            (
+                "shared-databases",
+                "reports".into(),
+                "is not <database> = <application>",
+            ),
+            ("allowed-extensions", "a'b".into(), "is not allowed"),
         ];
         for (option, value, want) in cases {
             let error = ClusterOptions::from_config(&config(&[(option, value)])).unwrap_err();

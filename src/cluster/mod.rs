@@ -1,8 +1,8 @@
 //! The PostgreSQL cluster this unit runs: its identity and paths in Debian's
 //! postgresql-common layout, whether it runs, and the tools that control it
 //! (`control`), the SQL connection (`db`), its configuration files (`conf`),
-//! whether the server has read them (`reload`) and the packages it needs
-//! (`packages`).
+//! whether the server has read them (`reload`), the charm's records inside
+//! PostgreSQL (`records`) and the packages it needs (`packages`).
 //!
 //! One unit runs one cluster, `<major>/main`. Tests on a shared machine give
 //! each emulated unit its own cluster name and port through
@@ -12,6 +12,7 @@ pub mod conf;
 pub mod control;
 pub mod db;
 pub mod packages;
+pub mod records;
 pub mod reload;
 
 use std::path::{Path, PathBuf};

@@ -39,8 +39,8 @@ pub use relation::{
     relation_set_app, RelationData, RelationId,
 };
 pub use secrets::{
-    secret_add, secret_get, secret_get_by_label, secret_get_latest, secret_grant, secret_ids,
-    secret_set, SecretContent, SecretOptions, SecretOwner,
+    secret_add, secret_get, secret_get_by_label, secret_get_latest, secret_grant,
+    secret_id_by_label, secret_ids, secret_set, SecretContent, SecretOptions, SecretOwner,
 };
 pub use status::{
     application_status_set, application_version_set, status_get, status_set, status_set_if_changed,

@@ -90,6 +90,21 @@ pub fn secret_get_by_label(label: &str) -> Result<SecretContent, ToolError> {
     )
 }
 
+/// The URI of the secret its owner labelled `label`:
+/// `secret-info-get --label <label> --format=json`, whose output is
+/// `{<id>: {revision, label, …}}`.
+pub fn secret_id_by_label(label: &str) -> Result<String, ToolError> {
+    let info: Option<BTreeMap<String, serde_json::Value>> = Invocation::new("secret-info-get")
+        .arg("--label")
+        .arg(label)
+        .arg("--format=json")
+        .run_json()?;
+    let id = info
+        .and_then(|info| info.into_keys().next())
+        .unwrap_or_default();
+    Ok(normalise_secret_ids(vec![id]).remove(0))
+}
+
 /// Lets the remote side of `relation` (or one remote unit) read a secret:
 /// `secret-grant <uri> -r <id> [--unit <unit>]`.
 pub fn secret_grant(uri: &str, relation: &RelationId, unit: Option<&str>) -> Result<(), ToolError> {

@@ -9,8 +9,8 @@
 //!   and to its app bag too when it is the leader;
 //! * puts [`RelationPlan::access`] into the [`HbaInput`](super::hba::HbaInput)
 //!   of every live relation, renders `pg_hba.conf` and reloads;
-//! * on the primary, creates [`RelationPlan::objects`] and blocks, naming the
-//!   relation, if [`DesiredObjects::unavailable_extensions`] is not empty.
+//! * on the primary, creates [`RelationPlan::objects`], once
+//!   [`super::ownership`] and [`super::extensions`] have allowed them.
 //!
 //! On `Err`, the relation is refused as a whole: the charm publishes nothing
 //! new for it, gives it no `pg_hba.conf` rules (fail closed), and shows the
@@ -144,42 +144,12 @@ pub struct DesiredObjects {
     /// superuser (`db-admin`).
     pub user: Name,
     pub superuser: bool,
-    /// Created NOLOGIN if missing and granted to `user`. Before granting an
-    /// existing role, the SQL layer must check it is NOLOGIN and has no
-    /// superuser, replication, bypassrls, createrole or createdb attribute.
+    /// Created NOLOGIN if missing and granted to `user`, as
+    /// [`super::ownership::decide_role`] allows.
     pub roles: Vec<Name>,
-    /// Created in `database` if the server has them available.
+    /// Created in `database`, as [`super::extensions::plan_extensions`]
+    /// allows.
     pub extensions: Vec<ExtensionRequest>,
-}
-
-impl DesiredObjects {
-    /// The requested extensions that are not in `available` (the names in
-    /// `pg_available_extensions`).
-    pub fn unavailable_extensions(&self, available: &BTreeSet<String>) -> Vec<&ExtensionRequest> {
-        self.extensions
-            .iter()
-            .filter(|extension| !available.contains(extension.name.as_str()))
-            .collect()
-    }
-}
-
-/// The blocked status message for extensions a relation requested that the
-/// server does not have.
-pub fn unavailable_extensions_message(
-    relation: &RelationId,
-    missing: &[&ExtensionRequest],
-) -> String {
-    let names: Vec<&str> = missing.iter().map(|e| e.name.as_str()).collect();
-    let (noun, verb) = if names.len() == 1 {
-        ("extension", "is")
-    } else {
-        ("extensions", "are")
-    };
-    format!(
-        "{relation}: requested {noun} {} {verb} not available on this server; \
-         install the package that provides it, or remove it from the request",
-        names.join(", ")
-    )
 }
 
 /// The plan for one relation.
@@ -806,13 +776,13 @@ mod tests {
         assert!(plan.objects.superuser);
         let roles: Vec<&str> = plan.objects.roles.iter().map(Name::as_str).collect();
         assert_eq!(roles, ["reader", "writer"]);
-        let available = BTreeSet::from(["citext".to_string()]);
-        let missing = plan.objects.unavailable_extensions(&available);
-        assert_eq!(
-            unavailable_extensions_message(&facts.relation, &missing),
-            "db-admin:9: requested extension pg_trgm is not available on this server; \
-             install the package that provides it, or remove it from the request"
-        );
+        let extensions: Vec<String> = plan
+            .objects
+            .extensions
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(extensions, ["citext", "pg_trgm(util)"]);
     }
 
     #[test]
