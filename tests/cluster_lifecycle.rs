@@ -88,7 +88,7 @@ fn a_kill_at_any_point_of_the_move_converges_on_retry_without_loss() {
         .world
         .add_storage("postgresql/0", "pgdata", Some(disk.display().to_string()))
         .unwrap();
-    h.world.queue.clear();
+    h.world.clear_queue();
     let hook = Invocation {
         unit: "postgresql/0".into(),
         hook: "pgdata-storage-attached".into(),
@@ -135,7 +135,7 @@ fn a_reattached_disk_is_adopted_never_reinitialised() {
     let mut second = Harness::new("adopt-again");
     second.cluster.name = h.cluster.name.clone();
     second.cluster.port = h.cluster.port;
-    second.world.test_env = h.world.test_env.clone();
+    second.world.extend_test_env(h.world.test_env().clone());
     second.deploy(Some(&disk), &[]);
     assert_eq!(second.status().0, "active", "{:?}", second.status());
     assert_eq!(second.cluster.checksum(), before, "the old data is served");
@@ -285,12 +285,9 @@ fn a_cluster_the_charm_did_not_create_is_never_touched() {
         ],
     );
     let mut h = Harness::new("foreign");
+    h.world.set_test_env("PG_CHARM_CLUSTER", &foreign.name);
     h.world
-        .test_env
-        .insert("PG_CHARM_CLUSTER".into(), foreign.name.clone());
-    h.world
-        .test_env
-        .insert("PG_CHARM_PORT".into(), foreign.port.to_string());
+        .set_test_env("PG_CHARM_PORT", &foreign.port.to_string());
     h.cluster.name = format!("{}-unused", h.cluster.name);
     h.deploy(None, &[]);
     let (status, message) = h.status();

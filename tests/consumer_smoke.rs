@@ -133,7 +133,7 @@ fn events(state: &Value) -> Vec<&str> {
 
 /// Nothing the hooks logged or printed holds the password.
 fn assert_no_leak(world: &World) {
-    for record in &world.logs {
+    for record in world.logs() {
         assert!(
             !record.message.contains(PASSWORD),
             "password in juju-log from {} during {}",
@@ -141,7 +141,7 @@ fn assert_no_leak(world: &World) {
             record.hook
         );
     }
-    for hook in &world.trace {
+    for hook in world.trace() {
         assert!(
             !hook.output().contains(PASSWORD),
             "password in the output of {} on {}",

@@ -69,21 +69,21 @@ fn master(s: &Site, unit: &str) -> String {
 }
 
 fn no_secret_anywhere(s: &Site, password: &str) {
-    for log in &s.h.world.logs {
+    for log in s.h.world.logs() {
         assert!(
             !log.message.contains(password),
             "password in juju-log of {}",
             log.hook
         );
     }
-    for record in &s.h.world.trace {
+    for record in s.h.world.trace() {
         assert!(
             !record.output().contains(password),
             "password in the output of {}",
             record.invocation.hook
         );
     }
-    for app in s.h.world.apps.values() {
+    for app in s.h.world.apps() {
         for unit in app.units.values() {
             assert!(
                 !unit.status.message.contains(password),
@@ -333,7 +333,7 @@ fn scale_down_does_not_revoke_what_the_remaining_units_serve() {
     s.h.world.remove_unit(&unit).unwrap();
     let leaving: Vec<&String> =
         s.h.world
-            .logs
+            .logs()
             .iter()
             .filter(|l| l.unit == unit && l.message.contains("revoked login"))
             .map(|l| &l.message)

@@ -46,7 +46,7 @@ fn packed_charm_survives_the_full_deploy_sequence() {
         hooks[hooks.len() - 3..],
         ["stop", "pgdata-storage-detaching", "remove"]
     );
-    for record in &h.world.trace {
+    for record in h.world.trace() {
         assert!(
             record.succeeded(),
             "{:?}: {}",
@@ -83,7 +83,7 @@ fn update_status_brings_a_dead_server_back() {
     assert_eq!(h.status().0, "active");
     assert!(h
         .world
-        .logs
+        .logs()
         .iter()
         .any(|l| l.hook == "update-status" && l.message.contains("not running")));
 }

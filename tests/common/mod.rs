@@ -170,19 +170,13 @@ impl Harness {
         let scratch = Scratch::new(name).unwrap();
         let cluster = ClusterGuard::new();
         let mut world = World::new(&scratch.0.join("world")).unwrap();
-        world
-            .test_env
-            .insert("PG_CHARM_CLUSTER".into(), cluster.name.clone());
-        world
-            .test_env
-            .insert("PG_CHARM_PORT".into(), cluster.port.to_string());
+        world.set_test_env("PG_CHARM_CLUSTER", &cluster.name);
+        world.set_test_env("PG_CHARM_PORT", &cluster.port.to_string());
         // Host tuning (src/tuning/apply.rs) writes its files into the scratch
         // directory and changes no kernel setting of the shared test machine;
         // a test that wants its own loop device tuned live names it in
         // PG_CHARM_HOST_DEVICES.
-        world
-            .test_env
-            .extend(host_tuning_env(&scratch.0.join("host")));
+        world.extend_test_env(host_tuning_env(&scratch.0.join("host")));
         world.add_model("db");
         Self {
             world,

@@ -5,8 +5,9 @@
 //! permission rules and commit semantics. The contract it follows is
 //! `juju-hook-contract.md` in the project's shared reference.
 //!
-//! * [`world`]: models, applications, units, relations, storage and secrets,
-//!   the operator's commands, and the hook sequencer;
+//! * [`world`]: the controller: models, applications, units, relations,
+//!   storage and secrets (`world::model`), the operator's commands, the hook
+//!   sequencer, each hook's snapshot, and the commit of what it did;
 //! * [`runner`]: one hook process with Juju's environment;
 //! * [`context`]: the per-hook snapshot shared with the tools;
 //! * [`tools`]: the hook tools themselves; [`args`] and [`format`] are

@@ -37,6 +37,11 @@ impl ProcessResult {
     pub fn succeeded(&self) -> bool {
         self.code == Some(0)
     }
+
+    /// The process output, stdout then stderr (for assertion messages).
+    pub fn output(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
 }
 
 /// Picks what Juju would execute for `dispatch_path` (`hooks/x`, `actions/y`).

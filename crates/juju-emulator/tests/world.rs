@@ -245,7 +245,7 @@ fn failed_hook_discards_buffered_writes_but_keeps_status_and_logs() {
     assert_eq!(unit.status.status, "blocked", "status-set is immediate");
     assert_eq!(unit.failed_hook.as_deref(), Some("config-changed"));
     assert!(world
-        .logs
+        .logs()
         .iter()
         .any(|l| l.level == "ERROR" && l.message == "failing on purpose"));
     // The failed hook stays queued until resolved; fixing config and
@@ -282,7 +282,7 @@ fn relation_writes_reach_the_other_side_as_changed_hooks() {
     let rel = world.integrate("postgresql:db", "myapp:db").unwrap();
     world.settle().unwrap();
     let provider_hooks: Vec<String> = world
-        .trace
+        .trace()
         .iter()
         .filter(|r| r.invocation.unit == "postgresql/0" && r.invocation.relation == Some(rel))
         .map(|r| {

@@ -26,7 +26,7 @@ fn main() -> Result<()> {
         let disk = LoopDisk::new(&scratch.0, "pgdata", 512);
         let cluster = PrivateCluster::new(&format!("bench{run}"), 5450 + run as u16);
         let mut world = World::new(&scratch.0.join("world"))?;
-        world.test_env.extend(cluster.env());
+        world.extend_test_env(cluster.env());
         world.add_model("db");
         world.deploy(
             "db",

@@ -24,7 +24,7 @@ fn main() -> Result<()> {
     let scratch = Scratch::new("bench-hooks")?;
     let cluster = PrivateCluster::new("benchhooks", 5449);
     let mut world = World::new(&scratch.0)?;
-    world.test_env.extend(cluster.env());
+    world.extend_test_env(cluster.env());
     world.add_model("bench");
     world.deploy("bench", "postgresql", &rust_charm, DeployOptions::default())?;
     world.deploy("bench", "ops-noop", &ops_charm, DeployOptions::default())?;

@@ -46,7 +46,7 @@ fn main() -> Result<()> {
     let cluster = PrivateCluster::new("benchrel", 5461);
     let consumer = hookless_consumer(&scratch.0)?;
     let mut world = World::new(&scratch.0.join("world"))?;
-    world.test_env.extend(cluster.env());
+    world.extend_test_env(cluster.env());
     world.add_model("db");
     world.add_model("k8s");
     world.deploy(

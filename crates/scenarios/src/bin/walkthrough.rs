@@ -23,7 +23,7 @@ fn main() -> Result<()> {
     let k8s_node = Netns::with_free_subnet("k8s-node");
     let cluster = PrivateCluster::new("walkthrough", 5442);
     let mut world = World::new(&scratch.0.join("world"))?;
-    world.test_env.extend(cluster.env());
+    world.extend_test_env(cluster.env());
     let db_address = k8s_node.host_addr.to_string();
     let pod_address = k8s_node.ns_addr.to_string();
 
@@ -46,7 +46,7 @@ fn main() -> Result<()> {
         },
     )?;
     world.settle().context("deploying postgresql")?;
-    for record in &world.trace {
+    for record in world.trace() {
         println!(
             "    {:<28} exit {:?} in {:>6.1} ms",
             record.invocation.hook,

@@ -1,0 +1,621 @@
+//! The commands an operator runs: `add-model`, `deploy`, `add-unit`,
+//! `config`, `integrate` (within and across models), `add-storage`,
+//! `detach-storage`, `remove-relation`, `remove-unit`, `refresh` and
+//! `run <action>`. Each changes the model and queues the hooks Juju would
+//! run, in the order of the contract's section 6; [`World::settle`] runs them.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use serde_json::Value;
+
+use super::model::{
+    ActionOutcome, Application, DeployOptions, EndpointRef, Invocation, Model, Relation,
+    StorageInstance, StorageRequest, Unit,
+};
+use super::naming::{app_of, model_uuid, relation_token};
+use super::World;
+use crate::charm::{unpack, Charm};
+use crate::context::{Bag, Status};
+use crate::tools::TOOL_NAMES;
+
+impl World {
+    /// `juju add-model <name>` (idempotent).
+    pub fn add_model(&mut self, name: &str) -> &mut Model {
+        self.models
+            .entry(name.to_string())
+            .or_insert_with(|| Model {
+                name: name.to_string(),
+                uuid: model_uuid(name),
+                egress_subnets: Vec::new(),
+            })
+    }
+
+    /// `juju deploy <charm> <app> -m <model>`: queues the install phase of
+    /// every unit (§6.1). Call [`World::settle`] to run it.
+    pub fn deploy(
+        &mut self,
+        model: &str,
+        app: &str,
+        charm_source: &Path,
+        opts: DeployOptions,
+    ) -> Result<()> {
+        if !self.models.contains_key(model) {
+            bail!("model {model:?} not found");
+        }
+        if self.apps.contains_key(app) {
+            bail!("application {app:?} already exists");
+        }
+        let staging = self.root.join("charms").join(app);
+        unpack(charm_source, &staging)?;
+        let charm = Charm::load(&staging)?;
+        let mut config = BTreeMap::new();
+        for (key, raw) in &opts.config {
+            config.insert(key.clone(), charm.typed_config_value(key, raw)?);
+        }
+        self.apps.insert(
+            app.to_string(),
+            Application {
+                name: app.to_string(),
+                model: model.to_string(),
+                charm: Some(charm),
+                config,
+                units: BTreeMap::new(),
+                leader: None,
+                leader_settings: Bag::new(),
+                status: None,
+                next_unit: 0,
+            },
+        );
+        for i in 0..opts.units.max(1) {
+            let addresses = opts.addresses.get(i as usize).cloned();
+            self.add_unit_with(app, &opts.storage, addresses)?;
+        }
+        Ok(())
+    }
+
+    /// `juju add-unit <app>`.
+    pub fn add_unit(&mut self, app: &str, addresses: Option<(String, String)>) -> Result<String> {
+        self.add_unit_with(app, &[], addresses)
+    }
+
+    fn add_unit_with(
+        &mut self,
+        app_name: &str,
+        storage: &[StorageRequest],
+        addresses: Option<(String, String)>,
+    ) -> Result<String> {
+        let machine = self.next_machine;
+        self.next_machine += 1;
+        let app = self.apps.get_mut(app_name).expect("app exists");
+        let n = app.next_unit;
+        app.next_unit += 1;
+        let name = format!("{app_name}/{n}");
+        let tag = format!("unit-{app_name}-{n}");
+        let agent_dir = self.root.join("agents").join(&tag);
+        let tools_dir = self.root.join("tools").join(&tag);
+        let (private_address, public_address) = addresses.unwrap_or_else(|| {
+            // Made-up addresses that stay valid for any number of machines;
+            // nothing is ever sent to them.
+            let host = 10 + machine;
+            (
+                format!("10.1.{}.{}", host / 256, host % 256),
+                format!("100.64.{}.{}", host / 256, host % 256),
+            )
+        });
+        let charm = app.charm.clone().expect("deployed app has a charm");
+        unpack(&charm.dir, &agent_dir.join("charm"))?;
+        std::fs::create_dir_all(&tools_dir)?;
+        for tool in TOOL_NAMES {
+            let link = tools_dir.join(tool);
+            let _ = std::fs::remove_file(&link);
+            symlink(&self.tool_binary, &link)
+                .with_context(|| format!("linking {}", link.display()))?;
+        }
+        let unit = Unit {
+            name: name.clone(),
+            machine: machine.to_string(),
+            private_address,
+            public_address,
+            agent_dir,
+            tools_dir,
+            status: Status {
+                status: "waiting".into(),
+                message: "agent initialising".into(),
+            },
+            workload_version: String::new(),
+            storage: BTreeMap::new(),
+            ports: Default::default(),
+            failed_hook: None,
+            departing: false,
+            extra_env: BTreeMap::new(),
+        };
+        let leader_needed = app.leader.is_none();
+        if leader_needed {
+            app.leader = Some(name.clone());
+        }
+        app.units.insert(name.clone(), unit);
+
+        // §6.1: storage-attached (all of it) before install on machines.
+        for request in storage {
+            let id = self.attach_storage(&name, &request.name, request.location.clone())?;
+            self.enqueue(Invocation {
+                unit: name.clone(),
+                hook: format!("{}-storage-attached", request.name),
+                storage: Some(id),
+                ..Default::default()
+            });
+        }
+        self.enqueue_hook(&name, "install");
+        // Peer relations exist from the first unit on.
+        let peers: Vec<String> = charm.metadata.peers.keys().cloned().collect();
+        for endpoint in peers {
+            let existing = self.relations.values().find(|r| {
+                r.is_peer() && r.sides[0].app == app_name && r.sides[0].endpoint == endpoint
+            });
+            let id = match existing {
+                Some(r) => r.id,
+                None => self.new_relation(
+                    vec![EndpointRef {
+                        app: app_name.to_string(),
+                        endpoint: endpoint.clone(),
+                    }],
+                    None,
+                    String::new(),
+                    Vec::new(),
+                ),
+            };
+            self.enter_scope(id, &name);
+            self.enqueue_relation(&name, id, "created", None);
+        }
+        let others: Vec<u64> = self
+            .relations
+            .values()
+            .filter(|r| !r.is_peer() && !r.broken && r.side_of(app_name).is_some())
+            .map(|r| r.id)
+            .collect();
+        for id in &others {
+            self.enter_scope(*id, &name);
+            self.enqueue_relation(&name, *id, "created", None);
+        }
+        let hook = if leader_needed {
+            "leader-elected"
+        } else {
+            "leader-settings-changed"
+        };
+        self.enqueue_hook(&name, hook);
+        self.enqueue_hook(&name, "config-changed");
+        self.enqueue_hook(&name, "start");
+        // Joins with everyone already there, on both sides.
+        let relation_ids: Vec<u64> = self
+            .relations
+            .values()
+            .filter(|r| !r.broken && r.side_of(app_name).is_some())
+            .map(|r| r.id)
+            .collect();
+        for id in relation_ids {
+            self.join_unit_everywhere(id, &name);
+        }
+        Ok(name)
+    }
+
+    fn attach_storage(
+        &mut self,
+        unit: &str,
+        name: &str,
+        location: Option<String>,
+    ) -> Result<String> {
+        let charm = self.app(app_of(unit))?.charm.clone().expect("charm");
+        let meta = charm
+            .metadata
+            .storage
+            .get(name)
+            .ok_or_else(|| anyhow!("charm has no storage {name:?}"))?
+            .clone();
+        let n = self.next_storage.entry(name.to_string()).or_insert(0);
+        let id = format!("{name}/{n}");
+        *n += 1;
+        let location = location.unwrap_or_else(|| meta.location_for(name, &id));
+        self.unit_mut(unit)?.storage.insert(
+            id.clone(),
+            StorageInstance {
+                id: id.clone(),
+                kind: meta.kind.clone(),
+                location,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Test-only: adds a variable to one unit's hook environment (Juju sets
+    /// none of these), e.g. to give each unit on the test machine its own
+    /// resources.
+    pub fn set_unit_env(&mut self, unit: &str, key: &str, value: &str) -> Result<()> {
+        self.unit_mut(unit)?
+            .extra_env
+            .insert(key.to_string(), value.to_string());
+        Ok(())
+    }
+
+    /// `juju add-storage <unit> <name>`: attaches a new instance to a running unit.
+    pub fn add_storage(
+        &mut self,
+        unit: &str,
+        name: &str,
+        location: Option<String>,
+    ) -> Result<String> {
+        let id = self.attach_storage(unit, name, location)?;
+        self.enqueue(Invocation {
+            unit: unit.to_string(),
+            hook: format!("{name}-storage-attached"),
+            storage: Some(id.clone()),
+            ..Default::default()
+        });
+        Ok(id)
+    }
+
+    /// `juju detach-storage <id>`: `<name>-storage-detaching`, then the instance is gone.
+    pub fn detach_storage(&mut self, unit: &str, id: &str) -> Result<()> {
+        let name = id.split('/').next().unwrap_or(id).to_string();
+        self.run_invocation(
+            &Invocation {
+                unit: unit.to_string(),
+                hook: format!("{name}-storage-detaching"),
+                storage: Some(id.to_string()),
+                ..Default::default()
+            },
+            None,
+        )?;
+        self.unit_mut(unit)?.storage.remove(id);
+        Ok(())
+    }
+
+    /// `juju config <app> key=value ...`.
+    pub fn set_config(&mut self, app: &str, settings: &[(&str, &str)]) -> Result<()> {
+        let charm = self.app(app)?.charm.clone().expect("charm");
+        let mut typed = Vec::new();
+        for (key, raw) in settings {
+            typed.push((key.to_string(), charm.typed_config_value(key, raw)?));
+        }
+        let application = self.apps.get_mut(app).expect("app");
+        for (key, value) in typed {
+            application.config.insert(key, value);
+        }
+        self.enqueue_all(app, "config-changed");
+        Ok(())
+    }
+
+    /// `juju config <app> --reset key`.
+    pub fn reset_config(&mut self, app: &str, keys: &[&str]) -> Result<()> {
+        let application = self
+            .apps
+            .get_mut(app)
+            .ok_or_else(|| anyhow!("application {app:?} not found"))?;
+        for key in keys {
+            application.config.remove(*key);
+        }
+        self.enqueue_all(app, "config-changed");
+        Ok(())
+    }
+
+    /// `juju model-config egress-subnets=...` for `model`.
+    pub fn set_model_egress_subnets(&mut self, model: &str, subnets: &[&str]) -> Result<()> {
+        let m = self
+            .models
+            .get_mut(model)
+            .ok_or_else(|| anyhow!("model {model:?} not found"))?;
+        m.egress_subnets = subnets.iter().map(|s| s.to_string()).collect();
+        Ok(())
+    }
+
+    fn new_relation(
+        &mut self,
+        sides: Vec<EndpointRef>,
+        offering_app: Option<String>,
+        saas_name: String,
+        via: Vec<String>,
+    ) -> u64 {
+        let id = self.next_relation;
+        self.next_relation += 1;
+        let mut app_bags = BTreeMap::new();
+        for side in &sides {
+            app_bags.insert(side.app.clone(), Bag::new());
+        }
+        self.relations.insert(
+            id,
+            Relation {
+                id,
+                sides,
+                offering_app,
+                token: relation_token(id),
+                saas_name,
+                via,
+                unit_bags: BTreeMap::new(),
+                app_bags,
+                members: BTreeMap::new(),
+                broken: false,
+            },
+        );
+        id
+    }
+
+    /// `EnterScope`: the unit's bag gets the address keys Juju fills in (§5).
+    fn enter_scope(&mut self, id: u64, unit: &str) {
+        let network = self.relation_network(id, unit);
+        let rel = self.relations.get_mut(&id).expect("relation");
+        let bag = rel.unit_bags.entry(unit.to_string()).or_default();
+        let ingress = network
+            .ingress_addresses
+            .first()
+            .cloned()
+            .unwrap_or_default();
+        bag.insert("private-address".into(), ingress.clone());
+        bag.insert("ingress-address".into(), ingress);
+        bag.insert("egress-subnets".into(), network.egress_subnets.join(","));
+        rel.members.entry(unit.to_string()).or_default();
+    }
+
+    /// `juju integrate <a>:<ep> <b>:<ep>` inside one model.
+    pub fn integrate(&mut self, a: &str, b: &str) -> Result<u64> {
+        self.integrate_with(a, b, None, String::new(), Vec::new())
+    }
+
+    /// `juju offer <offerer>:<ep>`, `juju consume ... <saas_name>` and
+    /// `juju integrate <consumer>:<ep> <saas_name> [--via cidrs]` across models.
+    pub fn integrate_cross_model(
+        &mut self,
+        offerer: &str,
+        consumer: &str,
+        saas_name: &str,
+        via: &[&str],
+    ) -> Result<u64> {
+        let offering_app = offerer.split(':').next().unwrap_or(offerer).to_string();
+        let consumer_app = consumer.split(':').next().unwrap_or(consumer);
+        if self.app(&offering_app)?.model == self.app(consumer_app)?.model {
+            bail!("a cross-model relation needs the two applications in different models");
+        }
+        self.integrate_with(
+            offerer,
+            consumer,
+            Some(offering_app),
+            saas_name.to_string(),
+            via.iter().map(|s| s.to_string()).collect(),
+        )
+    }
+
+    fn integrate_with(
+        &mut self,
+        a: &str,
+        b: &str,
+        offering_app: Option<String>,
+        saas_name: String,
+        via: Vec<String>,
+    ) -> Result<u64> {
+        let parse = |spec: &str| -> Result<EndpointRef> {
+            let (app, endpoint) = spec
+                .split_once(':')
+                .ok_or_else(|| anyhow!("expected <application>:<endpoint>, got {spec:?}"))?;
+            Ok(EndpointRef {
+                app: app.to_string(),
+                endpoint: endpoint.to_string(),
+            })
+        };
+        let (left, right) = (parse(a)?, parse(b)?);
+        for side in [&left, &right] {
+            let charm = self.app(&side.app)?.charm.clone().expect("charm");
+            if !charm.endpoints().contains(&side.endpoint) {
+                bail!(
+                    "application {:?} has no endpoint {:?}",
+                    side.app,
+                    side.endpoint
+                );
+            }
+        }
+        let id = self.new_relation(
+            vec![left.clone(), right.clone()],
+            offering_app,
+            saas_name,
+            via,
+        );
+        let mut units = Vec::new();
+        for side in [&left, &right] {
+            units.extend(self.apps[&side.app].units.keys().cloned());
+        }
+        for unit in &units {
+            self.enter_scope(id, unit);
+            self.enqueue_relation(unit, id, "created", None);
+        }
+        for unit in &units {
+            self.join_remote_units(id, unit);
+        }
+        Ok(id)
+    }
+
+    /// The units on the other side of relation `id` from `unit` (its peers
+    /// in a peer relation).
+    fn remote_units(&self, id: u64, unit: &str) -> Vec<String> {
+        let Some(remote_app) = self.relations[&id].remote_app_of(app_of(unit)) else {
+            return Vec::new();
+        };
+        self.apps[remote_app]
+            .units
+            .keys()
+            .filter(|u| *u != unit)
+            .cloned()
+            .collect()
+    }
+
+    /// Queues `-joined` then `-changed` on `unit` for each remote unit.
+    fn join_remote_units(&mut self, id: u64, unit: &str) {
+        for remote in self.remote_units(id, unit) {
+            self.enqueue_relation(unit, id, "joined", Some(&remote));
+            self.enqueue_relation(unit, id, "changed", Some(&remote));
+        }
+    }
+
+    /// A new unit joins relation `id`: it sees the remote units join, and they see it.
+    fn join_unit_everywhere(&mut self, id: u64, unit: &str) {
+        self.join_remote_units(id, unit);
+        for remote in self.remote_units(id, unit) {
+            self.enqueue_relation(&remote, id, "joined", Some(unit));
+            self.enqueue_relation(&remote, id, "changed", Some(unit));
+        }
+    }
+
+    /// `juju remove-relation`: `-departed` per remote unit, then `-broken` (§6.3).
+    pub fn remove_relation(&mut self, id: u64) -> Result<()> {
+        let rel = self
+            .relations
+            .get(&id)
+            .ok_or_else(|| anyhow!("relation {id} not found"))?
+            .clone();
+        for side in &rel.sides {
+            let units: Vec<String> = self.apps[&side.app].units.keys().cloned().collect();
+            for unit in units {
+                let members: Vec<String> = rel
+                    .members
+                    .get(&unit)
+                    .map(|m| m.iter().cloned().collect())
+                    .unwrap_or_default();
+                for remote in members {
+                    self.enqueue(Invocation {
+                        unit: unit.clone(),
+                        hook: format!("{}-relation-departed", side.endpoint),
+                        relation: Some(id),
+                        remote_unit: Some(remote.clone()),
+                        departing_unit: Some(remote.clone()),
+                        storage: None,
+                    });
+                }
+                self.enqueue_relation(&unit, id, "broken", None);
+            }
+        }
+        self.relations.get_mut(&id).expect("relation").broken = true;
+        Ok(())
+    }
+
+    /// `juju remove-unit`: the others see it depart; it runs `-departed`,
+    /// `stop`, `-broken`, `storage-detaching` and `remove` (§6.3). Runs at once.
+    pub fn remove_unit(&mut self, unit: &str) -> Result<()> {
+        self.settle()?;
+        self.unit_mut(unit)?.departing = true;
+        let app = app_of(unit).to_string();
+        let relation_ids: Vec<u64> = self
+            .relations
+            .values()
+            .filter(|r| !r.broken && r.side_of(&app).is_some())
+            .map(|r| r.id)
+            .collect();
+        for id in &relation_ids {
+            let rel = self.relations[id].clone();
+            // Remote (and peer) units that had seen it join.
+            for (other, seen) in &rel.members {
+                if other != unit && seen.contains(unit) {
+                    let endpoint = rel.side_of(app_of(other)).expect("side").endpoint.clone();
+                    self.enqueue(Invocation {
+                        unit: other.clone(),
+                        hook: format!("{endpoint}-relation-departed"),
+                        relation: Some(*id),
+                        remote_unit: Some(unit.to_string()),
+                        departing_unit: Some(unit.to_string()),
+                        storage: None,
+                    });
+                }
+            }
+            let endpoint = rel.side_of(&app).expect("side").endpoint.clone();
+            for remote in rel.members.get(unit).cloned().unwrap_or_default() {
+                self.enqueue(Invocation {
+                    unit: unit.to_string(),
+                    hook: format!("{endpoint}-relation-departed"),
+                    relation: Some(*id),
+                    remote_unit: Some(remote),
+                    departing_unit: Some(unit.to_string()),
+                    storage: None,
+                });
+            }
+        }
+        self.enqueue_hook(unit, "stop");
+        for id in &relation_ids {
+            if !self.relations[id].is_peer() {
+                self.enqueue_relation(unit, *id, "broken", None);
+            }
+        }
+        let storage: Vec<String> = self.unit(unit)?.storage.keys().cloned().collect();
+        for id in storage {
+            self.enqueue(Invocation {
+                unit: unit.to_string(),
+                hook: format!("{}-storage-detaching", id.split('/').next().unwrap_or(&id)),
+                storage: Some(id),
+                ..Default::default()
+            });
+        }
+        self.enqueue_hook(unit, "remove");
+        self.settle()?;
+        let application = self.apps.get_mut(&app).expect("app");
+        application.units.remove(unit);
+        for rel in self.relations.values_mut() {
+            rel.members.remove(unit);
+        }
+        if application.leader.as_deref() == Some(unit) {
+            application.leader = application.units.keys().next().cloned();
+            if let Some(new_leader) = application.leader.clone() {
+                self.enqueue_hook(&new_leader, "leader-elected");
+            }
+        }
+        Ok(())
+    }
+
+    /// `juju refresh <app> --path <charm>`: §6.2 order on every unit.
+    pub fn upgrade_charm(&mut self, app: &str, charm_source: &Path) -> Result<()> {
+        let staging = self.root.join("charms").join(app);
+        unpack(charm_source, &staging)?;
+        let charm = Charm::load(&staging)?;
+        let units: Vec<(String, PathBuf)> = self
+            .app(app)?
+            .units
+            .values()
+            .map(|u| (u.name.clone(), u.agent_dir.join("charm")))
+            .collect();
+        let leader = self.app(app)?.leader.clone();
+        self.apps.get_mut(app).expect("app").charm = Some(charm);
+        for (unit, dir) in units {
+            unpack(&staging, &dir)?;
+            self.enqueue_hook(&unit, "upgrade-charm");
+            self.enqueue_hook(&unit, "config-changed");
+            if leader.as_deref() != Some(unit.as_str()) {
+                self.enqueue_hook(&unit, "leader-settings-changed");
+            }
+            self.enqueue_hook(&unit, "start");
+        }
+        Ok(())
+    }
+
+    /// `juju run <unit> <action> key=value ...`.
+    pub fn run_action(
+        &mut self,
+        unit: &str,
+        action: &str,
+        params: serde_json::Map<String, Value>,
+    ) -> Result<ActionOutcome> {
+        let charm = self.app(app_of(unit))?.charm.clone().expect("charm");
+        if !charm.actions.contains_key(action) {
+            bail!("action {action:?} not defined");
+        }
+        let inv = Invocation {
+            unit: unit.to_string(),
+            hook: action.to_string(),
+            ..Default::default()
+        };
+        let (ctx, process) = self.execute(&inv, Some(params), None)?;
+        let action_ctx = ctx.action.unwrap_or_default();
+        Ok(ActionOutcome {
+            results: action_ctx.results,
+            failed: action_ctx.failed.or_else(|| {
+                (!process.succeeded()).then(|| format!("exit status {:?}", process.code))
+            }),
+            process,
+        })
+    }
+}

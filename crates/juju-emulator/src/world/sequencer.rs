@@ -1,0 +1,183 @@
+//! The hook queue. Operator commands and committed changes queue
+//! [`Invocation`]s; [`World::settle`] runs them one at a time (the machine
+//! lock of §1.4 for every unit at once), retrying failures up to the
+//! configured bound. Each run builds the hook's snapshot, runs the process,
+//! and then commits or discards what it did.
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use serde_json::Value;
+
+use super::model::{HookRecord, Invocation};
+use super::naming::app_of;
+use super::World;
+use crate::context::HookContext;
+use crate::runner::{run_process, ProcessResult};
+
+impl World {
+    /// Queues `inv` unless the same `-changed` hook is already waiting
+    /// (Juju coalesces them).
+    pub fn enqueue(&mut self, inv: Invocation) {
+        if inv.hook.ends_with("-relation-changed") && self.queue.contains(&inv) {
+            return;
+        }
+        self.queue.push_back(inv);
+    }
+
+    pub(super) fn enqueue_all(&mut self, app: &str, hook: &str) {
+        let units: Vec<String> = self.apps[app].units.keys().cloned().collect();
+        for unit in units {
+            self.enqueue_hook(&unit, hook);
+        }
+    }
+
+    pub(super) fn enqueue_hook(&mut self, unit: &str, hook: &str) {
+        self.enqueue(Invocation {
+            unit: unit.to_string(),
+            hook: hook.to_string(),
+            ..Default::default()
+        });
+    }
+
+    pub(super) fn enqueue_relation(
+        &mut self,
+        unit: &str,
+        id: u64,
+        kind: &str,
+        remote: Option<&str>,
+    ) {
+        let endpoint = self.relations[&id]
+            .side_of(app_of(unit))
+            .map(|s| s.endpoint.clone())
+            .unwrap_or_default();
+        self.enqueue(Invocation {
+            unit: unit.to_string(),
+            hook: format!("{endpoint}-relation-{kind}"),
+            relation: Some(id),
+            remote_unit: remote.map(str::to_string),
+            ..Default::default()
+        });
+    }
+
+    /// Runs every queued hook, one at a time. A failed hook is retried up to
+    /// [`World::set_hook_retries`] times; then `settle` stops with an error
+    /// and the unit stays in error with its hook at the head of the queue.
+    pub fn settle(&mut self) -> Result<()> {
+        let mut budget = 100_000;
+        while let Some(inv) = self.queue.pop_front() {
+            budget -= 1;
+            if budget == 0 {
+                bail!("hooks did not settle: the charms keep changing relation data");
+            }
+            if self.unit(&inv.unit).is_err() {
+                continue;
+            }
+            let mut attempts = 0;
+            loop {
+                let record = self.run_invocation(&inv, None)?;
+                if record.succeeded() {
+                    break;
+                }
+                attempts += 1;
+                if attempts > self.hook_retries {
+                    self.queue.push_front(inv.clone());
+                    let logs: Vec<String> = self
+                        .logs
+                        .iter()
+                        .filter(|l| l.unit == inv.unit && l.hook == inv.hook)
+                        .rev()
+                        .take(20)
+                        .map(|l| format!("{} {}", l.level, l.message))
+                        .collect();
+                    bail!(
+                        "hook failed: {:?} on {} (exit {:?}, signal {:?})\noutput:\n{}\nlast juju-log records:\n{}",
+                        inv.hook,
+                        inv.unit,
+                        record.code,
+                        record.signal,
+                        record.output(),
+                        logs.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one hook now, outside the queue (e.g. `update-status`), and queues what it causes.
+    pub fn run_hook(&mut self, unit: &str, hook: &str) -> Result<ProcessResult> {
+        self.run_invocation(
+            &Invocation {
+                unit: unit.to_string(),
+                hook: hook.to_string(),
+                ..Default::default()
+            },
+            None,
+        )
+    }
+
+    /// Runs `inv` and kills it after `after` (SIGKILL), as a dying agent would.
+    pub fn run_hook_killed_after(
+        &mut self,
+        inv: Invocation,
+        after: Duration,
+    ) -> Result<ProcessResult> {
+        self.run_invocation(&inv, Some(after))
+    }
+
+    pub(super) fn run_invocation(
+        &mut self,
+        inv: &Invocation,
+        kill_after: Option<Duration>,
+    ) -> Result<ProcessResult> {
+        // Membership changes take effect before the hook runs (§4.4).
+        if let Some(id) = inv.relation {
+            let remote = inv.remote_unit.clone();
+            let rel = self.relations.get_mut(&id).expect("relation");
+            let seen = rel.members.entry(inv.unit.clone()).or_default();
+            if inv.hook.ends_with("-relation-joined") {
+                seen.extend(remote);
+            } else if inv.hook.ends_with("-relation-departed") {
+                if let Some(r) = &remote {
+                    seen.remove(r);
+                }
+            } else if inv.hook.ends_with("-relation-broken") {
+                seen.clear();
+            }
+        }
+        let (_, result) = self.execute(inv, None, kill_after)?;
+        Ok(result)
+    }
+
+    /// Builds the context, runs the process, then commits or discards.
+    pub(super) fn execute(
+        &mut self,
+        inv: &Invocation,
+        action_params: Option<serde_json::Map<String, Value>>,
+        kill_after: Option<Duration>,
+    ) -> Result<(HookContext, ProcessResult)> {
+        let is_action = action_params.is_some();
+        let context = self.build_context(inv, action_params)?;
+        let unit = self.unit(&inv.unit)?.clone();
+        let context_path = HookContext::path_in(&unit.agent_dir);
+        context.save(&context_path)?;
+        let env = self.hook_env(&unit, inv, &context, is_action);
+        let result = run_process(&unit.agent_dir.join("charm"), &env, kill_after)?;
+        let after = HookContext::load(&context_path)?;
+        std::fs::remove_file(&context_path).ok();
+        self.apply_immediate(&inv.unit, &inv.hook, &after)?;
+        let ok = result.succeeded();
+        if ok && !is_action {
+            self.commit(inv, &after)?;
+        }
+        if !is_action {
+            self.unit_mut(&inv.unit)?.failed_hook = (!ok).then(|| inv.hook.clone());
+        }
+        self.trace.push(HookRecord {
+            invocation: inv.clone(),
+            result: result.clone(),
+        });
+        Ok((after, result))
+    }
+}
