@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use juju_emulator::context::{HookContext, LockedContext};
-use juju_emulator::tools::{run_tool, TOOL_NAMES};
+use juju_emulator::tools::{find, run_tool};
 
 fn main() -> ExitCode {
     let mut args = std::env::args();
@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let rest: Vec<String> = args.collect();
-    if !TOOL_NAMES.contains(&name.as_str()) {
+    if find(&name).is_none() {
         eprintln!(
             "juju-emulator: run me through a hook-tool link (relation-get, status-set, ...); \
              the emulator library (juju_emulator::World) creates them"

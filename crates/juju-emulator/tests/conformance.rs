@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use juju_emulator::context::{
     Bag, HookContext, Immediate, NetworkInfo, RelationContext, Status, StorageContext,
 };
-use juju_emulator::tools::TOOL_NAMES;
+use juju_emulator::tools;
 use serde_json::json;
 
 struct Fixture {
@@ -25,7 +25,7 @@ impl Fixture {
         let dir = std::env::temp_dir().join(format!("jemu-conf-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("tools")).unwrap();
-        for tool in TOOL_NAMES {
+        for tool in tools::names() {
             symlink(
                 env!("CARGO_BIN_EXE_juju-emulator"),
                 dir.join("tools").join(tool),

@@ -19,7 +19,7 @@ use super::naming::{app_of, model_uuid, relation_token};
 use super::World;
 use crate::charm::{unpack, Charm};
 use crate::context::{Bag, Status};
-use crate::tools::TOOL_NAMES;
+use crate::tools;
 
 impl World {
     /// `juju add-model <name>` (idempotent).
@@ -108,7 +108,7 @@ impl World {
         let charm = app.charm.clone().expect("deployed app has a charm");
         unpack(&charm.dir, &agent_dir.join("charm"))?;
         std::fs::create_dir_all(&tools_dir)?;
-        for tool in TOOL_NAMES {
+        for tool in tools::names() {
             let link = tools_dir.join(tool);
             let _ = std::fs::remove_file(&link);
             symlink(&self.tool_binary, &link)
