@@ -61,7 +61,6 @@ pub struct HookContext {
     pub immediate: Vec<Immediate>,
     /// Effects buffered until the hook exits 0.
     pub pending: Pending,
-    pub juju_version: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -26,8 +26,7 @@ fn new_secret_id() -> String {
 }
 
 /// Parses `key=value`, `key#base64=value` and `key#file=/path` content.
-fn secret_content(p: &Parsed, stdin: Option<&mut dyn Read>) -> Result<Bag, Fail> {
-    let _ = stdin;
+fn secret_content(p: &Parsed) -> Result<Bag, Fail> {
     let mut content = Bag::new();
     if let Some(path) = p.value("file") {
         let text =
@@ -80,7 +79,7 @@ fn find_secret<'a>(
 }
 
 pub(super) fn secret_add(ctx: &mut HookContext, p: &Parsed) -> ToolResult {
-    let content = secret_content(p, None)?;
+    let content = secret_content(p)?;
     if content.is_empty() {
         return usage("missing secret value or filename");
     }
@@ -165,7 +164,7 @@ pub(super) fn secret_set(ctx: &mut HookContext, p: &Parsed) -> ToolResult {
         flags: p.flags.clone(),
         positional: p.positional[1..].to_vec(),
     };
-    let content = secret_content(&rest, None)?;
+    let content = secret_content(&rest)?;
     let content = (!content.is_empty()).then_some(content);
     let secret = ctx.secrets.get_mut(&id).expect("owned secret");
     if let Some(c) = &content {

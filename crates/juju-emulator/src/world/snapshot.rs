@@ -172,7 +172,6 @@ impl World {
             app_status: app.status.clone(),
             immediate: Vec::new(),
             pending: Default::default(),
-            juju_version: self.juju_version.clone(),
         })
     }
 
