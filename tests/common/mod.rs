@@ -232,6 +232,7 @@ impl Harness {
             storage,
             config,
             addresses,
+            ..Default::default()
         };
         self.world
             .deploy("db", "postgresql", &packed_charm().unwrap(), options)

@@ -19,7 +19,9 @@
 pub mod args;
 pub mod charm;
 pub mod context;
+pub mod exec;
 pub mod format;
+pub mod machine;
 pub mod runner;
 pub mod tools;
 pub mod world;

@@ -1,13 +1,21 @@
-//! The multi-call hook tool. Linked as `relation-get`, `status-set`, ... in
-//! a unit's tools directory, it finds the hook context next to the unit's
-//! agent socket (`JUJU_AGENT_SOCKET_ADDRESS`), checks `JUJU_CONTEXT_ID`, and
-//! runs the tool named by argv[0].
+//! The multi-call binary of the emulator:
+//!
+//! * linked as `relation-get`, `status-set`, ... in a unit's tools
+//!   directory, it finds the hook context next to the unit's agent socket
+//!   (`JUJU_AGENT_SOCKET_ADDRESS`), checks `JUJU_CONTEXT_ID`, and runs the
+//!   tool named by argv[0];
+//! * linked as `juju-exec`, it asks the World to run commands in a unit's
+//!   hook context ([`juju_emulator::exec`]);
+//! * run as `juju-emulator machine-init <boot plan>`, it is an emulated
+//!   machine's init ([`juju_emulator::machine::init`]).
 
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
 use juju_emulator::context::{HookContext, LockedContext};
+use juju_emulator::exec;
+use juju_emulator::machine::init;
 use juju_emulator::tools::{find, run_tool};
 
 fn main() -> ExitCode {
@@ -18,6 +26,19 @@ fn main() -> ExitCode {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let rest: Vec<String> = args.collect();
+    if name == exec::COMMAND {
+        return ExitCode::from(exec::client_main(&rest));
+    }
+    if rest.first().map(String::as_str) == Some(init::SUBCOMMAND) && find(&name).is_none() {
+        let Some(plan) = rest.get(1) else {
+            eprintln!("usage: juju-emulator {} <boot plan>", init::SUBCOMMAND);
+            return ExitCode::from(2);
+        };
+        if let Err(e) = init::run(Path::new(plan)) {
+            eprintln!("machine init: {e:#}");
+        }
+        return ExitCode::from(1);
+    }
     if find(&name).is_none() {
         eprintln!(
             "juju-emulator: run me through a hook-tool link (relation-get, status-set, ...); \

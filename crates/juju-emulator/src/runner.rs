@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -54,11 +54,60 @@ pub fn handler_for(charm_dir: &Path, dispatch_path: &str) -> Option<PathBuf> {
     legacy.exists().then_some(legacy)
 }
 
-/// Runs the handler with `env` (which must include `JUJU_DISPATCH_PATH`).
+/// Where a hook process runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Site {
+    /// On the test host itself.
+    Host,
+    /// Inside an emulated machine, entered through its init's namespaces;
+    /// paths (program, working directory) are as the machine sees them.
+    Machine { init_pid: i32 },
+}
+
+impl Site {
+    /// A command that runs `program` at this site with `cwd` as its working
+    /// directory. On a machine the process gets its own process group (so a
+    /// kill reaches the hook, not only `nsenter`).
+    pub fn command(&self, program: &Path, cwd: &Path) -> Command {
+        match self {
+            Site::Host => {
+                let mut cmd = Command::new(program);
+                cmd.current_dir(cwd);
+                cmd
+            }
+            Site::Machine { init_pid } => {
+                // nsenter opens --wd in the caller's mount namespace, where
+                // the machine's paths do not exist: change directory once
+                // inside (leaving no PWD behind: Juju sets none), then exec
+                // the program with the arguments the caller adds.
+                let mut cmd = Command::new("/usr/bin/nsenter");
+                cmd.arg("--target")
+                    .arg(init_pid.to_string())
+                    .args(["--mount", "--net", "--pid", "--uts", "--ipc", "--"])
+                    .args([
+                        "/bin/sh",
+                        "-c",
+                        r#"cd "$0" && unset PWD OLDPWD && exec "$@""#,
+                    ])
+                    .arg(cwd)
+                    .arg(program)
+                    .current_dir("/")
+                    .process_group(0);
+                cmd
+            }
+        }
+    }
+}
+
+/// Runs the charm's handler for `JUJU_DISPATCH_PATH` with exactly `env`.
+/// `charm_dir` is the charm on the test host (to find the handler);
+/// `seen_charm_dir` is where the process sees it (different on a machine).
 /// With `kill_after`, the hook is sent SIGKILL after that long, like an
 /// agent or machine dying mid-hook.
 pub fn run_process(
     charm_dir: &Path,
+    seen_charm_dir: &Path,
+    site: &Site,
     env: &BTreeMap<String, String>,
     kill_after: Option<Duration>,
 ) -> Result<ProcessResult> {
@@ -78,17 +127,32 @@ pub fn run_process(
             ..Default::default()
         });
     }
+    let relative = handler.strip_prefix(charm_dir).unwrap_or(&handler);
+    let mut cmd = site.command(&seen_charm_dir.join(relative), seen_charm_dir);
+    cmd.env_clear().envs(env);
+    run_command(cmd, site, kill_after)
+}
+
+/// Runs `cmd` (made by [`Site::command`]) with stdin from /dev/null and
+/// stdout and stderr captured; measures wall time and peak RSS.
+pub fn run_command(
+    mut cmd: Command,
+    site: &Site,
+    kill_after: Option<Duration>,
+) -> Result<ProcessResult> {
     let start = Instant::now();
-    let mut child = Command::new(&handler)
-        .env_clear()
-        .envs(env)
-        .current_dir(charm_dir)
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("starting {}", handler.display()))?;
+        .with_context(|| format!("starting {:?}", cmd.get_program()))?;
     let pid = child.id() as libc::pid_t;
+    // On a machine the hook is nsenter's child: kill the process group.
+    let target = match site {
+        Site::Host => pid,
+        Site::Machine { .. } => -pid,
+    };
     let mut out = child.stdout.take().expect("piped stdout");
     let mut err = child.stderr.take().expect("piped stderr");
     let out_reader = std::thread::spawn(move || {
@@ -107,9 +171,9 @@ pub fn run_process(
         std::thread::spawn(move || {
             std::thread::sleep(delay);
             if !reaped.load(std::sync::atomic::Ordering::SeqCst) {
-                // SAFETY: kill(2) on our own child, which is not reaped yet.
+                // SAFETY: kill(2) on our own child (or its group), not reaped yet.
                 unsafe {
-                    libc::kill(pid, libc::SIGKILL);
+                    libc::kill(target, libc::SIGKILL);
                 }
             }
         });

@@ -89,6 +89,7 @@ fn deploy_with_storage_runs_storage_attached_before_install() {
                 storage: vec![StorageRequest {
                     name: "pgdata".into(),
                     location: None,
+                    ..Default::default()
                 }],
                 ..Default::default()
             },
@@ -152,6 +153,7 @@ fn hook_environment_is_exactly_what_juju_builds() {
                 storage: vec![StorageRequest {
                     name: "pgdata".into(),
                     location: Some("/mnt/disk1".into()),
+                    ..Default::default()
                 }],
                 ..Default::default()
             },
@@ -420,6 +422,7 @@ fn upgrade_charm_and_remove_unit_follow_the_contract_order() {
                 storage: vec![StorageRequest {
                     name: "pgdata".into(),
                     location: None,
+                    ..Default::default()
                 }],
                 ..Default::default()
             },

@@ -73,7 +73,9 @@ impl World {
     }
 
     /// Applies what the hook buffered, and queues the hooks it causes (§5).
-    pub(super) fn commit(&mut self, inv: &Invocation, ctx: &HookContext) -> Result<()> {
+    /// `false` when the controller refuses it (nothing is applied; Juju
+    /// fails the hook).
+    pub(super) fn commit(&mut self, inv: &Invocation, ctx: &HookContext) -> Result<bool> {
         let unit = inv.unit.clone();
         let app = app_of(&unit).to_string();
         let departing_self = inv.hook.ends_with("-relation-departed")
@@ -121,7 +123,7 @@ impl World {
         for op in &ctx.pending.secret_ops {
             self.apply_secret_op(op);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Queues `-changed` for everyone who can see `owner`'s bag in relation `id`.

@@ -11,12 +11,18 @@
 //! * [`commit`]: what a hook's tools did, applied at once or on exit 0 (§5),
 //!   and the `-changed` hooks relation writes cause on the other side;
 //! * [`secrets`]: stored secrets, who may read them, and their changes;
+//! * [`machines`]: units on emulated machines, and the operator's crash,
+//!   restart, partition and heal of them;
+//! * [`agent`]: the agent loop a test waits in: `juju-exec` requests from
+//!   the machines, periodic `update-status`, [`World::run_until`];
 //! * [`naming`]: made-up UUIDs, tokens and CIDRs.
 //!
 //! [`World`]'s state is private: tests act through the operator's commands
 //! and read through the accessors below.
 
+mod agent;
 mod commit;
+mod machines;
 pub mod model;
 mod naming;
 mod operator;
@@ -30,14 +36,22 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context as _, Result};
 
 use crate::context::Bag;
+pub use agent::ExecRecord;
 pub use model::{
-    ActionOutcome, Application, DeployOptions, EndpointRef, HookRecord, Invocation, LogRecord,
-    Model, Relation, StorageInstance, StorageRequest, Unit,
+    ActionOutcome, Application, DeployOptions, EndpointRef, HookPaths, HookRecord, Invocation,
+    LogRecord, Model, Relation, StorageInstance, StorageRequest, Unit, UnitOptions,
 };
 use naming::app_of;
 use secrets::StoredSecret;
 
 pub struct World {
+    /// The agent loop's listeners go first: no request arrives while the
+    /// rest is torn down.
+    agent: agent::Agent,
+    /// Emulated machines by id. Before `network`, so that they (their
+    /// processes, links and namespaces) go before the bridge.
+    machines: BTreeMap<String, crate::machine::Machine>,
+    network: Option<crate::machine::net::Bridge>,
     root: PathBuf,
     tool_binary: PathBuf,
     juju_version: String,
@@ -47,6 +61,7 @@ pub struct World {
     secrets: BTreeMap<String, StoredSecret>,
     queue: VecDeque<Invocation>,
     trace: Vec<HookRecord>,
+    execs: Vec<ExecRecord>,
     logs: Vec<LogRecord>,
     /// How many times `settle` retries a failed hook before giving up
     /// (Juju retries forever with back-off; tests want a bound).
@@ -79,10 +94,22 @@ pub fn locate_tool_binary() -> Result<PathBuf> {
 
 impl World {
     pub fn new(root: &Path) -> Result<Self> {
-        std::fs::create_dir_all(root)?;
+        std::fs::create_dir_all(root.join("tools"))?;
+        let tool_binary = locate_tool_binary()?;
+        // The hook tools (and juju-exec) of units on the test host link to
+        // this copy; juju-exec finds the agent's socket next to its parent.
+        crate::machine::place_binary(
+            &tool_binary,
+            &root.join("tools").join(crate::machine::TOOLS_BINARY),
+        )?;
+        let mut agent = agent::Agent::new();
+        agent.listen(None, &root.join(crate::exec::SOCKET))?;
         Ok(Self {
+            agent,
+            machines: BTreeMap::new(),
+            network: None,
             root: root.to_path_buf(),
-            tool_binary: locate_tool_binary()?,
+            tool_binary,
             juju_version: "3.6.4".into(),
             models: BTreeMap::new(),
             apps: BTreeMap::new(),
@@ -90,6 +117,7 @@ impl World {
             secrets: BTreeMap::new(),
             queue: VecDeque::new(),
             trace: Vec::new(),
+            execs: Vec::new(),
             logs: Vec::new(),
             hook_retries: 0,
             test_env: BTreeMap::new(),

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::charm::Charm;
 use crate::context::{Bag, Status};
+use crate::machine::MachineSpec;
 use crate::runner::ProcessResult;
 
 /// One record the charm sent through `juju-log`.
@@ -27,20 +28,36 @@ pub struct StorageInstance {
     pub location: String,
 }
 
+/// A unit's agent and tools directories as its hooks see them: the same
+/// paths as on the test host, or `/var/lib/juju/...` on an emulated machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookPaths {
+    pub agent_dir: PathBuf,
+    pub tools_dir: PathBuf,
+}
+
 #[derive(Debug, Clone)]
 pub struct Unit {
     pub name: String,
+    /// The machine id (`JUJU_MACHINE_ID`); an emulated machine of that id
+    /// when the unit was deployed to one ([`crate::World::machine`]).
     pub machine: String,
     pub private_address: String,
     pub public_address: String,
+    /// The unit's agent directory on the test host (`charm/` is inside).
     pub agent_dir: PathBuf,
+    /// Its hook tools directory on the test host.
     pub tools_dir: PathBuf,
+    /// The same two directories as its hooks see them.
+    pub hook_paths: HookPaths,
     pub status: Status,
     pub workload_version: String,
     pub storage: BTreeMap<String, StorageInstance>,
     pub ports: BTreeSet<String>,
     /// `Some(hook)` while the unit is in error after that hook failed.
     pub failed_hook: Option<String>,
+    /// Its `start` hook has succeeded: after a reboot Juju runs `start` again.
+    pub started: bool,
     pub departing: bool,
     /// Test-only additions to the hook environment (Juju sets none of these).
     pub extra_env: BTreeMap<String, String>,
@@ -189,19 +206,35 @@ pub struct ActionOutcome {
 }
 
 /// Where a deployed unit's storage goes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct StorageRequest {
     pub name: String,
     /// Mount point; `None` uses the charm's declared location.
     pub location: Option<String>,
+    /// For a unit on an emulated machine: the block device (mounted) or
+    /// host directory (bound) that the machine gets at `location`, as Juju
+    /// mounts a provisioned volume. Without it the location is a directory
+    /// of the machine's own root disk.
+    pub source: Option<PathBuf>,
 }
 
 impl StorageRequest {
-    /// `--storage <name>=...` mounted at `location`.
+    /// `--storage <name>=...` mounted at `location` (on the test host).
     pub fn at(name: &str, location: &Path) -> Self {
         Self {
             name: name.to_string(),
             location: Some(location.display().to_string()),
+            source: None,
+        }
+    }
+
+    /// For a unit on a machine: `source` (a block device or a directory of
+    /// the test host) mounted at the charm's declared location.
+    pub fn from_source(name: &str, source: &Path) -> Self {
+        Self {
+            name: name.to_string(),
+            location: None,
+            source: Some(source.to_path_buf()),
         }
     }
 }
@@ -213,5 +246,20 @@ pub struct DeployOptions {
     pub config: BTreeMap<String, String>,
     pub storage: Vec<StorageRequest>,
     /// Addresses given to units in order (private, public); defaults are made up.
+    /// Ignored for units on emulated machines, which have their own.
     pub addresses: Vec<(String, String)>,
+    /// Put each unit on a new emulated machine like this one (its own
+    /// network, mounts and processes). `None`: the units run on the test
+    /// host itself, as before machines existed.
+    pub machine: Option<MachineSpec>,
+}
+
+/// Options of `add-unit`.
+#[derive(Debug, Clone, Default)]
+pub struct UnitOptions {
+    /// (private, public) address; ignored on an emulated machine.
+    pub addresses: Option<(String, String)>,
+    pub storage: Vec<StorageRequest>,
+    /// A new emulated machine for the unit; `None`: the test host.
+    pub machine: Option<MachineSpec>,
 }

@@ -12,8 +12,8 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use serde_json::Value;
 
 use super::model::{
-    ActionOutcome, Application, DeployOptions, EndpointRef, Invocation, Model, Relation,
-    StorageInstance, StorageRequest, Unit,
+    ActionOutcome, Application, DeployOptions, EndpointRef, HookPaths, Invocation, Model, Relation,
+    StorageInstance, StorageRequest, Unit, UnitOptions,
 };
 use super::naming::{app_of, model_uuid, relation_token};
 use super::World;
@@ -70,50 +70,97 @@ impl World {
             },
         );
         for i in 0..opts.units.max(1) {
-            let addresses = opts.addresses.get(i as usize).cloned();
-            self.add_unit_with(app, &opts.storage, addresses)?;
+            let options = UnitOptions {
+                addresses: opts.addresses.get(i as usize).cloned(),
+                storage: opts.storage.clone(),
+                machine: opts.machine.clone(),
+            };
+            self.add_unit_with(app, options)?;
         }
         Ok(())
     }
 
-    /// `juju add-unit <app>`.
+    /// `juju add-unit <app>`, on the test host.
     pub fn add_unit(&mut self, app: &str, addresses: Option<(String, String)>) -> Result<String> {
-        self.add_unit_with(app, &[], addresses)
+        self.add_unit_with(
+            app,
+            UnitOptions {
+                addresses,
+                ..Default::default()
+            },
+        )
     }
 
-    fn add_unit_with(
-        &mut self,
-        app_name: &str,
-        storage: &[StorageRequest],
-        addresses: Option<(String, String)>,
-    ) -> Result<String> {
+    /// `juju add-unit <app> [--to <new machine>] [--attach-storage ...]`.
+    pub fn add_unit_with(&mut self, app_name: &str, options: UnitOptions) -> Result<String> {
+        let UnitOptions {
+            addresses,
+            storage,
+            machine: machine_spec,
+        } = options;
+        let app = self.app(app_name)?;
+        let n = app.next_unit;
+        let charm = app.charm.clone().expect("deployed app has a charm");
         let machine = self.next_machine;
         self.next_machine += 1;
-        let app = self.apps.get_mut(app_name).expect("app exists");
-        let n = app.next_unit;
-        app.next_unit += 1;
         let name = format!("{app_name}/{n}");
         let tag = format!("unit-{app_name}-{n}");
-        let agent_dir = self.root.join("agents").join(&tag);
-        let tools_dir = self.root.join("tools").join(&tag);
-        let (private_address, public_address) = addresses.unwrap_or_else(|| {
-            // Made-up addresses that stay valid for any number of machines;
-            // nothing is ever sent to them.
-            let host = 10 + machine;
-            (
-                format!("10.1.{}.{}", host / 256, host % 256),
-                format!("100.64.{}.{}", host / 256, host % 256),
-            )
-        });
-        let charm = app.charm.clone().expect("deployed app has a charm");
+        let (agent_dir, tools_dir, hook_paths, addresses) = match machine_spec {
+            Some(spec) => {
+                let m = self.new_machine(machine, spec)?;
+                let data = m.juju_data();
+                let seen = std::path::Path::new(crate::machine::plan::JUJU_DATA_DIR);
+                let address = m.address().to_string();
+                (
+                    data.join("agents").join(&tag),
+                    data.join("tools").join(&tag),
+                    HookPaths {
+                        agent_dir: seen.join("agents").join(&tag),
+                        tools_dir: seen.join("tools").join(&tag),
+                    },
+                    (address.clone(), address),
+                )
+            }
+            None => {
+                let agent_dir = self.root.join("agents").join(&tag);
+                let tools_dir = self.root.join("tools").join(&tag);
+                let addresses = addresses.unwrap_or_else(|| {
+                    // Made-up addresses that stay valid for any number of
+                    // machines; nothing is ever sent to them.
+                    let host = 10 + machine;
+                    (
+                        format!("10.1.{}.{}", host / 256, host % 256),
+                        format!("100.64.{}.{}", host / 256, host % 256),
+                    )
+                });
+                let hook_paths = HookPaths {
+                    agent_dir: agent_dir.clone(),
+                    tools_dir: tools_dir.clone(),
+                };
+                (agent_dir, tools_dir, hook_paths, addresses)
+            }
+        };
+        let (private_address, public_address) = addresses;
         unpack(&charm.dir, &agent_dir.join("charm"))?;
         std::fs::create_dir_all(&tools_dir)?;
-        for tool in tools::names() {
+        // Each tool links to the emulator binary as the unit's machine has
+        // it (one directory up from the tools directory).
+        let binary = hook_paths
+            .tools_dir
+            .parent()
+            .expect("tools/<tag>")
+            .join(crate::machine::TOOLS_BINARY);
+        let on_host = !self.machines.contains_key(&machine.to_string());
+        // On the test host juju-exec sits with the tools; a machine has
+        // /usr/bin/juju-exec.
+        let exec = on_host.then_some(crate::exec::COMMAND);
+        for tool in tools::names().chain(exec) {
             let link = tools_dir.join(tool);
             let _ = std::fs::remove_file(&link);
-            symlink(&self.tool_binary, &link)
-                .with_context(|| format!("linking {}", link.display()))?;
+            symlink(&binary, &link).with_context(|| format!("linking {}", link.display()))?;
         }
+        let app = self.apps.get_mut(app_name).expect("app exists");
+        app.next_unit += 1;
         let unit = Unit {
             name: name.clone(),
             machine: machine.to_string(),
@@ -121,6 +168,7 @@ impl World {
             public_address,
             agent_dir,
             tools_dir,
+            hook_paths,
             status: Status {
                 status: "waiting".into(),
                 message: "agent initialising".into(),
@@ -129,6 +177,7 @@ impl World {
             storage: BTreeMap::new(),
             ports: Default::default(),
             failed_hook: None,
+            started: false,
             departing: false,
             extra_env: BTreeMap::new(),
         };
@@ -139,14 +188,17 @@ impl World {
         app.units.insert(name.clone(), unit);
 
         // §6.1: storage-attached (all of it) before install on machines.
-        for request in storage {
-            let id = self.attach_storage(&name, &request.name, request.location.clone())?;
+        for request in &storage {
+            let id = self.attach_storage(&name, request)?;
             self.enqueue(Invocation {
                 unit: name.clone(),
                 hook: format!("{}-storage-attached", request.name),
                 storage: Some(id),
                 ..Default::default()
             });
+        }
+        if self.machines.contains_key(&machine.to_string()) {
+            self.machine_mut(&machine.to_string())?.boot()?;
         }
         self.enqueue_hook(&name, "install");
         // Peer relations exist from the first unit on.
@@ -201,12 +253,8 @@ impl World {
         Ok(name)
     }
 
-    fn attach_storage(
-        &mut self,
-        unit: &str,
-        name: &str,
-        location: Option<String>,
-    ) -> Result<String> {
+    fn attach_storage(&mut self, unit: &str, request: &StorageRequest) -> Result<String> {
+        let name = request.name.as_str();
         let charm = self.app(app_of(unit))?.charm.clone().expect("charm");
         let meta = charm
             .metadata
@@ -217,7 +265,19 @@ impl World {
         let n = self.next_storage.entry(name.to_string()).or_insert(0);
         let id = format!("{name}/{n}");
         *n += 1;
-        let location = location.unwrap_or_else(|| meta.location_for(name, &id));
+        let location = request
+            .location
+            .clone()
+            .unwrap_or_else(|| meta.location_for(name, &id));
+        let machine = self.unit(unit)?.machine.clone();
+        match (&request.source, self.machines.contains_key(&machine)) {
+            (Some(source), true) => self.mount_storage(&machine, source, &location)?,
+            (Some(source), false) => bail!(
+                "storage source {} needs a unit on an emulated machine; on the test host give its mount point as the location",
+                source.display()
+            ),
+            (None, _) => {}
+        }
         self.unit_mut(unit)?.storage.insert(
             id.clone(),
             StorageInstance {
@@ -246,7 +306,21 @@ impl World {
         name: &str,
         location: Option<String>,
     ) -> Result<String> {
-        let id = self.attach_storage(unit, name, location)?;
+        self.add_storage_with(
+            unit,
+            StorageRequest {
+                name: name.to_string(),
+                location,
+                source: None,
+            },
+        )
+    }
+
+    /// `juju add-storage <unit> <name>` with a volume: `request.source`
+    /// mounted in the unit's machine.
+    pub fn add_storage_with(&mut self, unit: &str, request: StorageRequest) -> Result<String> {
+        let name = request.name.clone();
+        let id = self.attach_storage(unit, &request)?;
         self.enqueue(Invocation {
             unit: unit.to_string(),
             hook: format!("{name}-storage-attached"),
@@ -268,7 +342,11 @@ impl World {
             },
             None,
         )?;
-        self.unit_mut(unit)?.storage.remove(id);
+        let removed = self.unit_mut(unit)?.storage.remove(id);
+        if let Some(instance) = removed {
+            let machine = self.unit(unit)?.machine.clone();
+            self.unmount_storage(&machine, &instance.location)?;
+        }
         Ok(())
     }
 

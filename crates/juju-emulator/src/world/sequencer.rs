@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::model::{HookRecord, Invocation};
 use super::naming::app_of;
+use super::snapshot::HookKind;
 use super::World;
 use crate::context::HookContext;
 use crate::runner::{run_process, ProcessResult};
@@ -60,19 +61,24 @@ impl World {
         });
     }
 
-    /// Runs every queued hook, one at a time. A failed hook is retried up to
+    /// Runs every queued hook, one at a time, and the `juju-exec` requests
+    /// that arrived meanwhile. Hooks of units whose machine is down or
+    /// partitioned stay queued. A failed hook is retried up to
     /// [`World::set_hook_retries`] times; then `settle` stops with an error
     /// and the unit stays in error with its hook at the head of the queue.
     pub fn settle(&mut self) -> Result<()> {
         let mut budget = 100_000;
-        while let Some(inv) = self.queue.pop_front() {
+        loop {
             budget -= 1;
             if budget == 0 {
                 bail!("hooks did not settle: the charms keep changing relation data");
             }
-            if self.unit(&inv.unit).is_err() {
-                continue;
-            }
+            let Some(inv) = self.next_runnable() else {
+                if self.serve_exec_requests()? > 0 {
+                    continue;
+                }
+                return Ok(());
+            };
             let mut attempts = 0;
             loop {
                 let record = self.run_invocation(&inv, None)?;
@@ -102,7 +108,22 @@ impl World {
                 }
             }
         }
-        Ok(())
+    }
+
+    /// Takes the first queued hook whose unit's agent can run it, dropping
+    /// hooks of units that are gone.
+    fn next_runnable(&mut self) -> Option<Invocation> {
+        self.queue.retain(|inv| {
+            let app = super::naming::app_of(&inv.unit);
+            self.apps
+                .get(app)
+                .is_some_and(|a| a.units.contains_key(&inv.unit))
+        });
+        let index = self
+            .queue
+            .iter()
+            .position(|inv| self.reachable(&inv.unit))?;
+        self.queue.remove(index)
     }
 
     /// Runs one hook now, outside the queue (e.g. `update-status`), and queues what it causes.
@@ -158,26 +179,51 @@ impl World {
         kill_after: Option<Duration>,
     ) -> Result<(HookContext, ProcessResult)> {
         let is_action = action_params.is_some();
-        let context = self.build_context(inv, action_params)?;
         let unit = self.unit(&inv.unit)?.clone();
+        let site = self.site_of(&unit)?;
+        let context = self.build_context(inv, action_params)?;
         let context_path = HookContext::path_in(&unit.agent_dir);
         context.save(&context_path)?;
-        let env = self.hook_env(&unit, inv, &context, is_action);
-        let result = run_process(&unit.agent_dir.join("charm"), &env, kill_after)?;
+        let kind = if is_action {
+            HookKind::Action
+        } else {
+            HookKind::Hook
+        };
+        let env = self.hook_env(&unit, inv, &context, kind);
+        let result = run_process(
+            &unit.agent_dir.join("charm"),
+            &unit.hook_paths.agent_dir.join("charm"),
+            &site,
+            &env,
+            kill_after,
+        )?;
         let after = HookContext::load(&context_path)?;
         std::fs::remove_file(&context_path).ok();
         self.apply_immediate(&inv.unit, &inv.hook, &after)?;
-        let ok = result.succeeded();
-        if ok && !is_action {
-            self.commit(inv, &after)?;
+        let mut result = result;
+        if result.succeeded() && !is_action && !self.commit(inv, &after)? {
+            // The controller refused what the hook buffered: the hook fails.
+            result.code = Some(1);
         }
+        let ok = result.succeeded();
         if !is_action {
-            self.unit_mut(&inv.unit)?.failed_hook = (!ok).then(|| inv.hook.clone());
+            let u = self.unit_mut(&inv.unit)?;
+            u.failed_hook = (!ok).then(|| inv.hook.clone());
+            if ok && inv.hook == "start" {
+                u.started = true;
+            }
         }
         self.trace.push(HookRecord {
             invocation: inv.clone(),
             result: result.clone(),
         });
+        if ok && !is_action && after.pending.reboot {
+            // juju-reboot: the machine reboots once the hook has succeeded.
+            let machine = unit.machine.clone();
+            if self.machines.contains_key(&machine) {
+                self.restart_machine(&machine)?;
+            }
+        }
         Ok((after, result))
     }
 }

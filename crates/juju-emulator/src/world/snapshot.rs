@@ -14,6 +14,16 @@ use super::World;
 use crate::context::{ActionContext, HookContext, NetworkInfo, RelationContext, StorageContext};
 use crate::runner::AGENT_PATH;
 
+/// What a process runs for: the environment differs a little (§2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HookKind {
+    Hook,
+    Action,
+    /// `juju-exec`: the hook context without a hook (no
+    /// `JUJU_DISPATCH_PATH`; the commands set it if they run a hook).
+    Commands,
+}
+
 impl World {
     /// The unit's network as seen on relation `id` (§4.11, §7).
     pub(super) fn relation_network(&self, id: u64, unit: &str) -> NetworkInfo {
@@ -44,10 +54,7 @@ impl World {
         let model = &self.models[&self.apps[app_of(&u.name)].model];
         NetworkInfo {
             interface: "eth0".into(),
-            mac_address: format!(
-                "00:16:3e:00:00:{:02x}",
-                u.machine.parse::<u8>().unwrap_or(0)
-            ),
+            mac_address: crate::machine::mac_address(u.machine.parse().unwrap_or(0)),
             bind_address: u.private_address.clone(),
             cidr: subnet_of(&u.private_address),
             ingress_addresses: vec![u.private_address.clone()],
@@ -181,24 +188,26 @@ impl World {
         unit: &Unit,
         inv: &Invocation,
         ctx: &HookContext,
-        is_action: bool,
+        kind: HookKind,
     ) -> BTreeMap<String, String> {
-        let charm_dir = unit.agent_dir.join("charm").display().to_string();
+        let is_action = kind == HookKind::Action;
+        let paths = &unit.hook_paths;
+        let charm_dir = paths.agent_dir.join("charm").display().to_string();
         let mut env: BTreeMap<String, String> = [
             ("CHARM_DIR", charm_dir.clone()),
             ("JUJU_CHARM_DIR", charm_dir),
             ("JUJU_CONTEXT_ID", ctx.id.clone()),
             (
                 "JUJU_HOOK_NAME",
-                if is_action {
-                    String::new()
-                } else {
+                if kind == HookKind::Hook {
                     inv.hook.clone()
+                } else {
+                    String::new()
                 },
             ),
             (
                 "JUJU_AGENT_SOCKET_ADDRESS",
-                unit.agent_dir.join("agent.socket").display().to_string(),
+                paths.agent_dir.join("agent.socket").display().to_string(),
             ),
             ("JUJU_AGENT_SOCKET_NETWORK", "unix".into()),
             ("JUJU_UNIT_NAME", unit.name.clone()),
@@ -219,7 +228,10 @@ impl World {
             ("DEBIAN_FRONTEND", "noninteractive".into()),
             ("LANG", "C.UTF-8".into()),
             ("TERM", "tmux-256color".into()),
-            ("PATH", format!("{}:{AGENT_PATH}", unit.tools_dir.display())),
+            (
+                "PATH",
+                format!("{}:{AGENT_PATH}", paths.tools_dir.display()),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -261,12 +273,15 @@ impl World {
         }
         env.extend(self.test_env.clone());
         env.extend(unit.extra_env.clone());
-        let dispatch = if is_action {
-            format!("actions/{}", inv.hook)
-        } else {
-            format!("hooks/{}", inv.hook)
+        match kind {
+            HookKind::Hook => {
+                env.insert("JUJU_DISPATCH_PATH".into(), format!("hooks/{}", inv.hook))
+            }
+            HookKind::Action => {
+                env.insert("JUJU_DISPATCH_PATH".into(), format!("actions/{}", inv.hook))
+            }
+            HookKind::Commands => None,
         };
-        env.insert("JUJU_DISPATCH_PATH".into(), dispatch);
         env
     }
 }

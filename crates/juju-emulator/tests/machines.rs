@@ -1,0 +1,439 @@
+//! Emulated machines (crate::machine): each unit on its own network, mount,
+//! pid, UTS and IPC namespaces; crash, restart, partition and heal; and
+//! `juju-exec` from processes on a machine. Needs root (namespaces, veths,
+//! a bridge); everything is removed by name when the World drops.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use juju_emulator::machine::MachineSpec;
+use juju_emulator::{DeployOptions, World};
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("jemu-machines-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A charm whose `start` runs a detached TCP server on the unit's address,
+/// port 5432, answering with the unit name and the machine's hostname; its
+/// `install` leaves marks in the machine's private and fresh directories.
+const DISPATCH: &str = r#"#!/bin/sh
+hook="${JUJU_DISPATCH_PATH#hooks/}"
+echo "$hook" >> /var/lib/juju-pg-charm/hooks-seen
+env | sort > "$CHARM_DIR/../env.$hook"
+case "$hook" in
+  install)
+    mkdir -p /etc/postgresql && echo "$JUJU_UNIT_NAME" > /etc/postgresql/owner
+    echo "$JUJU_UNIT_NAME" > /run/booted-by
+    echo "$JUJU_UNIT_NAME" > /tmp/scratch-of ;;
+  start)
+    addr=$(unit-get private-address)
+    setsid python3 -c '
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], 5432)); s.listen(8)
+open("/run/server.pid", "w").write(str(__import__("os").getpid()))
+while True:
+    c, _ = s.accept(); c.sendall((sys.argv[2] + " " + socket.gethostname() + "\n").encode()); c.close()
+' "$addr" "$JUJU_UNIT_NAME" </dev/null >/dev/null 2>&1 &
+    for i in $(seq 50); do [ -s /run/server.pid ] && break; sleep 0.1; done ;;
+esac
+status-set active "ran $hook"
+"#;
+
+fn write_charm(dir: &Path) -> PathBuf {
+    let charm = dir.join("charm");
+    std::fs::create_dir_all(&charm).unwrap();
+    std::fs::write(
+        charm.join("metadata.yaml"),
+        "name: srv\nsummary: s\ndescription: d\npeers:\n  cluster:\n    interface: srv-peer\n",
+    )
+    .unwrap();
+    std::fs::write(
+        charm.join("config.yaml"),
+        "options:\n  mode:\n    type: string\n    default: normal\n    description: m\n",
+    )
+    .unwrap();
+    let dispatch = charm.join("dispatch");
+    std::fs::write(&dispatch, DISPATCH).unwrap();
+    std::fs::set_permissions(&dispatch, std::fs::Permissions::from_mode(0o755)).unwrap();
+    charm
+}
+
+fn deploy(world: &mut World, scratch: &Scratch, units: u32) {
+    world.add_model("db");
+    let charm = write_charm(&scratch.0);
+    world
+        .deploy(
+            "db",
+            "srv",
+            &charm,
+            DeployOptions {
+                units,
+                machine: Some(MachineSpec {
+                    memory_mib: 2048,
+                    huge_pages: 16,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    world.settle().unwrap();
+}
+
+/// What the server on `address:5432` says, or `None` if nothing answers.
+fn ask(address: Ipv4Addr) -> Option<String> {
+    let target = SocketAddr::from((address, 5432));
+    let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut reply = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut reply).ok()?;
+    Some(reply.trim().to_string())
+}
+
+fn read_in(world: &World, unit: &str, path: &str) -> String {
+    let out = world.machine_of(unit).unwrap().run("cat", &[path]).unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn two_machines_serve_the_same_port_each_on_its_own_address() {
+    let s = Scratch::new("ports");
+    let mut world = World::new(&s.0.join("world")).unwrap();
+    deploy(&mut world, &s, 2);
+    let a = world.machine_of("srv/0").unwrap().address();
+    let b = world.machine_of("srv/1").unwrap().address();
+    assert_ne!(a, b);
+    assert_eq!(world.unit("srv/0").unwrap().private_address, a.to_string());
+    assert_eq!(ask(a).unwrap(), "srv/0 juju-machine-0");
+    assert_eq!(ask(b).unwrap(), "srv/1 juju-machine-1");
+    let hooks: BTreeMap<String, String> = ["srv/0", "srv/1"]
+        .iter()
+        .map(|u| {
+            (
+                u.to_string(),
+                read_in(&world, u, "/var/lib/juju-pg-charm/hooks-seen"),
+            )
+        })
+        .collect();
+    assert!(
+        hooks["srv/0"].starts_with("install\ncluster-relation-created\nleader-elected"),
+        "{hooks:?}"
+    );
+    // The hook environment on a machine is Juju's, with the machine's paths.
+    let env = read_env(&world, "srv/0", "install");
+    assert_eq!(env["CHARM_DIR"], "/var/lib/juju/agents/unit-srv-0/charm");
+    assert_eq!(
+        env["JUJU_AGENT_SOCKET_ADDRESS"],
+        "/var/lib/juju/agents/unit-srv-0/agent.socket"
+    );
+    assert!(env["PATH"].starts_with("/var/lib/juju/tools/unit-srv-0:"));
+    assert_eq!(env["JUJU_MACHINE_ID"], "0");
+    // Exactly Juju's variables (§2); PWD is the charm's own /bin/sh's.
+    let keys: Vec<&str> = env.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "APT_LISTCHANGES_FRONTEND",
+            "CHARM_DIR",
+            "CLOUD_API_VERSION",
+            "DEBIAN_FRONTEND",
+            "JUJU_AGENT_SOCKET_ADDRESS",
+            "JUJU_AGENT_SOCKET_NETWORK",
+            "JUJU_API_ADDRESSES",
+            "JUJU_AVAILABILITY_ZONE",
+            "JUJU_CHARM_DIR",
+            "JUJU_CHARM_FTP_PROXY",
+            "JUJU_CHARM_HTTPS_PROXY",
+            "JUJU_CHARM_HTTP_PROXY",
+            "JUJU_CHARM_NO_PROXY",
+            "JUJU_CONTEXT_ID",
+            "JUJU_DISPATCH_PATH",
+            "JUJU_HOOK_NAME",
+            "JUJU_MACHINE_ID",
+            "JUJU_MODEL_NAME",
+            "JUJU_MODEL_UUID",
+            "JUJU_PRINCIPAL_UNIT",
+            "JUJU_SLA",
+            "JUJU_UNIT_NAME",
+            "JUJU_VERSION",
+            "LANG",
+            "PATH",
+            "PWD",
+            "TERM",
+        ]
+    );
+}
+
+fn read_env(world: &World, unit: &str, hook: &str) -> BTreeMap<String, String> {
+    let path = world
+        .unit(unit)
+        .unwrap()
+        .agent_dir
+        .join(format!("env.{hook}"));
+    std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+fn sh_in(world: &World, unit: &str, script: &str) -> (bool, String) {
+    let out = world
+        .machine_of(unit)
+        .unwrap()
+        .run("sh", &["-c", script])
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    )
+}
+
+#[test]
+fn mounts_and_kernel_views_are_private_to_each_machine() {
+    let s = Scratch::new("private");
+    let mut world = World::new(&s.0.join("world")).unwrap();
+    deploy(&mut world, &s, 2);
+    for (unit, other) in [("srv/0", "srv/1"), ("srv/1", "srv/0")] {
+        assert_eq!(read_in(&world, unit, "/etc/postgresql/owner"), unit);
+        assert_eq!(read_in(&world, unit, "/run/booted-by"), unit);
+        assert_eq!(read_in(&world, unit, "/tmp/scratch-of"), unit);
+        assert_ne!(read_in(&world, unit, "/etc/postgresql/owner"), other);
+    }
+    // Nothing of it on the test host.
+    for path in [
+        "/etc/postgresql/owner",
+        "/run/booted-by",
+        "/tmp/scratch-of",
+        "/var/lib/juju-pg-charm/hooks-seen",
+    ] {
+        assert!(!Path::new(path).exists(), "{path} leaked onto the host");
+    }
+    // The machine's disk is reachable from the host for inspection.
+    let m0 = world.machine_of("srv/0").unwrap();
+    let owner = m0.host_path(Path::new("/etc/postgresql/owner")).unwrap();
+    assert_eq!(std::fs::read_to_string(owner).unwrap().trim(), "srv/0");
+    // Writes below /etc (a copy-on-write layer) stay on the machine.
+    assert!(sh_in(&world, "srv/0", "echo x > /etc/jemu-layer-probe").0);
+    assert_eq!(sh_in(&world, "srv/0", "cat /etc/jemu-layer-probe").1, "x");
+    assert!(!sh_in(&world, "srv/1", "cat /etc/jemu-layer-probe").0);
+    assert!(!Path::new("/etc/jemu-layer-probe").exists());
+    // Each machine has its own memory size and huge pages.
+    let meminfo = read_in(&world, "srv/0", "/proc/meminfo");
+    // In the kernel's layout: the value right-aligned to column 24.
+    assert!(
+        meminfo.contains("\nMemTotal:        2097152 kB\n")
+            || meminfo.starts_with("MemTotal:        2097152 kB\n"),
+        "{meminfo}"
+    );
+    assert!(
+        meminfo.contains("\nHugePages_Total:      16\n"),
+        "{meminfo}"
+    );
+    assert_eq!(read_in(&world, "srv/1", "/proc/sys/vm/nr_hugepages"), "16");
+    // ... and its own sysctls and THP setting: a write changes only it.
+    let host_swappiness = std::fs::read_to_string("/proc/sys/vm/swappiness").unwrap();
+    let host_thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap();
+    assert!(sh_in(&world, "srv/0", "echo 7 > /proc/sys/vm/swappiness && echo never > /sys/kernel/mm/transparent_hugepage/enabled").0);
+    assert_eq!(read_in(&world, "srv/0", "/proc/sys/vm/swappiness"), "7");
+    assert_eq!(
+        read_in(
+            &world,
+            "srv/0",
+            "/sys/kernel/mm/transparent_hugepage/enabled"
+        ),
+        "never"
+    );
+    assert_eq!(
+        read_in(&world, "srv/1", "/proc/sys/vm/swappiness"),
+        host_swappiness.trim()
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/vm/swappiness").unwrap(),
+        host_swappiness
+    );
+    assert_eq!(
+        std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").unwrap(),
+        host_thp
+    );
+    // Its own processes: the init, the charm's server, and this ps.
+    let (_, ps) = sh_in(&world, "srv/0", "ps -e -o pid=,comm=");
+    let comms: Vec<&str> = ps
+        .lines()
+        .map(|l| l.split_whitespace().nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(comms.len(), 4, "{ps}");
+    assert!(comms.contains(&"python3") && comms.contains(&"ps"), "{ps}");
+    assert!(
+        ps.lines().any(|l| l.trim().starts_with("1 ")),
+        "its own pid 1: {ps}"
+    );
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+#[test]
+fn a_crash_kills_every_process_at_once_and_a_restart_boots_afresh() {
+    let s = Scratch::new("crash");
+    let mut world = World::new(&s.0.join("world")).unwrap();
+    deploy(&mut world, &s, 2);
+    let address = world.machine_of("srv/0").unwrap().address();
+    let before = world.machine_of("srv/0").unwrap().processes();
+    assert!(before.len() >= 2, "the init and the server: {before:?}");
+    assert!(ask(address).is_some());
+
+    world.crash_machine("0").unwrap();
+    let machine = world.machine("0").unwrap();
+    assert!(!machine.is_up());
+    assert!(machine.processes().is_empty());
+    assert!(
+        before.iter().all(|pid| !alive(*pid)),
+        "every process is gone"
+    );
+    assert_eq!(ask(address), None, "nothing answers");
+    assert!(
+        machine.run("true", &[]).is_err(),
+        "a crashed machine runs nothing"
+    );
+
+    // Its hooks wait; the other machine's run.
+    world.set_config("srv", &[("mode", "other")]).unwrap();
+    world.settle().unwrap();
+    assert_eq!(world.hook_names("srv/1").last().unwrap(), "config-changed");
+    assert_ne!(world.hook_names("srv/0").last().unwrap(), "config-changed");
+    assert!(world
+        .queue()
+        .any(|i| i.unit == "srv/0" && i.hook == "config-changed"));
+
+    // A restart: fresh /run and /tmp, the same disk, and Juju's `start`
+    // before what waited.
+    world.restart_machine("0").unwrap();
+    world.settle().unwrap();
+    let tail: Vec<String> = world
+        .hook_names("srv/0")
+        .into_iter()
+        .rev()
+        .take(2)
+        .collect();
+    assert_eq!(tail, ["config-changed", "start"]);
+    assert_eq!(read_in(&world, "srv/0", "/run/booted-by"), "");
+    assert_eq!(read_in(&world, "srv/0", "/tmp/scratch-of"), "");
+    assert_eq!(read_in(&world, "srv/0", "/etc/postgresql/owner"), "srv/0");
+    assert_eq!(
+        ask(address).unwrap(),
+        "srv/0 juju-machine-0",
+        "start brought it back"
+    );
+    assert_eq!(
+        world.unit("srv/0").unwrap().status.message,
+        "ran config-changed"
+    );
+}
+
+#[test]
+fn a_partition_cuts_the_machine_off_and_a_heal_brings_it_back() {
+    let s = Scratch::new("partition");
+    let mut world = World::new(&s.0.join("world")).unwrap();
+    deploy(&mut world, &s, 2);
+    let a = world.machine_of("srv/0").unwrap().address();
+    let b = world.machine_of("srv/1").unwrap().address();
+    let from_b = |world: &World| {
+        sh_in(
+            world,
+            "srv/1",
+            &format!("python3 -c 'import socket; s=socket.create_connection((\"{a}\", 5432), 1); print(s.recv(100).decode().strip())'"),
+        )
+    };
+    assert_eq!(
+        from_b(&world).1,
+        "srv/0 juju-machine-0",
+        "machines reach each other"
+    );
+
+    world.partition_machine("0").unwrap();
+    assert_eq!(ask(a), None, "the host cannot reach it");
+    assert!(!from_b(&world).0, "nor can the other machine");
+    assert_eq!(
+        ask(b).unwrap(),
+        "srv/1 juju-machine-1",
+        "the rest still works"
+    );
+    let machine = world.machine("0").unwrap();
+    assert!(machine.is_up() && machine.is_partitioned());
+    assert!(machine.processes().len() >= 2, "its processes live on");
+    world.set_config("srv", &[("mode", "cut")]).unwrap();
+    world.settle().unwrap();
+    assert_ne!(
+        world.hook_names("srv/0").last().unwrap(),
+        "config-changed",
+        "no hook runs while cut off"
+    );
+
+    world.heal_machine("0").unwrap();
+    assert_eq!(from_b(&world).1, "srv/0 juju-machine-0");
+    assert_eq!(ask(a).unwrap(), "srv/0 juju-machine-0");
+    world.settle().unwrap();
+    assert_eq!(world.hook_names("srv/0").last().unwrap(), "config-changed");
+}
+
+#[test]
+fn everything_is_removed_by_name_even_when_a_test_panics() {
+    let s = Scratch::new("panic");
+    let names = std::sync::Mutex::new(None);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut world = World::new(&s.0.join("world")).unwrap();
+        deploy(&mut world, &s, 1);
+        let bridge = world.machine_network().unwrap().name.clone();
+        let machine = world.machine_of("srv/0").unwrap();
+        *names.lock().unwrap() = Some((
+            machine.netns().to_string(),
+            machine.processes(),
+            [bridge, machine.host_link().to_string()],
+        ));
+        panic!("the test fails here");
+    }));
+    assert!(result.is_err());
+    let (netns, pids, links) = names.lock().unwrap().take().unwrap();
+    let listed = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&listed.stdout).contains(&netns),
+        "{netns} left behind"
+    );
+    assert!(
+        pids.len() >= 2 && pids.iter().all(|pid| !alive(*pid)),
+        "processes left behind"
+    );
+    for link in links {
+        let shown = std::process::Command::new("ip")
+            .args(["link", "show", &link])
+            .output()
+            .unwrap();
+        assert!(!shown.status.success(), "{link} left behind");
+    }
+}
