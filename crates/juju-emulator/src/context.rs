@@ -109,23 +109,84 @@ pub struct Status {
     pub message: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// A secret as one unit sees it: as its owner (the unit, or a unit of the
+/// owning application) or as a consumer it was granted to.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct SecretContext {
+    /// The xid (20 characters), without `secret:`.
     pub id: String,
-    pub label: Option<String>,
+    /// The owner's model: the URI is `secret://<model_uuid>/<id>`.
+    pub model_uuid: String,
+    /// The owning application or unit.
     pub owner: String,
-    pub revision: u32,
-    pub content: Bag,
+    /// This unit (or its application) owns it.
+    pub owned: bool,
+    /// A consumer may read it now (granted over a live relation).
+    pub readable: bool,
+    /// The owner's label, description and policies: owners only.
+    pub label: Option<String>,
     pub description: Option<String>,
+    pub expire: Option<String>,
+    pub rotate: Option<String>,
+    pub latest: u32,
+    /// Content of the revisions this unit may be given: the latest and the
+    /// one it tracks.
+    pub revisions: BTreeMap<u32, Bag>,
+    /// Consumers: the revision this unit tracks (`None`: never read), and
+    /// the label it gave the secret.
+    pub tracked: Option<u32>,
+    pub consumer_label: Option<String>,
+    /// Owners: the grants, as `secret-info-get` shows them.
+    pub access: Vec<SecretAccess>,
+}
+
+impl SecretContext {
+    pub fn uri(&self) -> String {
+        format!("secret://{}/{}", self.model_uuid, self.id)
+    }
+}
+
+/// One grant of a secret: `secret-info-get`'s `access` entries.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SecretAccess {
+    /// `application-<name>` or `unit-<app>-<n>`.
+    pub target: String,
+    /// `relation-<key>`.
+    pub scope: String,
+    pub role: String,
+}
+
+/// Owner metadata that `secret-add` sets and `secret-set` may change
+/// (`None`: unchanged).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SecretMeta {
+    pub label: Option<String>,
+    pub description: Option<String>,
+    pub expire: Option<String>,
+    pub rotate: Option<String>,
 }
 
 /// Effects that take hold the moment the tool runs, whatever the hook's exit code.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum Immediate {
-    Status { application: bool, status: Status },
+    Status {
+        application: bool,
+        status: Status,
+    },
     WorkloadVersion(String),
     LeaderSet(BTreeMap<String, Option<String>>),
-    Log { level: String, message: String },
+    /// A consumer's `secret-get`: the revision it now tracks (`None`:
+    /// unchanged) and the label it gives the secret (`None`: unchanged).
+    /// The controller records these at once.
+    SecretTrack {
+        id: String,
+        revision: Option<u32>,
+        label: Option<String>,
+    },
+    Log {
+        level: String,
+        message: String,
+    },
     ActionLog(String),
 }
 
@@ -152,25 +213,32 @@ pub struct RelationWrite {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum SecretOp {
-    Add(SecretContext),
+    Add {
+        id: String,
+        owner: String,
+        content: Bag,
+        meta: SecretMeta,
+    },
     Set {
         id: String,
+        /// A new revision, unless the content is unchanged.
         content: Option<Bag>,
-        label: Option<String>,
-        description: Option<String>,
+        meta: SecretMeta,
     },
+    /// To the remote application of `relation`, or to one of its units.
     Grant {
         id: String,
         relation: u64,
         unit: Option<String>,
     },
+    /// From an application or a unit (names as this unit sees them).
     Revoke {
         id: String,
-        relation: Option<u64>,
+        app: Option<String>,
+        unit: Option<String>,
     },
-    Remove {
-        id: String,
-    },
+    /// The whole secret, or one revision.
+    Remove { id: String, revision: Option<u32> },
 }
 
 impl HookContext {

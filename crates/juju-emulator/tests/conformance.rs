@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use juju_emulator::context::{
-    Bag, HookContext, Immediate, NetworkInfo, RelationContext, Status, StorageContext,
+    Bag, HookContext, Immediate, NetworkInfo, RelationContext, SecretContext, Status,
+    StorageContext,
 };
 use juju_emulator::tools;
 use serde_json::json;
@@ -85,6 +86,9 @@ fn bag(pairs: &[(&str, &str)]) -> Bag {
         .collect()
 }
 
+const MODEL_UUID: &str = "cdac5656-2423-4388-8f30-41854b4cca7d";
+const OTHER_MODEL: &str = "0b8d3e3a-9a34-4c43-8a6b-2f0e5e6f7a11";
+
 /// A unit `postgresql/0` in `db-relation-changed` for relation 7 with
 /// consumer unit `myapp/1`.
 fn relation_hook(leader: bool) -> HookContext {
@@ -147,6 +151,7 @@ fn relation_hook(leader: bool) -> HookContext {
         unit: "postgresql/0".into(),
         app: "postgresql".into(),
         model_name: "db".into(),
+        model_uuid: MODEL_UUID.into(),
         hook: "db-relation-changed".into(),
         leader,
         config: [
@@ -581,27 +586,75 @@ fn ports_are_buffered_and_opened_ports_lists_committed_only() {
 }
 
 #[test]
-fn secrets_round_trip_within_a_hook() {
+fn secrets_an_owner_creates_reads_changes_and_shares() {
     let f = Fixture::new("secrets", &relation_hook(true));
-    let (code, uri, _) = f.run("secret-add", &["--label", "db-password", "password=s3cret"]);
-    assert_eq!(code, 0);
+    let (code, uri, err) = f.run(
+        "secret-add",
+        &[
+            "--label",
+            "db-password",
+            "password=s3cret",
+            "tls-ca#base64=aGVsbG8=",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
     let uri = uri.trim().to_string();
+    // Juju 3.6 prints the URI with the model's UUID.
+    let prefix = format!("secret://{MODEL_UUID}/");
     assert!(
-        uri.starts_with("secret:") && uri.len() == "secret:".len() + 20,
+        uri.starts_with(&prefix) && uri.len() == prefix.len() + 20,
         "{uri}"
     );
-    assert_eq!(f.run("secret-get", &[&uri]).1, "password: s3cret\n");
+    let id = &uri[prefix.len()..];
+    for form in [uri.clone(), format!("secret:{id}"), id.to_string()] {
+        assert_eq!(
+            f.run("secret-get", &[&form]).1,
+            "password: s3cret\ntls-ca: hello\n",
+            "{form}"
+        );
+    }
     assert_eq!(
-        f.run(
-            "secret-get",
-            &["--label", "db-password", "password", "--format=json"]
-        )
-        .1,
-        "\"s3cret\"\n"
+        f.run("secret-get", &["--label", "db-password", "--format=json"])
+            .1,
+        "{\"password\":\"s3cret\",\"tls-ca\":\"hello\"}\n"
+    );
+    assert_eq!(
+        f.run("secret-get", &[&uri, "tls-ca#base64"]).1,
+        "aGVsbG8=\n"
+    );
+    let (code, _, err) = f.run("secret-get", &[&uri, "nokey"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "ERROR secret key \"nokey\" not found\n")
+    );
+    // With --label the first argument is still the URI, as in Juju.
+    let (code, _, err) = f.run("secret-get", &["--label", "db-password", "password"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (2, "ERROR secret URI \"password\" not valid\n")
     );
     assert_eq!(
         f.run("secret-ids", &["--format=json"]).1,
-        format!("[\"{}\"]\n", &uri[7..])
+        format!("[\"{id}\"]\n")
+    );
+    // A new revision is visible at once to the owner.
+    assert_eq!(f.run("secret-set", &[&uri, "password=n3w"]).0, 0);
+    assert_eq!(f.run("secret-get", &[&uri, "password"]).1, "n3w\n");
+    let info: serde_json::Value = serde_json::from_str(
+        &f.run(
+            "secret-info-get",
+            &["--label", "db-password", "--format=json"],
+        )
+        .1,
+    )
+    .unwrap();
+    assert_eq!(info[id]["revision"], 2);
+    assert_eq!(info[id]["owner"], "application");
+    assert_eq!(info[id]["label"], "db-password");
+    assert_eq!(
+        f.run("secret-info-get", &[&uri, "--format=smart"]).0,
+        2,
+        "yaml or json only"
     );
     assert_eq!(
         f.run("secret-grant", &[&uri, "-r", "7", "--unit", "myapp/0"])
@@ -610,17 +663,228 @@ fn secrets_round_trip_within_a_hook() {
     );
     let (code, _, err) = f.run("secret-grant", &[&uri, "-r", "7", "--unit", "other/0"]);
     assert_eq!(code, 2, "{err}");
-    let (code, _, err) = f.run("secret-get", &["secret:doesnotexist00000000"]);
-    assert_eq!(code, 1);
-    assert!(err.contains("not found"), "{err}");
-    let (code, _, err) = f.run("secret-add", &[]);
+    assert!(
+        err.contains("cannot specify unit \"other/0\" in relation to application \"myapp\""),
+        "{err}"
+    );
+    // In a relation hook, revoke defaults to the hook's relation.
+    assert_eq!(f.run("secret-revoke", &[&uri]).0, 0);
+    let (code, _, err) = f.run("secret-revoke", &[&uri, "--app", "myapp"]);
     assert_eq!(
         (code, err.as_str()),
-        (2, "ERROR missing secret value or filename\n")
+        (2, "ERROR do not specify both relation and app\n")
     );
-    assert_eq!(f.run("secret-get", &[&uri, "--format=smart"]).0, 2);
+    let ops: Vec<String> = f
+        .context()
+        .pending
+        .secret_ops
+        .iter()
+        .map(|op| {
+            format!("{op:?}")
+                .split([' ', '{'])
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ops, ["Add", "Set", "Grant", "Revoke"]);
+}
+
+#[test]
+fn secrets_refuse_what_juju_refuses() {
+    let f = Fixture::new("secrets-bad", &relation_hook(true));
+    let cases: &[(&str, &[&str], i32, &str)] = &[
+        (
+            "secret-add",
+            &[],
+            2,
+            "ERROR missing secret value or filename\n",
+        ),
+        ("secret-add", &["pw=x"], 2, "ERROR key \"pw\" not valid\n"),
+        (
+            "secret-add",
+            &["Password=x"],
+            2,
+            "ERROR key \"Password\" not valid\n",
+        ),
+        (
+            "secret-add",
+            &["token#base64=***"],
+            2,
+            "ERROR base64 value for key \"token\" not valid\n",
+        ),
+        (
+            "secret-add",
+            &["--rotate", "sometimes", "token=x"],
+            2,
+            "ERROR rotate policy \"sometimes\" not valid\n",
+        ),
+        (
+            "secret-add",
+            &["--expire", "soon", "token=x"],
+            2,
+            "ERROR expire time or duration \"soon\" not valid\n",
+        ),
+        (
+            "secret-add",
+            &["--owner", "model", "token=x"],
+            2,
+            "ERROR secret owner \"model\" not valid\n",
+        ),
+        (
+            "secret-get",
+            &[],
+            2,
+            "ERROR require either a secret URI or label\n",
+        ),
+        (
+            "secret-get",
+            &["--label", "x", "--peek", "--refresh"],
+            2,
+            "ERROR specify one of --peek or --refresh but not both\n",
+        ),
+        (
+            "secret-get",
+            &["secret:cnp5t2tnh8pc778j61eg"],
+            1,
+            "ERROR secret \"cnp5t2tnh8pc778j61eg\" not found\n",
+        ),
+        (
+            "secret-get",
+            &["--label", "nobody"],
+            1,
+            "ERROR consumer label \"nobody\" not found\n",
+        ),
+        (
+            "secret-set",
+            &["secret:cnp5t2tnh8pc778j61eg", "token=x"],
+            1,
+            "ERROR secret \"cnp5t2tnh8pc778j61eg\" not found\n",
+        ),
+        ("secret-grant", &[], 2, "ERROR missing secret URI\n"),
+        (
+            "secret-revoke",
+            &["secret:cnp5t2tnh8pc778j61eg", "--app", "a", "--unit", "a/0"],
+            2,
+            "ERROR specify only one of application or unit\n",
+        ),
+        (
+            "secret-info-get",
+            &["secret:cnp5t2tnh8pc778j61eg", "--label", "x"],
+            2,
+            "ERROR specify either a secret URI or label but not both\n",
+        ),
+    ];
+    for (tool, args, code, err) in cases {
+        assert_eq!(
+            f.run(tool, args),
+            (*code, String::new(), err.to_string()),
+            "{tool} {args:?}"
+        );
+    }
     let f = Fixture::new("secrets-follower", &relation_hook(false));
-    assert_eq!(f.run("secret-add", &["a=b"]).0, 1);
+    assert_eq!(
+        f.run("secret-add", &["token=b"]),
+        (
+            1,
+            String::new(),
+            "ERROR this unit is not the leader\n".into()
+        )
+    );
+    assert_eq!(f.run("secret-add", &["--owner", "unit", "token=b"]).0, 0);
+}
+
+/// The same unit as a consumer of `myapp`'s secret (revisions 1 and 2, it
+/// tracks 1), granted over relation 7, and of a secret it may no longer read.
+fn consumer_hook() -> HookContext {
+    let mut ctx = relation_hook(false);
+    let secret = |id: &str, readable: bool| SecretContext {
+        id: id.into(),
+        model_uuid: OTHER_MODEL.into(),
+        owner: "myapp".into(),
+        readable,
+        latest: 2,
+        revisions: [
+            (1, bag(&[("password", "old")])),
+            (2, bag(&[("password", "new")])),
+        ]
+        .into_iter()
+        .collect(),
+        tracked: Some(1),
+        ..Default::default()
+    };
+    ctx.secrets.insert(
+        "cnp5t2tnh8pc778j61eg".into(),
+        secret("cnp5t2tnh8pc778j61eg", true),
+    );
+    ctx.secrets.insert(
+        "d0b6vbdup3ahptq6bu00".into(),
+        secret("d0b6vbdup3ahptq6bu00", false),
+    );
+    ctx
+}
+
+#[test]
+fn secrets_a_consumer_pins_peeks_and_refreshes_with_labels_of_its_own() {
+    let f = Fixture::new("secrets-consumer", &consumer_hook());
+    let uri = format!("secret://{OTHER_MODEL}/cnp5t2tnh8pc778j61eg");
+    let get = |args: &[&str]| f.run("secret-get", args).1;
+    assert_eq!(get(&[&uri, "password"]), "old\n", "the tracked revision");
+    assert_eq!(
+        get(&[&uri, "password", "--peek"]),
+        "new\n",
+        "the latest, once"
+    );
+    assert_eq!(get(&[&uri, "password"]), "old\n");
+    assert_eq!(
+        get(&[&uri, "password", "--refresh", "--label", "creds"]),
+        "new\n"
+    );
+    assert_eq!(get(&[&uri, "password"]), "new\n", "now tracking the latest");
+    assert_eq!(
+        get(&["--label", "creds", "--format=json"]),
+        "{\"password\":\"new\"}\n"
+    );
+    let tracks: Vec<Immediate> = f
+        .context()
+        .immediate
+        .into_iter()
+        .filter(|e| matches!(e, Immediate::SecretTrack { .. }))
+        .collect();
+    assert_eq!(
+        tracks,
+        [Immediate::SecretTrack {
+            id: "cnp5t2tnh8pc778j61eg".into(),
+            revision: Some(2),
+            label: Some("creds".into()),
+        }]
+    );
+    // The short forms name a secret of the unit's own model.
+    let (code, _, err) = f.run("secret-get", &["secret:cnp5t2tnh8pc778j61eg"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "ERROR secret \"cnp5t2tnh8pc778j61eg\" not found\n")
+    );
+    // A consumer owns nothing: it cannot change, share or inspect.
+    for tool in ["secret-set", "secret-remove"] {
+        assert_eq!(
+            f.run(
+                tool,
+                &[&uri, "password=x"][..if tool == "secret-set" { 2 } else { 1 }]
+            )
+            .0,
+            1,
+            "{tool}"
+        );
+    }
+    assert_eq!(f.run("secret-info-get", &[&uri]).0, 1);
+    assert_eq!(f.run("secret-ids", &["--format=json"]).1, "null\n");
+    let (code, _, err) = f.run(
+        "secret-get",
+        &[&format!("secret://{OTHER_MODEL}/d0b6vbdup3ahptq6bu00")],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("permission denied"), "{err}");
 }
 
 #[test]

@@ -67,10 +67,6 @@ const SMART: FormatFlag = FormatFlag::Choice {
     default: Format::Smart,
     smart: true,
 };
-const YAML: FormatFlag = FormatFlag::Choice {
-    default: Format::Yaml,
-    smart: true,
-};
 const YAML_OR_JSON: FormatFlag = FormatFlag::Choice {
     default: Format::Yaml,
     smart: false,
@@ -178,7 +174,7 @@ pub const TOOLS: &[Tool] = &[
         WithStdin(relation::relation_set),
     ),
     writes("secret-add", SECRET_UPSERT, PLAIN, Args(secret::secret_add)),
-    reads(
+    writes(
         "secret-get",
         &[
             flag("label", None, true),
@@ -198,7 +194,7 @@ pub const TOOLS: &[Tool] = &[
     reads(
         "secret-info-get",
         &[flag("label", None, true)],
-        YAML,
+        YAML_OR_JSON,
         Args(secret::secret_info_get),
     ),
     writes(
@@ -209,7 +205,12 @@ pub const TOOLS: &[Tool] = &[
     ),
     writes(
         "secret-revoke",
-        &[RELATION, flag("app", None, true), flag("unit", None, true)],
+        &[
+            RELATION,
+            flag("app", None, true),
+            flag("application", None, true),
+            flag("unit", None, true),
+        ],
         PLAIN,
         Args(secret::secret_revoke),
     ),

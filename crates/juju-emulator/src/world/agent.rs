@@ -401,13 +401,25 @@ impl World {
         self.apply_immediate(&unit.name, "juju-exec", &after)?;
         // Juju's RunCommands flushes unless running the commands failed:
         // a non-zero exit code is a result, a signal is not.
-        let committed = result.signal.is_none() && self.commit(&inv, &after)?;
+        let refused = match result.signal {
+            None => self.commit(&inv, &after)?.err(),
+            Some(_) => None,
+        };
+        let committed = result.signal.is_none() && refused.is_none();
         self.execs.push(ExecRecord {
             unit: Some(unit.name.clone()),
             commands: request.commands.clone(),
             result: result.clone(),
             committed,
         });
+        if let Some(refused) = refused {
+            return Ok(ExecResponse {
+                error: Some(format!("committing the commands' changes: {refused}")),
+                stdout: result.stdout,
+                stderr: result.stderr,
+                ..Default::default()
+            });
+        }
         Ok(match (result.code, result.signal) {
             (Some(code), _) => ExecResponse {
                 code,

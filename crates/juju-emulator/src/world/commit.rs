@@ -50,6 +50,11 @@ impl World {
                     level: level.clone(),
                     message: message.clone(),
                 }),
+                Immediate::SecretTrack {
+                    id,
+                    revision,
+                    label,
+                } => self.track_secret(unit, id, *revision, label.clone()),
                 Immediate::ActionLog(message) => self.logs.push(LogRecord {
                     unit: unit.to_string(),
                     hook: hook.to_string(),
@@ -73,10 +78,17 @@ impl World {
     }
 
     /// Applies what the hook buffered, and queues the hooks it causes (§5).
-    /// `false` when the controller refuses it (nothing is applied; Juju
-    /// fails the hook).
-    pub(super) fn commit(&mut self, inv: &Invocation, ctx: &HookContext) -> Result<bool> {
+    /// `Ok(Err(reason))` when the controller refuses it: nothing is applied
+    /// and Juju fails the hook.
+    pub(super) fn commit(
+        &mut self,
+        inv: &Invocation,
+        ctx: &HookContext,
+    ) -> Result<std::result::Result<(), String>> {
         let unit = inv.unit.clone();
+        if let Err(refused) = self.validate_secret_ops(&unit, &ctx.pending.secret_ops) {
+            return Ok(Err(format!("{refused:#}")));
+        }
         let app = app_of(&unit).to_string();
         let departing_self = inv.hook.ends_with("-relation-departed")
             && inv.departing_unit.as_deref() == Some(unit.as_str());
@@ -121,9 +133,9 @@ impl World {
             }
         }
         for op in &ctx.pending.secret_ops {
-            self.apply_secret_op(op);
+            self.apply_secret_op(&unit, op);
         }
-        Ok(true)
+        Ok(Ok(()))
     }
 
     /// Queues `-changed` for everyone who can see `owner`'s bag in relation `id`.
@@ -154,8 +166,7 @@ impl World {
                 hook: format!("{endpoint}-relation-changed"),
                 relation: Some(id),
                 remote_unit: (!app_bag).then(|| writer.to_string()),
-                departing_unit: None,
-                storage: None,
+                ..Default::default()
             });
         }
     }

@@ -175,6 +175,10 @@ pub struct Invocation {
     pub remote_unit: Option<String>,
     pub departing_unit: Option<String>,
     pub storage: Option<String>,
+    /// Secret hooks: the secret's id, and the revision for
+    /// `secret-remove`/`secret-expired`.
+    pub secret: Option<String>,
+    pub secret_revision: Option<u32>,
 }
 
 /// What one hook run did, kept in [`crate::World::trace`].

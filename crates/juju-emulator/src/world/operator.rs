@@ -564,13 +564,15 @@ impl World {
                         relation: Some(id),
                         remote_unit: Some(remote.clone()),
                         departing_unit: Some(remote.clone()),
-                        storage: None,
+                        ..Default::default()
                     });
                 }
                 self.enqueue_relation(&unit, id, "broken", None);
             }
         }
         self.relations.get_mut(&id).expect("relation").broken = true;
+        // Secret grants are scoped to the relation: they go with it.
+        self.revoke_relation_grants(id);
         Ok(())
     }
 
@@ -598,7 +600,7 @@ impl World {
                         relation: Some(*id),
                         remote_unit: Some(unit.to_string()),
                         departing_unit: Some(unit.to_string()),
-                        storage: None,
+                        ..Default::default()
                     });
                 }
             }
@@ -610,7 +612,7 @@ impl World {
                     relation: Some(*id),
                     remote_unit: Some(remote),
                     departing_unit: Some(unit.to_string()),
-                    storage: None,
+                    ..Default::default()
                 });
             }
         }
@@ -631,6 +633,7 @@ impl World {
         }
         self.enqueue_hook(unit, "remove");
         self.settle()?;
+        self.forget_secret_consumer(unit);
         let application = self.apps.get_mut(&app).expect("app");
         application.units.remove(unit);
         for rel in self.relations.values_mut() {

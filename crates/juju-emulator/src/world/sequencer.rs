@@ -201,9 +201,15 @@ impl World {
         std::fs::remove_file(&context_path).ok();
         self.apply_immediate(&inv.unit, &inv.hook, &after)?;
         let mut result = result;
-        if result.succeeded() && !is_action && !self.commit(inv, &after)? {
-            // The controller refused what the hook buffered: the hook fails.
-            result.code = Some(1);
+        if result.succeeded() && !is_action {
+            if let Err(refused) = self.commit(inv, &after)? {
+                // The controller refused what the hook buffered: Juju fails
+                // the hook (and logs why).
+                result.code = Some(1);
+                result
+                    .stderr
+                    .push_str(&format!("ERROR committing the hook: {refused}\n"));
+            }
         }
         let ok = result.succeeded();
         if !is_action {

@@ -271,6 +271,7 @@ impl World {
                 format!("action-{}", self.trace.len()),
             );
         }
+        env.extend(self.secret_hook_env(inv));
         env.extend(self.test_env.clone());
         env.extend(unit.extra_env.clone());
         match kind {
