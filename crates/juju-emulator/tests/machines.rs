@@ -34,9 +34,14 @@ impl Drop for Scratch {
 /// `install` leaves marks in the machine's private and fresh directories.
 const DISPATCH: &str = r#"#!/bin/sh
 hook="${JUJU_DISPATCH_PATH#hooks/}"
+if [ "$hook" = config-changed ] && [ "$(config-get mode)" = reboot ] && [ ! -e /var/lib/juju-pg-charm/rebooted ]; then
+  touch /var/lib/juju-pg-charm/rebooted; juju-reboot
+fi
 echo "$hook" >> /var/lib/juju-pg-charm/hooks-seen
 env | sort > "$CHARM_DIR/../env.$hook"
 case "$hook" in
+  data-storage-attached)
+    echo "$JUJU_STORAGE_LOCATION $(cat "$JUJU_STORAGE_LOCATION/label" 2>/dev/null)" > /var/lib/juju-pg-charm/storage-seen ;;
   install)
     mkdir -p /etc/postgresql && echo "$JUJU_UNIT_NAME" > /etc/postgresql/owner
     echo "$JUJU_UNIT_NAME" > /run/booted-by
@@ -61,7 +66,7 @@ fn write_charm(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(&charm).unwrap();
     std::fs::write(
         charm.join("metadata.yaml"),
-        "name: srv\nsummary: s\ndescription: d\npeers:\n  cluster:\n    interface: srv-peer\n",
+        "name: srv\nsummary: s\ndescription: d\npeers:\n  cluster:\n    interface: srv-peer\nstorage:\n  data:\n    type: filesystem\n    location: /srv/data\n",
     )
     .unwrap();
     std::fs::write(
@@ -436,4 +441,126 @@ fn everything_is_removed_by_name_even_when_a_test_panics() {
             .unwrap();
         assert!(!shown.status.success(), "{link} left behind");
     }
+}
+
+#[test]
+fn juju_reboot_reboots_the_machine_after_the_hook() {
+    let s = Scratch::new("reboot");
+    let mut world = World::new(&s.0.join("world")).unwrap();
+    deploy(&mut world, &s, 1);
+    let before = world.machine_of("srv/0").unwrap().init_pid();
+    world.set_config("srv", &[("mode", "reboot")]).unwrap();
+    world.settle().unwrap();
+    let after = world.machine_of("srv/0").unwrap().init_pid();
+    assert_ne!(before, after, "a new boot");
+    let tail: Vec<String> = world
+        .hook_names("srv/0")
+        .into_iter()
+        .rev()
+        .take(2)
+        .collect();
+    assert_eq!(tail, ["start", "config-changed"]);
+    assert_eq!(
+        read_in(&world, "srv/0", "/run/booted-by"),
+        "",
+        "a fresh /run"
+    );
+}
+
+/// A loop device with an ext4 file system labelled `label`, detached on drop.
+struct Loop {
+    image: PathBuf,
+    device: String,
+}
+
+impl Loop {
+    fn new(dir: &Path, label: &str) -> Self {
+        let image = dir.join(format!("{label}.img"));
+        let run = |cmd: &str, args: &[&str]| {
+            let out = std::process::Command::new(cmd).args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{cmd}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        run("truncate", &["-s", "64M", image.to_str().unwrap()]);
+        let device = run("losetup", &["--find", "--show", image.to_str().unwrap()]);
+        let disk = Self { image, device };
+        run("mkfs.ext4", &["-q", "-F", &disk.device]);
+        disk
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &self.device])
+            .status();
+        let _ = std::fs::remove_file(&self.image);
+    }
+}
+
+#[test]
+fn storage_sources_are_mounted_in_the_machine_at_their_location() {
+    let s = Scratch::new("storage");
+    let disk = Loop::new(&s.0, "data0");
+    let shared = s.0.join("shared-dir");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("label"), "from-a-directory").unwrap();
+    let mut world = World::new(&s.0.join("world")).unwrap();
+    world.add_model("db");
+    let charm = write_charm(&s.0);
+    world
+        .deploy(
+            "db",
+            "srv",
+            &charm,
+            DeployOptions {
+                units: 1,
+                machine: Some(MachineSpec::default()),
+                storage: vec![juju_emulator::StorageRequest::from_source(
+                    "data",
+                    Path::new(&disk.device),
+                )],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    world.settle().unwrap();
+    // The block device is the machine's /srv/data, not the host's.
+    let (_, mounted) = sh_in(&world, "srv/0", "findmnt -n -o SOURCE /srv/data");
+    assert_eq!(mounted, disk.device);
+    assert_eq!(
+        read_in(&world, "srv/0", "/var/lib/juju-pg-charm/storage-seen"),
+        "/srv/data"
+    );
+    assert!(sh_in(&world, "srv/0", "echo kept > /srv/data/label").0);
+    assert!(!Path::new("/srv/data/label").exists());
+    // It is mounted again at every boot.
+    world.restart_machine("0").unwrap();
+    world.settle().unwrap();
+    assert_eq!(read_in(&world, "srv/0", "/srv/data/label"), "kept");
+    // A directory of the test host can be given too.
+    let id = world
+        .add_storage_with(
+            "srv/0",
+            juju_emulator::StorageRequest {
+                name: "data".into(),
+                location: Some("/srv/more".into()),
+                source: Some(shared.clone()),
+            },
+        )
+        .unwrap();
+    world.settle().unwrap();
+    assert_eq!(
+        read_in(&world, "srv/0", "/var/lib/juju-pg-charm/storage-seen"),
+        "/srv/more from-a-directory"
+    );
+    world.detach_storage("srv/0", &id).unwrap();
+    assert!(
+        !sh_in(&world, "srv/0", "mountpoint -q /srv/more").0,
+        "unmounted on detach"
+    );
 }

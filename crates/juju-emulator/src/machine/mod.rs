@@ -282,24 +282,101 @@ impl Machine {
     pub(crate) fn add_storage(&mut self, mount: StorageMount) -> Result<()> {
         if self.is_up() {
             let target = mount.target.to_string_lossy().into_owned();
-            let source = mount.source.to_string_lossy().into_owned();
             let mkdir = self.run("mkdir", &["-p", &target])?;
-            let out = if mount.bind {
-                self.run("mount", &["--bind", &source, &target])?
+            if !mkdir.status.success() {
+                bail!("creating {target} on machine {}", self.id);
+            }
+            if mount.bind {
+                self.bind_from_host(&mount.source, &mount.target)?;
             } else {
-                self.run("mount", &[&source, &target])?
-            };
-            for step in [mkdir, out] {
-                if !step.status.success() {
+                let source = mount.source.to_string_lossy().into_owned();
+                let out = self.run("mount", &[&source, &target])?;
+                if !out.status.success() {
                     bail!(
                         "mounting {source} on {target} in machine {}: {}",
                         self.id,
-                        String::from_utf8_lossy(&step.stderr).trim()
+                        String::from_utf8_lossy(&out.stderr).trim()
                     );
                 }
             }
         }
         self.storage.push(mount);
+        Ok(())
+    }
+
+    /// Binds the host's `source` at `target` in the running machine, which
+    /// may not see `source` at all: a detached copy of the host's mount
+    /// (`open_tree`) moved into the machine's mount namespace (`move_mount`).
+    fn bind_from_host(&self, source: &Path, target: &Path) -> Result<()> {
+        const OPEN_TREE_CLONE: libc::c_uint = 1;
+        const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+        let pid = self
+            .init_pid()
+            .ok_or_else(|| anyhow!("machine {} is down", self.id))?;
+        let source_c = std::ffi::CString::new(source.as_os_str().as_encoded_bytes())?;
+        // SAFETY: open_tree(2) with a NUL-terminated path; the result is a
+        // new descriptor we own, or -1.
+        let tree = unsafe {
+            libc::syscall(
+                libc::SYS_open_tree,
+                libc::AT_FDCWD,
+                source_c.as_ptr(),
+                OPEN_TREE_CLONE
+                    | libc::O_CLOEXEC as libc::c_uint
+                    | libc::AT_RECURSIVE as libc::c_uint,
+            )
+        };
+        if tree < 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("open_tree {}", source.display()));
+        }
+        // SAFETY: a descriptor open_tree just returned to us.
+        let tree =
+            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(tree as i32) };
+        let ns = fs::File::open(format!("/proc/{pid}/ns/mnt"))?;
+        let (tree_fd, ns_fd) = (
+            std::os::fd::AsRawFd::as_raw_fd(&tree),
+            std::os::fd::AsRawFd::as_raw_fd(&ns),
+        );
+        let target_c = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())?;
+        let empty = std::ffi::CString::new("")?;
+        let mut cmd = Command::new("/bin/true");
+        // SAFETY: only async-signal-safe system calls between fork and exec,
+        // on descriptors and strings made before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(ns_fd, libc::CLONE_NEWNS) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let rc = libc::syscall(
+                    libc::SYS_move_mount,
+                    tree_fd,
+                    empty.as_ptr(),
+                    libc::AT_FDCWD,
+                    target_c.as_ptr(),
+                    MOVE_MOUNT_F_EMPTY_PATH,
+                );
+                if rc != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let status = cmd.status().with_context(|| {
+            format!(
+                "binding {} at {} in machine {}",
+                source.display(),
+                target.display(),
+                self.id
+            )
+        })?;
+        if !status.success() {
+            bail!(
+                "binding {} in machine {}: {status}",
+                source.display(),
+                self.id
+            );
+        }
         Ok(())
     }
 
