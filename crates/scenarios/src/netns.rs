@@ -5,12 +5,17 @@
 //!
 //! Addresses come from 198.18.0.0/15 (RFC 2544 benchmarking: reserved for
 //! tests, never routed). The namespace gets no default route, so traffic from
-//! inside can only reach the host side of its own pair.
+//! inside can only reach the host side of its own pair, or, for a host made
+//! with [`Netns::on_machine_network`], everything on the bridge a World's
+//! emulated machines share.
 
 use std::net::Ipv4Addr;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
+
+use juju_emulator::machine::net::Attachment;
+use juju_emulator::World;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 /// `ip netns add` mounts /run/netns on first use; concurrent first uses race.
@@ -122,6 +127,38 @@ impl Netns {
             }
         }
         panic!("no free /30 left in 198.18.0.0/15");
+    }
+
+    /// A consumer host on `world`'s machine network: `eth0` plugged into the
+    /// bridge its emulated machines share, so it reaches their addresses
+    /// and they reach it. `host_addr` is the bridge's own (the test host's)
+    /// address, `ns_addr` this host's. Removed by name on drop, like the others.
+    pub fn on_machine_network(world: &mut World, name_hint: &str) -> Self {
+        let address = world
+            .lease_address()
+            .unwrap_or_else(|e| panic!("an address on the machine network: {e:#}"));
+        let bridge = world.machine_network().expect("made by the lease");
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let hint: String = name_hint
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(20)
+            .collect();
+        let name = format!("jt{}-{hint}-{n}", std::process::id());
+        let [_, _, c, d] = address.octets();
+        let mac = format!("02:6c:00:00:{c:02x}:{d:02x}");
+        let attachment = Attachment::new(&name, bridge, address, &mac)
+            .unwrap_or_else(|e| panic!("a consumer host on {}: {e:#}", bridge.name));
+        let ns = Self {
+            name: attachment.netns.clone(),
+            host_if: attachment.host_if.clone(),
+            host_addr: bridge.gateway,
+            ns_addr: address,
+            prefix: bridge.prefix,
+        };
+        // From here on this guard removes both by name.
+        std::mem::forget(attachment);
+        ns
     }
 
     /// Runs `program args` inside the namespace (`ip netns exec`).
@@ -241,4 +278,48 @@ pub fn redact_secret(text: &str, conninfo: &str) -> String {
 /// `conninfo` with its password shown as `***`, for assertion messages.
 pub fn redact_conninfo(conninfo: &str) -> String {
     redact_secret(conninfo, conninfo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Needs root: namespaces, veths, a bridge.
+    #[test]
+    fn hosts_on_the_machine_network_reach_the_test_host_and_each_other() {
+        let root = std::env::temp_dir().join(format!("pg-charm-netns-{}", std::process::id()));
+        let mut world = World::new(&root).unwrap();
+        let a = Netns::on_machine_network(&mut world, "a");
+        let b = Netns::on_machine_network(&mut world, "b");
+        assert_eq!(a.host_addr, world.machine_network().unwrap().gateway);
+        assert_ne!(a.ns_addr, b.ns_addr);
+        let listener = std::net::TcpListener::bind((a.host_addr, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(a.tcp_connects(a.host_addr, port), "the test host, from a");
+        let server = std::process::Command::new("ip")
+            .args(["netns", "exec", &b.name, "timeout", "10", "python3", "-c"])
+            .arg(format!(
+                "import socket; s=socket.socket(); s.bind(('{}', 5432)); s.listen(1); s.accept()",
+                b.ns_addr
+            ))
+            .spawn()
+            .unwrap();
+        let reached = (0..50).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            a.tcp_connects(b.ns_addr, 5432)
+        });
+        let mut server = server;
+        let _ = server.kill();
+        let _ = server.wait();
+        assert!(reached, "b, from a");
+        let (a_name, b_name) = (a.name.clone(), b.name.clone());
+        drop((a, b, world));
+        let listed = ip(&["netns", "list"]);
+        let listed = String::from_utf8_lossy(&listed.stdout);
+        assert!(
+            !listed.contains(&a_name) && !listed.contains(&b_name),
+            "{listed}"
+        );
+        let _ = std::fs::remove_dir_all(root);
+    }
 }
