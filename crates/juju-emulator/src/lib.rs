@@ -8,13 +8,18 @@
 //! * [`world`]: the controller: models, applications, units, relations,
 //!   storage and secrets (`world::model`), the operator's commands, the hook
 //!   sequencer, each hook's snapshot, and the commit of what it did;
-//! * [`runner`]: one hook process with Juju's environment;
+//! * [`machine`]: emulated machines (network, mount, pid, UTS and IPC
+//!   namespaces) for units that must look like separate hosts;
+//! * [`runner`]: one hook process with Juju's environment, on the test host
+//!   or in a machine;
 //! * [`context`]: the per-hook snapshot shared with the tools;
 //! * [`tools`]: the hook tools themselves; [`args`] and [`format`] are
-//!   juju/cmd's flag parsing and output formatting.
+//!   juju/cmd's flag parsing and output formatting;
+//! * [`exec`]: the `juju-exec` client.
 //!
 //! The `juju-emulator` binary is the multi-call hook tool: linked under every
-//! tool name in each unit's tools directory.
+//! tool name in each unit's tools directory, and as `juju-exec`; it is also
+//! each machine's init.
 
 pub mod args;
 pub mod charm;
@@ -26,4 +31,5 @@ pub mod runner;
 pub mod tools;
 pub mod world;
 
-pub use world::{DeployOptions, Invocation, StorageRequest, World};
+pub use machine::MachineSpec;
+pub use world::{DeployOptions, Invocation, StorageRequest, UnitOptions, World};

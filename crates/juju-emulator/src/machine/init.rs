@@ -1,5 +1,5 @@
 //! A machine's init: process 1 of the machine's pid namespace, started by
-//! [`super::Machine::boot`] inside fresh mount, pid, UTS and IPC namespaces
+//! `Machine::boot` inside fresh mount, pid, UTS and IPC namespaces
 //! (and the machine's network namespace). It applies the [`BootPlan`],
 //! reports `ready <host pid>` on stdout, and then reaps every process the
 //! machine orphans (daemons the charm starts end up as its children).

@@ -1,7 +1,7 @@
 //! What a machine's boot mounts, as data: the World computes a [`BootPlan`]
 //! on the host (a pure function of the machine's directories and spec) and
 //! the machine's init applies it inside the new namespaces
-//! ([`super::init`]), in this order:
+//! (`init.rs`), in this order:
 //!
 //! 1. copy-on-write layers over `/etc`, `/var` and `/usr/bin`, kept on the
 //!    machine's disk: whatever the charm writes there (sysctl.d, udev rules,

@@ -8,8 +8,8 @@
 //!
 //! [`TOOLS`] is the one registry: each tool's name, flags, output format,
 //! whether it can change the context, and its handler. The handlers live in
-//! one module per family: [`relation`], [`config`], [`storage`], [`status`],
-//! [`network`], [`leader`], [`secret`], [`action`].
+//! one module per family: `relation`, `config`, `storage`, `status`,
+//! `network`, `leader`, `secret`, `action`.
 
 mod action;
 mod config;

@@ -1,21 +1,21 @@
 //! The emulated controller.
 //!
-//! * [`model`]: what it knows (models, applications, units, relations,
+//! * `model`: what it knows (models, applications, units, relations,
 //!   storage) and the values the operator's commands take;
-//! * [`operator`]: the commands an operator runs (`deploy`, `config`,
+//! * `operator`: the commands an operator runs (`deploy`, `config`,
 //!   `integrate`, `add-unit`, `remove-unit`, ...), each queueing hooks in the
 //!   order the contract's section 6 gives;
-//! * [`sequencer`]: the queue, run one hook at a time (the machine lock,
+//! * `sequencer`: the queue, run one hook at a time (the machine lock,
 //!   §1.4), with retries;
-//! * [`snapshot`]: the hook context and environment a hook gets (§2, §4);
-//! * [`commit`]: what a hook's tools did, applied at once or on exit 0 (§5),
+//! * `snapshot`: the hook context and environment a hook gets (§2, §4);
+//! * `commit`: what a hook's tools did, applied at once or on exit 0 (§5),
 //!   and the `-changed` hooks relation writes cause on the other side;
-//! * [`secrets`]: stored secrets, who may read them, and their changes;
-//! * [`machines`]: units on emulated machines, and the operator's crash,
+//! * `secrets`: stored secrets, who may read them, and their changes;
+//! * `machines`: units on emulated machines, and the operator's crash,
 //!   restart, partition and heal of them;
-//! * [`agent`]: the agent loop a test waits in: `juju-exec` requests from
+//! * `agent`: the agent loop a test waits in: `juju-exec` requests from
 //!   the machines, periodic `update-status`, [`World::run_until`];
-//! * [`naming`]: made-up UUIDs, tokens and CIDRs.
+//! * `naming`: made-up UUIDs, tokens and CIDRs.
 //!
 //! [`World`]'s state is private: tests act through the operator's commands
 //! and read through the accessors below.
