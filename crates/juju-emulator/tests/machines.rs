@@ -444,6 +444,24 @@ fn everything_is_removed_by_name_even_when_a_test_panics() {
 }
 
 #[test]
+fn removing_the_last_unit_destroys_its_machine() {
+    let s = Scratch::new("remove");
+    let mut world = World::new(&s.0.join("world")).unwrap();
+    deploy(&mut world, &s, 2);
+    let machine = world.machine_of("srv/1").unwrap();
+    let (netns, pids) = (machine.netns().to_string(), machine.processes());
+    world.remove_unit("srv/1").unwrap();
+    assert!(world.machine("1").is_err(), "gone with its unit");
+    assert!(pids.iter().all(|pid| !alive(*pid)));
+    let listed = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains(&netns));
+    assert!(world.machine("0").unwrap().is_up(), "the other one stays");
+}
+
+#[test]
 fn juju_reboot_reboots_the_machine_after_the_hook() {
     let s = Scratch::new("reboot");
     let mut world = World::new(&s.0.join("world")).unwrap();

@@ -106,6 +106,23 @@ impl World {
         Ok(())
     }
 
+    /// Shuts down and removes machine `id` once no unit is left on it (its
+    /// files stay in the world's directory for inspection).
+    pub(super) fn destroy_machine_if_empty(&mut self, id: &str) -> Result<()> {
+        let in_use = self
+            .apps
+            .values()
+            .flat_map(|a| a.units.values())
+            .any(|u| u.machine == id);
+        if in_use {
+            return Ok(());
+        }
+        if let Some(mut machine) = self.machines.remove(id) {
+            machine.shutdown(SHUTDOWN_GRACE)?;
+        }
+        Ok(())
+    }
+
     pub(super) fn machine_mut(&mut self, id: &str) -> Result<&mut Machine> {
         self.machines
             .get_mut(id)

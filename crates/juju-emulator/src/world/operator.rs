@@ -634,6 +634,7 @@ impl World {
         self.enqueue_hook(unit, "remove");
         self.settle()?;
         self.forget_secret_consumer(unit);
+        let machine = self.unit(unit)?.machine.clone();
         let application = self.apps.get_mut(&app).expect("app");
         application.units.remove(unit);
         for rel in self.relations.values_mut() {
@@ -645,6 +646,8 @@ impl World {
                 self.enqueue_hook(&new_leader, "leader-elected");
             }
         }
+        // Juju destroys the machine with its last unit.
+        self.destroy_machine_if_empty(&machine)?;
         Ok(())
     }
 
