@@ -3,30 +3,15 @@
 //! committed like a hook unless killed; and `update-status` on an interval.
 //! Units run on emulated machines (root needed) unless a test says so.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::Scratch;
 use juju_emulator::machine::MachineSpec;
 use juju_emulator::{DeployOptions, World};
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("jemu-exec-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// With `mode=busy`, config-changed starts a detached watcher (with the
 /// hook context stripped from its environment, as a service has none) that
@@ -55,22 +40,8 @@ status-set active "ran $hook"
 "#;
 
 fn write_charm(dir: &Path) -> PathBuf {
-    let charm = dir.join("charm");
-    std::fs::create_dir_all(&charm).unwrap();
-    std::fs::write(
-        charm.join("metadata.yaml"),
-        "name: svc\nsummary: s\ndescription: d\npeers:\n  cluster:\n    interface: svc-peer\n",
-    )
-    .unwrap();
-    std::fs::write(
-        charm.join("config.yaml"),
-        "options:\n  mode:\n    type: string\n    default: normal\n    description: m\n",
-    )
-    .unwrap();
-    let dispatch = charm.join("dispatch");
-    std::fs::write(&dispatch, DISPATCH).unwrap();
-    std::fs::set_permissions(&dispatch, std::fs::Permissions::from_mode(0o755)).unwrap();
-    charm
+    let peers = "peers:\n  cluster:\n    interface: svc-peer\n";
+    common::write_charm(dir, "charm", "svc", peers, DISPATCH)
 }
 
 fn world(s: &Scratch, units: u32, machines: bool) -> World {
@@ -132,7 +103,7 @@ fn finish(world: &mut World, mut child: Child) -> (i32, String, String) {
 
 #[test]
 fn juju_exec_runs_in_the_units_hook_context_and_commits_on_success() {
-    let s = Scratch::new("context");
+    let s = Scratch::new("exec", "context");
     let mut w = world(&s, 2, true);
     let child = spawn_exec(
         &w,
@@ -171,7 +142,7 @@ fn juju_exec_runs_in_the_units_hook_context_and_commits_on_success() {
 
 #[test]
 fn juju_exec_commits_on_any_exit_code_but_not_when_killed() {
-    let s = Scratch::new("exit");
+    let s = Scratch::new("exec", "exit");
     let mut w = world(&s, 1, true);
     // Juju's RunCommands flushes whatever the exit code (a non-zero code is
     // the result, not an error); the code comes back to the caller.
@@ -209,7 +180,7 @@ fn juju_exec_commits_on_any_exit_code_but_not_when_killed() {
 
 #[test]
 fn juju_exec_waits_for_the_running_hook() {
-    let s = Scratch::new("lock");
+    let s = Scratch::new("exec", "lock");
     let mut w = world(&s, 1, true);
     w.set_config("svc", &[("mode", "busy")]).unwrap();
     w.settle().unwrap();
@@ -235,7 +206,7 @@ fn juju_exec_waits_for_the_running_hook() {
 
 #[test]
 fn juju_exec_refuses_hook_contexts_and_other_machines_units() {
-    let s = Scratch::new("refuse");
+    let s = Scratch::new("exec", "refuse");
     let mut w = world(&s, 2, true);
     w.set_config("svc", &[("mode", "nested")]).unwrap();
     w.settle().unwrap();
@@ -255,7 +226,7 @@ fn juju_exec_refuses_hook_contexts_and_other_machines_units() {
 
 #[test]
 fn juju_exec_works_for_units_on_the_test_host() {
-    let s = Scratch::new("host");
+    let s = Scratch::new("exec", "host");
     let mut w = world(&s, 1, false);
     let tools = w.unit("svc/0").unwrap().tools_dir.clone();
     let child = Command::new(tools.join("juju-exec"))
@@ -272,7 +243,7 @@ fn juju_exec_works_for_units_on_the_test_host() {
 
 #[test]
 fn update_status_fires_on_its_interval_while_a_test_waits() {
-    let s = Scratch::new("tick");
+    let s = Scratch::new("exec", "tick");
     let mut w = world(&s, 2, false);
     let count = |w: &World, unit: &str| {
         w.hook_names(unit)

@@ -5,29 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod common;
+
+use common::{alive, Scratch};
 use juju_emulator::machine::MachineSpec;
 use juju_emulator::{DeployOptions, World};
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("jemu-machines-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A charm whose `start` runs a detached TCP server on the unit's address,
 /// port 5432, answering with the unit name and the machine's hostname; its
@@ -62,22 +47,21 @@ status-set active "ran $hook"
 "#;
 
 fn write_charm(dir: &Path) -> PathBuf {
-    let charm = dir.join("charm");
-    std::fs::create_dir_all(&charm).unwrap();
-    std::fs::write(
-        charm.join("metadata.yaml"),
-        "name: srv\nsummary: s\ndescription: d\npeers:\n  cluster:\n    interface: srv-peer\nstorage:\n  data:\n    type: filesystem\n    location: /srv/data\n",
+    common::write_charm(
+        dir,
+        "charm",
+        "srv",
+        "peers:\n  cluster:\n    interface: srv-peer\nstorage:\n  data:\n    type: filesystem\n    location: /srv/data\n",
+        DISPATCH,
     )
-    .unwrap();
-    std::fs::write(
-        charm.join("config.yaml"),
-        "options:\n  mode:\n    type: string\n    default: normal\n    description: m\n",
-    )
-    .unwrap();
-    let dispatch = charm.join("dispatch");
-    std::fs::write(&dispatch, DISPATCH).unwrap();
-    std::fs::set_permissions(&dispatch, std::fs::Permissions::from_mode(0o755)).unwrap();
-    charm
+}
+
+/// A World in a scratch directory with `units` units, each on a machine.
+fn machines(name: &str, units: u32) -> (Scratch, World) {
+    let s = Scratch::new("machines", name);
+    let mut world = World::new(&s.0.join("world")).unwrap();
+    deploy(&mut world, &s, units);
+    (s, world)
 }
 
 fn deploy(world: &mut World, scratch: &Scratch, units: u32) {
@@ -119,9 +103,7 @@ fn read_in(world: &World, unit: &str, path: &str) -> String {
 
 #[test]
 fn two_machines_serve_the_same_port_each_on_its_own_address() {
-    let s = Scratch::new("ports");
-    let mut world = World::new(&s.0.join("world")).unwrap();
-    deploy(&mut world, &s, 2);
+    let (_s, world) = machines("ports", 2);
     let a = world.machine_of("srv/0").unwrap().address();
     let b = world.machine_of("srv/1").unwrap().address();
     assert_ne!(a, b);
@@ -216,9 +198,7 @@ fn sh_in(world: &World, unit: &str, script: &str) -> (bool, String) {
 
 #[test]
 fn mounts_and_kernel_views_are_private_to_each_machine() {
-    let s = Scratch::new("private");
-    let mut world = World::new(&s.0.join("world")).unwrap();
-    deploy(&mut world, &s, 2);
+    let (_s, world) = machines("private", 2);
     for (unit, other) in [("srv/0", "srv/1"), ("srv/1", "srv/0")] {
         assert_eq!(read_in(&world, unit, "/etc/postgresql/owner"), unit);
         assert_eq!(read_in(&world, unit, "/run/booted-by"), unit);
@@ -295,16 +275,9 @@ fn mounts_and_kernel_views_are_private_to_each_machine() {
     );
 }
 
-fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
-}
-
 #[test]
 fn a_crash_kills_every_process_at_once_and_a_restart_boots_afresh() {
-    let s = Scratch::new("crash");
-    let mut world = World::new(&s.0.join("world")).unwrap();
-    deploy(&mut world, &s, 2);
+    let (_s, mut world) = machines("crash", 2);
     let address = world.machine_of("srv/0").unwrap().address();
     let before = world.machine_of("srv/0").unwrap().processes();
     assert!(before.len() >= 2, "the init and the server: {before:?}");
@@ -360,9 +333,7 @@ fn a_crash_kills_every_process_at_once_and_a_restart_boots_afresh() {
 
 #[test]
 fn a_partition_cuts_the_machine_off_and_a_heal_brings_it_back() {
-    let s = Scratch::new("partition");
-    let mut world = World::new(&s.0.join("world")).unwrap();
-    deploy(&mut world, &s, 2);
+    let (_s, mut world) = machines("partition", 2);
     let a = world.machine_of("srv/0").unwrap().address();
     let b = world.machine_of("srv/1").unwrap().address();
     let from_b = |world: &World| {
@@ -406,7 +377,7 @@ fn a_partition_cuts_the_machine_off_and_a_heal_brings_it_back() {
 
 #[test]
 fn everything_is_removed_by_name_even_when_a_test_panics() {
-    let s = Scratch::new("panic");
+    let s = Scratch::new("machines", "panic");
     let names = std::sync::Mutex::new(None);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut world = World::new(&s.0.join("world")).unwrap();
@@ -445,9 +416,7 @@ fn everything_is_removed_by_name_even_when_a_test_panics() {
 
 #[test]
 fn removing_the_last_unit_destroys_its_machine() {
-    let s = Scratch::new("remove");
-    let mut world = World::new(&s.0.join("world")).unwrap();
-    deploy(&mut world, &s, 2);
+    let (_s, mut world) = machines("remove", 2);
     let machine = world.machine_of("srv/1").unwrap();
     let (netns, pids) = (machine.netns().to_string(), machine.processes());
     world.remove_unit("srv/1").unwrap();
@@ -463,9 +432,7 @@ fn removing_the_last_unit_destroys_its_machine() {
 
 #[test]
 fn juju_reboot_reboots_the_machine_after_the_hook() {
-    let s = Scratch::new("reboot");
-    let mut world = World::new(&s.0.join("world")).unwrap();
-    deploy(&mut world, &s, 1);
+    let (_s, mut world) = machines("reboot", 1);
     let before = world.machine_of("srv/0").unwrap().init_pid();
     world.set_config("srv", &[("mode", "reboot")]).unwrap();
     world.settle().unwrap();
@@ -522,7 +489,7 @@ impl Drop for Loop {
 
 #[test]
 fn storage_sources_are_mounted_in_the_machine_at_their_location() {
-    let s = Scratch::new("storage");
+    let s = Scratch::new("machines", "storage");
     let disk = Loop::new(&s.0, "data0");
     let shared = s.0.join("shared-dir");
     std::fs::create_dir_all(&shared).unwrap();

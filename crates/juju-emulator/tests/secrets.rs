@@ -4,27 +4,12 @@
 //! with labels of their own; the consuming side cannot share; grants go
 //! with the relation; obsolete revisions reach the owner as `secret-remove`.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+mod common;
+
+use common::Scratch;
 use juju_emulator::{DeployOptions, World};
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("jemu-secrets-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The offering side: on `-joined` its leader creates a secret for the
 /// relation, grants it (to one unit with mode=unit-grant), and publishes
@@ -87,25 +72,7 @@ exit 0
 "#;
 
 fn charm(dir: &Path, name: &str, metadata: &str, dispatch: &str) -> PathBuf {
-    let charm = dir.join(name);
-    std::fs::create_dir_all(&charm).unwrap();
-    std::fs::write(
-        charm.join("metadata.yaml"),
-        format!("name: {name}\nsummary: s\ndescription: d\n{metadata}"),
-    )
-    .unwrap();
-    std::fs::write(
-        charm.join("config.yaml"),
-        "options:\n  mode:\n    type: string\n    default: normal\n    description: m\n",
-    )
-    .unwrap();
-    std::fs::write(charm.join("dispatch"), dispatch).unwrap();
-    std::fs::set_permissions(
-        charm.join("dispatch"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
-    charm
+    common::write_charm(dir, name, name, metadata, dispatch)
 }
 
 fn site(s: &Scratch, provider_config: &[(&str, &str)]) -> (World, Result<u64, String>) {
@@ -164,7 +131,7 @@ fn state(world: &World, unit: &str, file: &str) -> String {
 
 #[test]
 fn the_offering_side_shares_and_consumers_follow_its_revisions() {
-    let s = Scratch::new("cmr");
+    let s = Scratch::new("secrets", "cmr");
     let (mut world, rel) = site(&s, &[]);
     let rel = rel.unwrap();
     let uri = world.secret_uri("pg", &format!("pw-db:{rel}")).unwrap();
@@ -224,7 +191,7 @@ fn the_offering_side_shares_and_consumers_follow_its_revisions() {
 
 #[test]
 fn the_consuming_side_cannot_share_across_models() {
-    let s = Scratch::new("share");
+    let s = Scratch::new("secrets", "share");
     let (mut world, rel) = site(&s, &[]);
     rel.unwrap();
     world.set_config("app", &[("mode", "share")]).unwrap();
@@ -247,7 +214,7 @@ fn the_consuming_side_cannot_share_across_models() {
 
 #[test]
 fn a_grant_to_one_unit_is_refused_across_models() {
-    let s = Scratch::new("unit-grant");
+    let s = Scratch::new("secrets", "unit-grant");
     let (world, rel) = site(&s, &[("mode", "unit-grant")]);
     let err = rel.unwrap_err();
     assert!(
@@ -259,7 +226,7 @@ fn a_grant_to_one_unit_is_refused_across_models() {
 
 #[test]
 fn rotation_and_expiry_reach_the_owner() {
-    let s = Scratch::new("rotate");
+    let s = Scratch::new("secrets", "rotate");
     let (mut world, rel) = site(&s, &[]);
     let rel = rel.unwrap();
     let uri = world.secret_uri("pg", &format!("pw-db:{rel}")).unwrap();

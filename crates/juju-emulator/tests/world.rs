@@ -3,27 +3,12 @@
 //! small shell charms that record what they see.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+mod common;
+
+use common::Scratch;
 use juju_emulator::{DeployOptions, StorageRequest, World};
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("jemu-world-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 const DISPATCH: &str = r#"#!/bin/sh
 # Records the environment of every hook, then acts on config `mode`.
@@ -48,22 +33,13 @@ status-set active "ran $JUJU_HOOK_NAME"
 "#;
 
 fn write_charm(dir: &Path, name: &str, metadata_extra: &str) -> PathBuf {
-    let charm = dir.join(format!("charm-{name}"));
-    std::fs::create_dir_all(&charm).unwrap();
-    std::fs::write(
-        charm.join("metadata.yaml"),
-        format!("name: {name}\nsummary: s\ndescription: d\n{metadata_extra}"),
+    common::write_charm(
+        dir,
+        &format!("charm-{name}"),
+        name,
+        metadata_extra,
+        DISPATCH,
     )
-    .unwrap();
-    std::fs::write(
-        charm.join("config.yaml"),
-        "options:\n  mode:\n    type: string\n    default: normal\n    description: m\n",
-    )
-    .unwrap();
-    let dispatch = charm.join("dispatch");
-    std::fs::write(&dispatch, DISPATCH).unwrap();
-    std::fs::set_permissions(&dispatch, std::fs::Permissions::from_mode(0o755)).unwrap();
-    charm
 }
 
 const PROVIDER: &str = "provides:\n  db:\n    interface: pgsql\npeers:\n  replication:\n    interface: pgpeer\nstorage:\n  pgdata:\n    type: filesystem\n    location: /srv/pgdata\n    multiple:\n      range: 0-1\n";
@@ -75,7 +51,7 @@ fn hooks(world: &World, unit: &str) -> Vec<String> {
 
 #[test]
 fn deploy_with_storage_runs_storage_attached_before_install() {
-    let s = Scratch::new("deploy");
+    let s = Scratch::new("world", "deploy");
     let mut world = World::new(&s.0.join("world")).unwrap();
     world.add_model("db");
     let charm = write_charm(&s.0, "postgresql", PROVIDER);
@@ -139,7 +115,7 @@ fn deploy_with_storage_runs_storage_attached_before_install() {
 
 #[test]
 fn hook_environment_is_exactly_what_juju_builds() {
-    let s = Scratch::new("env");
+    let s = Scratch::new("world", "env");
     let mut world = World::new(&s.0.join("world")).unwrap();
     world.add_model("db");
     let charm = write_charm(&s.0, "postgresql", PROVIDER);
@@ -216,7 +192,7 @@ fn hook_environment_is_exactly_what_juju_builds() {
 
 #[test]
 fn failed_hook_discards_buffered_writes_but_keeps_status_and_logs() {
-    let s = Scratch::new("commit");
+    let s = Scratch::new("world", "commit");
     let mut world = World::new(&s.0.join("world")).unwrap();
     world.add_model("db");
     world.add_model("app");
@@ -261,7 +237,7 @@ fn failed_hook_discards_buffered_writes_but_keeps_status_and_logs() {
 
 #[test]
 fn relation_writes_reach_the_other_side_as_changed_hooks() {
-    let s = Scratch::new("changed");
+    let s = Scratch::new("world", "changed");
     let mut world = World::new(&s.0.join("world")).unwrap();
     world.add_model("db");
     let provider = write_charm(&s.0, "postgresql", PROVIDER);
@@ -332,7 +308,7 @@ fn relation_writes_reach_the_other_side_as_changed_hooks() {
 
 #[test]
 fn cross_model_consumer_is_anonymised_with_its_own_addresses() {
-    let s = Scratch::new("cmr");
+    let s = Scratch::new("world", "cmr");
     let mut world = World::new(&s.0.join("world")).unwrap();
     world.add_model("db");
     world.add_model("k8s");
@@ -408,7 +384,7 @@ fn cross_model_consumer_is_anonymised_with_its_own_addresses() {
 
 #[test]
 fn upgrade_charm_and_remove_unit_follow_the_contract_order() {
-    let s = Scratch::new("upgrade");
+    let s = Scratch::new("world", "upgrade");
     let mut world = World::new(&s.0.join("world")).unwrap();
     world.add_model("db");
     let charm = write_charm(&s.0, "postgresql", PROVIDER);

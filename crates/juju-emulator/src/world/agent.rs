@@ -201,43 +201,49 @@ impl World {
     /// })?;
     /// # Ok(()) }
     /// ```
-    pub fn run_until(
+    pub fn run_until(&mut self, timeout: Duration, done: impl FnMut(&World) -> bool) -> Result<()> {
+        if self.agent_loop(Instant::now() + timeout, done)? {
+            return Ok(());
+        }
+        bail!(
+            "not done after {timeout:?}; the model now:\n{}",
+            self.status_text()
+        )
+    }
+
+    /// Lets the agents run for `duration` (hooks, `juju-exec`,
+    /// `update-status`), then returns; fails only when a hook fails.
+    pub fn run_for(&mut self, duration: Duration) -> Result<()> {
+        self.agent_loop(Instant::now() + duration, |_| false)
+            .map(drop)
+    }
+
+    /// Runs hooks and requests until `done` holds (`true`) or `deadline`
+    /// passes (`false`), whichever comes first, even while work keeps
+    /// arriving.
+    fn agent_loop(
         &mut self,
-        timeout: Duration,
+        deadline: Instant,
         mut done: impl FnMut(&World) -> bool,
-    ) -> Result<()> {
-        let deadline = Instant::now() + timeout;
+    ) -> Result<bool> {
         loop {
             self.settle()?;
             self.fire_update_status();
-            if self.has_runnable() {
-                continue;
-            }
             if done(self) {
-                return Ok(());
+                return Ok(true);
             }
             let now = Instant::now();
             if now >= deadline {
-                bail!(
-                    "not done after {timeout:?}; the model now:\n{}",
-                    self.status_text()
-                );
+                return Ok(false);
+            }
+            if self.has_runnable() {
+                continue;
             }
             let mut wait = (deadline - now).min(Duration::from_millis(100));
             if let Some(next) = self.agent.next_update_status {
                 wait = wait.min(next.saturating_duration_since(now));
             }
             self.agent.collect(Some(wait));
-        }
-    }
-
-    /// Lets the agents run for `duration` (hooks, `juju-exec`,
-    /// `update-status`), then returns.
-    pub fn run_for(&mut self, duration: Duration) -> Result<()> {
-        let until = Instant::now() + duration;
-        match self.run_until(duration, |_| Instant::now() >= until) {
-            Err(_) if Instant::now() >= until => Ok(()),
-            other => other,
         }
     }
 

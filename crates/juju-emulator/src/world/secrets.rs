@@ -536,39 +536,32 @@ impl World {
     /// (Juju's rotation watcher; here the operator says when).
     pub fn rotate_secret(&mut self, uri: &str) -> Result<()> {
         let s = self.stored_secret(uri)?;
-        match s.meta.rotate.as_deref() {
-            None | Some("never") => bail!("secret {uri:?} has no rotation policy"),
-            Some(_) => {}
+        if matches!(s.meta.rotate.as_deref(), None | Some("never")) {
+            bail!("secret {uri:?} has no rotation policy");
         }
-        let (id, owner) = (s.id.clone(), s.owner.clone());
-        let unit = self
-            .owner_unit(&owner)
-            .ok_or_else(|| anyhow!("{owner} has no leader"))?;
-        self.enqueue(Invocation {
-            unit,
-            hook: "secret-rotate".into(),
-            secret: Some(id),
-            ..Default::default()
-        });
-        Ok(())
+        self.queue_owner_hook(uri, "secret-rotate", None)
     }
 
     /// Revision `revision` of the secret has expired: queues
     /// `secret-expired` for its owner.
     pub fn expire_secret(&mut self, uri: &str, revision: u32) -> Result<()> {
-        let s = self.stored_secret(uri)?;
-        if !s.revisions.contains_key(&revision) {
+        if !self.stored_secret(uri)?.revisions.contains_key(&revision) {
             bail!("secret {uri:?} has no revision {revision}");
         }
+        self.queue_owner_hook(uri, "secret-expired", Some(revision))
+    }
+
+    fn queue_owner_hook(&mut self, uri: &str, hook: &str, revision: Option<u32>) -> Result<()> {
+        let s = self.stored_secret(uri)?;
         let (id, owner) = (s.id.clone(), s.owner.clone());
         let unit = self
             .owner_unit(&owner)
             .ok_or_else(|| anyhow!("{owner} has no leader"))?;
         self.enqueue(Invocation {
             unit,
-            hook: "secret-expired".into(),
+            hook: hook.into(),
             secret: Some(id),
-            secret_revision: Some(revision),
+            secret_revision: revision,
             ..Default::default()
         });
         Ok(())
