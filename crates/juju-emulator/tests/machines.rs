@@ -22,6 +22,9 @@ hook="${JUJU_DISPATCH_PATH#hooks/}"
 if [ "$hook" = config-changed ] && [ "$(config-get mode)" = reboot ] && [ ! -e /var/lib/juju-pg-charm/rebooted ]; then
   touch /var/lib/juju-pg-charm/rebooted; juju-reboot
 fi
+if [ "$hook" = config-changed ] && [ "$(config-get mode)" = slow ] && [ ! -e /var/lib/juju-pg-charm/slow-once ]; then
+  touch /var/lib/juju-pg-charm/slow-once; status-set maintenance "slowly"; sleep 5
+fi
 echo "$hook" >> /var/lib/juju-pg-charm/hooks-seen
 env | sort > "$CHARM_DIR/../env.$hook"
 case "$hook" in
@@ -428,6 +431,44 @@ fn removing_the_last_unit_destroys_its_machine() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&listed.stdout).contains(&netns));
     assert!(world.machine("0").unwrap().is_up(), "the other one stays");
+}
+
+#[test]
+fn a_crash_during_a_hook_interrupts_it_and_the_reboot_runs_it_again() {
+    let (_s, mut world) = machines("midhook", 1);
+    world.set_config("srv", &[("mode", "slow")]).unwrap();
+    world
+        .crash_machine_after("0", Duration::from_millis(1500))
+        .unwrap();
+    let started = std::time::Instant::now();
+    world.settle().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the hook died with its machine"
+    );
+    let last = world.trace().last().unwrap();
+    assert_eq!(last.invocation.hook, "config-changed");
+    assert_eq!(last.signal, Some(9));
+    let unit = world.unit("srv/0").unwrap();
+    assert!(unit.failed_hook.is_none(), "a crash is not a hook error");
+    assert_eq!(unit.status.message, "slowly", "status-set had taken effect");
+    assert!(!world.machine("0").unwrap().is_up());
+    assert_eq!(world.queue().next().unwrap().hook, "config-changed");
+
+    world.restart_machine("0").unwrap();
+    world.settle().unwrap();
+    let tail: Vec<String> = world
+        .hook_names("srv/0")
+        .into_iter()
+        .rev()
+        .take(2)
+        .collect();
+    assert_eq!(
+        tail,
+        ["start", "config-changed"],
+        "the interrupted hook first, then start"
+    );
+    assert_eq!(world.unit("srv/0").unwrap().status.message, "ran start");
 }
 
 #[test]

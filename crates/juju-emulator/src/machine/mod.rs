@@ -460,9 +460,13 @@ impl Machine {
         let Some(mut init) = self.init.take() else {
             return Ok(());
         };
-        // SAFETY: kill(2) on the init we started, still unreaped by us.
-        unsafe {
-            libc::kill(init.pid, libc::SIGKILL);
+        // While its holder runs, the init's pid is the init's (alive, or a
+        // zombie the holder has not reaped): safe to signal.
+        if init.holder.try_wait()?.is_none() {
+            // SAFETY: kill(2) on the init we started.
+            unsafe {
+                libc::kill(init.pid, libc::SIGKILL);
+            }
         }
         let _ = init.holder.wait();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -476,6 +480,51 @@ impl Machine {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
+    }
+
+    /// Notices a machine whose init died behind our back (a scheduled
+    /// crash): `true` when it has just gone down, with its processes gone.
+    pub(crate) fn refresh(&mut self) -> Result<bool> {
+        let died = match &mut self.init {
+            Some(init) => init.holder.try_wait()?.is_some() || exiting(init.pid),
+            None => false,
+        };
+        if died {
+            self.crash()?;
+        }
+        Ok(died)
+    }
+
+    /// Kills every process on the machine at once `after` from now, whatever
+    /// the World is doing then (a hook may be running on it).
+    pub(crate) fn schedule_crash(&self, after: Duration) -> Result<()> {
+        let pid = self
+            .init_pid()
+            .ok_or_else(|| anyhow!("machine {} is down", self.id))?;
+        // A pidfd: the signal reaches this init, never a process that
+        // reused its pid.
+        // SAFETY: pidfd_open(2) on a pid; the result is ours, or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context("pidfd_open");
+        }
+        // SAFETY: a descriptor pidfd_open just returned to us.
+        let fd =
+            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            // SAFETY: pidfd_send_signal(2) on our descriptor, no siginfo.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    std::os::fd::AsRawFd::as_raw_fd(&fd),
+                    libc::SIGKILL,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                );
+            }
+        });
         Ok(())
     }
 
@@ -566,6 +615,24 @@ pub(crate) fn place_binary(binary: &Path, dest: &Path) -> Result<()> {
             .with_context(|| format!("copying {} to {}", binary.display(), dest.display()))?;
     }
     Ok(())
+}
+
+/// Whether process `pid` is gone or on its way out (PF_EXITING): a killed
+/// init stays in the kernel until every process of its namespace is reaped.
+fn exiting(pid: i32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // After the command name in parentheses: state, ppid, pgrp, session,
+    // tty, tpgid, flags.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let zombie = matches!(fields.first(), Some(&"Z" | &"X"));
+    let flags: u64 = fields.get(6).and_then(|f| f.parse().ok()).unwrap_or(0);
+    zombie || flags & PF_EXITING != 0
 }
 
 /// `pid:[inode]` of every process in the pid namespace `pid_ns`.

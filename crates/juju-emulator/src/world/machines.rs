@@ -67,19 +67,55 @@ impl World {
         let machine = self.machine_mut(id)?;
         machine.shutdown(SHUTDOWN_GRACE)?;
         machine.boot()?;
-        let started: Vec<String> = self
+        let units: Vec<(String, bool, bool)> = self
             .apps
             .values()
             .flat_map(|a| a.units.values())
-            .filter(|u| u.machine == id && u.started && !u.departing)
-            .map(|u| u.name.clone())
+            .filter(|u| u.machine == id && !u.departing)
+            .map(|u| (u.name.clone(), u.started, u.interrupted))
             .collect();
-        for unit in started.into_iter().rev() {
-            self.queue.push_front(Invocation {
-                unit,
-                hook: "start".into(),
-                ..Default::default()
-            });
+        for (unit, started, interrupted) in units {
+            self.unit_mut(&unit)?.interrupted = false;
+            if !started {
+                continue;
+            }
+            // `start` before anything queued for the unit, but after the
+            // hook the crash interrupted (which is first in its queue).
+            let mine: Vec<usize> = self
+                .queue
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| i.unit == unit)
+                .map(|(n, _)| n)
+                .collect();
+            let at = match (interrupted, mine.as_slice()) {
+                (true, [first, ..]) => first + 1,
+                (false, [first, ..]) => *first,
+                (_, []) => 0,
+            };
+            self.queue.insert(
+                at,
+                Invocation {
+                    unit,
+                    hook: "start".into(),
+                    ..Default::default()
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Crashes machine `id` `after` from now, whatever runs then: a hook
+    /// running on it is killed with everything else, and runs again first
+    /// after [`World::restart_machine`], as Juju reruns an interrupted hook.
+    pub fn crash_machine_after(&mut self, id: &str, after: Duration) -> Result<()> {
+        self.machine(id)?.schedule_crash(after)
+    }
+
+    /// Notices machines whose init died (a scheduled crash).
+    pub(super) fn refresh_machines(&mut self) -> Result<()> {
+        for machine in self.machines.values_mut() {
+            machine.refresh()?;
         }
         Ok(())
     }

@@ -58,6 +58,9 @@ pub struct Unit {
     pub failed_hook: Option<String>,
     /// Its `start` hook has succeeded: after a reboot Juju runs `start` again.
     pub started: bool,
+    /// A hook of it was running when its machine crashed: Juju runs that
+    /// hook again first after the reboot.
+    pub interrupted: bool,
     pub departing: bool,
     /// Test-only additions to the hook environment (Juju sets none of these).
     pub extra_env: BTreeMap<String, String>,

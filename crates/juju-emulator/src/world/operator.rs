@@ -178,6 +178,7 @@ impl World {
             ports: Default::default(),
             failed_hook: None,
             started: false,
+            interrupted: false,
             departing: false,
             extra_env: BTreeMap::new(),
         };

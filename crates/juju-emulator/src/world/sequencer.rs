@@ -73,6 +73,7 @@ impl World {
             if budget == 0 {
                 bail!("hooks did not settle: the charms keep changing relation data");
             }
+            self.refresh_machines()?;
             let Some(inv) = self.next_runnable() else {
                 if self.serve_exec_requests()? > 0 {
                     continue;
@@ -82,7 +83,9 @@ impl World {
             let mut attempts = 0;
             loop {
                 let record = self.run_invocation(&inv, None)?;
-                if record.succeeded() {
+                if record.succeeded() || !self.reachable(&inv.unit) {
+                    // Done, or interrupted by its machine's crash (queued
+                    // again for after the reboot).
                     break;
                 }
                 attempts += 1;
@@ -197,9 +200,29 @@ impl World {
             &env,
             kill_after,
         )?;
-        let after = HookContext::load(&context_path)?;
+        let crashed = match self.machines.get_mut(&unit.machine) {
+            Some(machine) => machine.refresh()?,
+            None => false,
+        };
+        // A tool killed by a crash may have left the context half written.
+        let after = match HookContext::load(&context_path) {
+            Ok(after) => after,
+            Err(_) if crashed => context,
+            Err(e) => return Err(e),
+        };
         std::fs::remove_file(&context_path).ok();
         self.apply_immediate(&inv.unit, &inv.hook, &after)?;
+        if crashed && !is_action {
+            // The machine died under the hook: nothing is committed, the
+            // unit is not in error, and the hook runs again after the reboot.
+            self.unit_mut(&inv.unit)?.interrupted = true;
+            self.queue.push_front(inv.clone());
+            self.trace.push(HookRecord {
+                invocation: inv.clone(),
+                result: result.clone(),
+            });
+            return Ok((after, result));
+        }
         let mut result = result;
         if result.succeeded() && !is_action {
             if let Err(refused) = self.commit(inv, &after)? {
