@@ -264,3 +264,25 @@ fn update_status_fires_on_its_interval_while_a_test_waits() {
         .to_string();
     assert!(err.contains("not done after 300ms"), "{err}");
 }
+
+#[test]
+fn juju_exec_from_a_partitioned_machine_waits_for_the_heal() {
+    let s = Scratch::new("exec", "partition");
+    let mut w = world(&s, 1, true);
+    w.partition_machine("0").unwrap();
+    let mut child = spawn_exec(
+        &w,
+        "svc/0",
+        &["-u", "svc/0", "relation-set -r cluster:0 after-heal=yes"],
+    );
+    w.run_for(Duration::from_millis(500)).unwrap();
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still waiting for its agent"
+    );
+    assert!(!w.bag(0, "svc/0").unwrap().contains_key("after-heal"));
+    w.heal_machine("0").unwrap();
+    let (code, _, stderr) = finish(&mut w, child);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(w.bag(0, "svc/0").unwrap()["after-heal"], "yes");
+}

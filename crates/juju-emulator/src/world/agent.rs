@@ -110,6 +110,14 @@ impl Agent {
         Ok(())
     }
 
+    /// Drops the requests of `machine`: its agent died with it (a crash or
+    /// a reboot), and with it what it had been asked.
+    pub(super) fn forget(&mut self, machine: &str) {
+        self.collect(None);
+        self.waiting
+            .retain(|w| w.machine.as_deref() != Some(machine));
+    }
+
     /// Moves what arrived into the waiting list; with `wait`, blocks up to
     /// that long for the first arrival.
     fn collect(&mut self, wait: Option<Duration>) {

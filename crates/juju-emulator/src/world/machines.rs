@@ -56,7 +56,9 @@ impl World {
     /// Kills every process on machine `id` at once, as a power loss does.
     /// Its units' hooks wait until [`World::restart_machine`].
     pub fn crash_machine(&mut self, id: &str) -> Result<()> {
-        self.machine_mut(id)?.crash()
+        self.machine_mut(id)?.crash()?;
+        self.agent.forget(id);
+        Ok(())
     }
 
     /// Boots machine `id` again: a clean shutdown first if it is up (SIGTERM,
@@ -67,6 +69,7 @@ impl World {
         let machine = self.machine_mut(id)?;
         machine.shutdown(SHUTDOWN_GRACE)?;
         machine.boot()?;
+        self.agent.forget(id);
         let units: Vec<(String, bool, bool)> = self
             .apps
             .values()
@@ -114,8 +117,14 @@ impl World {
 
     /// Notices machines whose init died (a scheduled crash).
     pub(super) fn refresh_machines(&mut self) -> Result<()> {
+        let mut crashed = Vec::new();
         for machine in self.machines.values_mut() {
-            machine.refresh()?;
+            if machine.refresh()? {
+                crashed.push(machine.id.clone());
+            }
+        }
+        for id in crashed {
+            self.agent.forget(&id);
         }
         Ok(())
     }

@@ -216,6 +216,7 @@ impl World {
             // The machine died under the hook: nothing is committed, the
             // unit is not in error, and the hook runs again after the reboot.
             self.unit_mut(&inv.unit)?.interrupted = true;
+            self.agent.forget(&unit.machine);
             self.queue.push_front(inv.clone());
             self.trace.push(HookRecord {
                 invocation: inv.clone(),
