@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::consumer::{consumer_charm, consumer_state};
 use common::netns::Netns;
 use common::Harness;
-use juju_emulator::{DeployOptions, Invocation};
+use juju_emulator::DeployOptions;
 use serde_json::Value;
 
 /// The database unit and its consumers.
@@ -193,7 +193,7 @@ impl Site {
         let failed: Vec<String> = self
             .h
             .world
-            .trace
+            .trace()
             .iter()
             .filter(|record| !record.succeeded())
             .map(|record| format!("{} on {}", record.invocation.hook, record.invocation.unit))
@@ -205,21 +205,21 @@ impl Site {
     fn check_secrets(&self) {
         let server_log = std::fs::read_to_string(self.h.cluster.log_file()).unwrap_or_default();
         for password in &self.passwords {
-            for log in &self.h.world.logs {
+            for log in self.h.world.logs() {
                 assert!(
                     !log.message.contains(password.as_str()),
                     "password in juju-log of {}",
                     log.hook
                 );
             }
-            for record in &self.h.world.trace {
+            for record in self.h.world.trace() {
                 assert!(
                     !record.output().contains(password.as_str()),
                     "password in the output of {}",
                     record.invocation.hook
                 );
             }
-            for app in self.h.world.apps.values() {
+            for app in self.h.world.apps() {
                 for unit in app.units.values() {
                     assert!(
                         !unit.status.message.contains(password.as_str()),
@@ -594,19 +594,8 @@ fn change_request(s: &mut Site, c: usize, key: &str, value: &str) {
     let relation = s.consumers[c].relation;
     let app = s.consumers[c].app.clone();
     s.h.world
-        .relations
-        .get_mut(&relation)
-        .unwrap()
-        .app_bags
-        .get_mut(&app)
-        .unwrap()
-        .insert(key.to_string(), value.to_string());
-    s.h.world.enqueue(Invocation {
-        unit: "postgresql/0".into(),
-        hook: "db-relation-changed".into(),
-        relation: Some(relation),
-        ..Default::default()
-    });
+        .write_bag(relation, &app, &[(key, value)])
+        .unwrap();
     s.h.world.settle().unwrap();
 }
 

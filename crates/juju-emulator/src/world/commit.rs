@@ -138,6 +138,35 @@ impl World {
         Ok(Ok(()))
     }
 
+    /// Test-only: `owner`'s bag in relation `id` (a unit or application,
+    /// by its real name) changes as if its charm had written `settings` in
+    /// a committed hook (an empty value deletes the key), and everyone who
+    /// sees that bag gets `-changed`. For a remote side that no real charm
+    /// plays, or plays as a test needs (hostile data, say).
+    pub fn write_bag(&mut self, id: u64, owner: &str, settings: &[(&str, &str)]) -> Result<()> {
+        let rel = self
+            .relations
+            .get_mut(&id)
+            .ok_or_else(|| anyhow::anyhow!("relation {id} not found"))?;
+        let bags = if owner.contains('/') {
+            &mut rel.unit_bags
+        } else {
+            &mut rel.app_bags
+        };
+        let bag = bags
+            .get_mut(owner)
+            .ok_or_else(|| anyhow::anyhow!("{owner} has no bag in relation {id}"))?;
+        for (key, value) in settings {
+            if value.is_empty() {
+                bag.remove(*key);
+            } else {
+                bag.insert(key.to_string(), value.to_string());
+            }
+        }
+        self.queue_changed(id, owner, owner);
+        Ok(())
+    }
+
     /// Queues `-changed` for everyone who can see `owner`'s bag in relation `id`.
     fn queue_changed(&mut self, id: u64, writer: &str, owner: &str) {
         let rel = self.relations[&id].clone();
