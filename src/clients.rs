@@ -6,8 +6,8 @@
 //! consumers ([`crate::relations::ownership`],
 //! [`crate::relations::extensions`]), creates its database objects,
 //! publishes the connection data and grants access in `pg_hba.conf`. What it
-//! concluded about each relation is kept next to the cluster's configuration
-//! (`juju-pg-charm.relations.json`) so that a relation hook only re-reads its
+//! concluded about each relation is kept in the unit's state directory
+//! (`relations.json`, [`crate::state`]) so that a relation hook only re-reads its
 //! own relation (and any relation not served yet) while `pg_hba.conf` is
 //! still rendered from all of them; every other hook re-reads every
 //! relation. Either way the result is the same: every live relation
@@ -61,6 +61,7 @@ use crate::relations::publish::{
 use crate::relations::revocation::{users_to_revoke, Standing};
 use crate::relations::sql::{quote_ident, quote_literal, Name, NameKind};
 use crate::relations::Endpoint;
+use crate::state::{self, StateDir};
 
 /// Where a relation stands, as the last hook left it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,22 +113,17 @@ impl Served {
 
 type ServedMap = BTreeMap<String, Served>;
 
-fn cache_path(cluster: &Cluster) -> PathBuf {
-    cluster.conf_dir().join("juju-pg-charm.relations.json")
-}
-
-fn load(cluster: &Cluster) -> ServedMap {
-    std::fs::read(cache_path(cluster))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+fn load(_cluster: &Cluster) -> ServedMap {
+    StateDir::unit()
+        .read_json(state::RELATIONS)
         .unwrap_or_default()
 }
 
-fn save(cluster: &Cluster, served: &ServedMap) -> Result<()> {
-    let path = cache_path(cluster);
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(served)?)?;
-    std::fs::rename(&tmp, &path).context("saving the relation state")
+fn save(_cluster: &Cluster, served: &ServedMap) -> Result<()> {
+    StateDir::unit()
+        .write_json(state::RELATIONS, served)
+        .map(drop)
+        .context("saving the relation state")
 }
 
 /// The access rules of the relations served so far, for writing

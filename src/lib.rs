@@ -12,17 +12,21 @@
 //! * [`relations`]: the pure core of the `db` and `db-admin` client
 //!   relations (validation, published data, `pg_hba.conf`).
 //! * [`tuning`]: machine detection and the PostgreSQL/host tuning plans.
+//! * [`state`]: every file the charm keeps between hooks, in one root-only
+//!   directory; [`fsx`]: the file operations root may do where others write.
 
 pub mod charm;
 pub mod clients;
 pub mod cluster;
 pub mod credentials;
 pub mod event;
+pub mod fsx;
 pub mod juju;
 pub mod lifecycle;
 pub mod options;
 pub mod process_env;
 pub mod relations;
 pub mod secret;
+pub mod state;
 pub mod storage;
 pub mod tuning;

@@ -15,12 +15,16 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use serde::{Deserialize, Serialize};
+
 use crate::clients;
 use crate::cluster::conf::{self, Setting};
-use crate::cluster::{self, control, db, packages, reload, Cluster};
+use crate::cluster::{self, control, db, packages, reload, Cluster, OwnerRecord};
+use crate::fsx::{self, Owner};
 use crate::juju::{self, WorkloadStatus};
 use crate::options::ClusterOptions;
 use crate::relations::hba;
+use crate::state::{self, StateDir};
 use crate::storage::{self, dir_state, DirState, Mounts, Placement, PlacementFacts};
 use crate::tuning::{self, DiskClass, MachineFacts, SysRoot};
 
@@ -63,17 +67,68 @@ pub fn converge_and_report() -> Result<()> {
 
 /// The cluster this charm created on this machine, whatever its version.
 pub(crate) fn existing_cluster() -> Option<Cluster> {
-    let name = Cluster::for_unit(0).name;
+    let record = OwnerRecord::load().or_else(adopt_legacy_state)?;
+    Some(Cluster::for_unit(record.major)).filter(Cluster::exists)
+}
+
+/// Revisions before the state directory kept their files next to the
+/// cluster (`juju-pg-charm.*` in its configuration directory) and the host
+/// record in `/var/lib/juju-pg-charm` itself. After `upgrade-charm` from one
+/// of them, the owner marker becomes the [`OwnerRecord`], the host record
+/// moves into the state directory, and the caches (rebuilt by the next
+/// converge) are deleted.
+fn adopt_legacy_state() -> Option<OwnerRecord> {
     let mut majors: Vec<u32> = std::fs::read_dir("/etc/postgresql")
         .ok()?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     majors.sort();
-    majors
-        .into_iter()
-        .rev()
-        .map(Cluster::for_unit)
-        .find(|c| c.name == name && c.is_ours())
+    let (major, marker) = majors.into_iter().rev().find_map(|major| {
+        let conf_dir = Cluster::for_unit(major).conf_dir();
+        let text = fsx::read_to_string(&conf_dir.join("juju-pg-charm.owner")).ok()?;
+        Some((major, text))
+    })?;
+    let field = |key: &str| {
+        marker
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(str::to_string)
+    };
+    let record = OwnerRecord {
+        major,
+        unit: marker.lines().next().unwrap_or_default().to_string(),
+        locale: field("locale"),
+        encoding: field("encoding"),
+    };
+    let moved = (|| -> Result<()> {
+        let state = StateDir::unit();
+        for file in [state::HOST_ORIGINALS, state::HOST_APPLIED] {
+            let legacy = std::path::Path::new(state::ROOT).join(file);
+            if let Ok(bytes) = fsx::read(&legacy) {
+                state.write(file, &bytes)?;
+                fsx::remove_file(&legacy)?;
+            }
+        }
+        record.save()?;
+        let conf_dir = Cluster::for_unit(major).conf_dir();
+        for file in [
+            "juju-pg-charm.owner",
+            "juju-pg-charm.relations.json",
+            "juju-pg-charm.machine.json",
+            "juju-pg-charm.hugepages",
+        ] {
+            fsx::remove_file(&conf_dir.join(file))?;
+        }
+        Ok(())
+    })();
+    match moved {
+        Ok(()) => log::info!(
+            "moved the charm's records into {}",
+            StateDir::unit().path().display()
+        ),
+        Err(e) => log::warn!("could not move the charm's earlier records: {e:#}"),
+    }
+    Some(record)
 }
 
 pub fn converge() -> Result<Outcome> {
@@ -119,7 +174,7 @@ fn converge_unit() -> Result<Outcome> {
     {
         return Ok(Outcome::Blocked(blocked));
     }
-    if let Some(problem) = immutable_option_changed(&cluster, &options)? {
+    if let Some(problem) = immutable_option_changed(&options) {
         return Ok(Outcome::Blocked(still_serving(&problem)));
     }
     let facts = machine_facts(&cluster, &data_dir, &mounts);
@@ -137,7 +192,7 @@ fn converge_unit() -> Result<Outcome> {
     );
     let candidate = conf::render_charm_conf(&settings);
     let charm_conf = cluster.conf_dir().join(conf::CHARM_CONF);
-    let unchanged = std::fs::read_to_string(&charm_conf).is_ok_and(|live| live == candidate);
+    let unchanged = fsx::read_to_string(&charm_conf).is_ok_and(|live| live == candidate);
     // The live file was validated when it was written.
     if !unchanged {
         if let Err(rejected) = conf::validate(&cluster, &candidate)? {
@@ -316,23 +371,21 @@ fn render_pg_hba(options: &ClusterOptions, relations: Vec<hba::RelationAccess>) 
 }
 
 /// `locale` and `encoding` only apply when the cluster is created.
-fn immutable_option_changed(cluster: &Cluster, options: &ClusterOptions) -> Result<Option<String>> {
-    let marker =
-        std::fs::read_to_string(cluster.conf_dir().join(cluster::OWNER_MARKER)).unwrap_or_default();
-    for (option, wanted) in [("locale", &options.locale), ("encoding", &options.encoding)] {
-        let recorded = marker
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{option}=")))
-            .map(str::to_string);
+fn immutable_option_changed(options: &ClusterOptions) -> Option<String> {
+    let record = OwnerRecord::load()?;
+    for (option, recorded, wanted) in [
+        ("locale", &record.locale, &options.locale),
+        ("encoding", &record.encoding, &options.encoding),
+    ] {
         if let Some(recorded) = recorded {
-            if recorded != *wanted {
-                return Ok(Some(format!(
+            if recorded != wanted {
+                return Some(format!(
                     "config {option}: cannot change from {recorded} to {wanted} after the cluster was created; set it back"
-                )));
+                ));
             }
         }
     }
-    Ok(None)
+    None
 }
 
 /// Puts the cluster where it belongs; `Ok(Err(message))` means blocked.
@@ -341,7 +394,7 @@ fn place_cluster(
     mounts: &Mounts,
     options: &ClusterOptions,
 ) -> Result<std::result::Result<PathBuf, String>> {
-    finish_interrupted_creation(cluster)?;
+    finish_interrupted_creation(cluster, options)?;
     let desired = match &mounts.pgdata {
         Some(mount) => cluster.data_dir_on(mount),
         None => cluster.root_disk_data_dir(),
@@ -382,22 +435,32 @@ fn place_cluster(
     }
 }
 
-/// Records, before pg_createcluster runs, that the charm is creating the
-/// cluster, so a retry after a kill can finish or redo it.
-fn creation_marker(cluster: &Cluster) -> PathBuf {
-    PathBuf::from(format!(
-        "/var/lib/postgresql/.juju-pg-charm-creating-{}",
-        cluster.id()
-    ))
+/// Recorded ([`state::CREATING`]) before pg_createcluster runs, so a retry
+/// after a kill can finish or redo the creation or adoption.
+#[derive(Debug, Serialize, Deserialize)]
+struct Creating {
+    major: u32,
+    /// Adopting an existing data directory rather than running initdb.
+    adopting: bool,
 }
 
-fn finish_interrupted_creation(cluster: &Cluster) -> Result<()> {
-    let marker = creation_marker(cluster);
-    let Ok(mode) = std::fs::read_to_string(&marker) else {
+fn start_creating(cluster: &Cluster, adopting: bool) -> Result<()> {
+    let creating = Creating {
+        major: cluster.major,
+        adopting,
+    };
+    StateDir::unit()
+        .write_json(state::CREATING, &creating)
+        .map(drop)
+}
+
+fn finish_interrupted_creation(cluster: &Cluster, options: &ClusterOptions) -> Result<()> {
+    let state = StateDir::unit();
+    let Some(creating) = state.read_json::<Creating>(state::CREATING) else {
         return Ok(());
     };
-    if cluster.exists() && !cluster.is_ours() {
-        if mode.trim() == "create" {
+    if creating.major == cluster.major && cluster.exists() && !cluster.is_ours() {
+        if !creating.adopting {
             // A fresh initdb that never served anyone: redo it from scratch.
             log::warn!(
                 "redoing the interrupted creation of cluster {}",
@@ -410,24 +473,23 @@ fn finish_interrupted_creation(cluster: &Cluster) -> Result<()> {
             ]))?;
         } else {
             // An adoption: the data is the operator's; just finish the bookkeeping.
-            cluster.mark_ours(&unit_name())?;
+            owner_record(cluster, options).save()?;
         }
     }
-    std::fs::remove_file(&marker).ok();
-    Ok(())
+    state.remove(state::CREATING)
 }
 
 fn unit_name() -> String {
     std::env::var("JUJU_UNIT_NAME").unwrap_or_default()
 }
 
-fn owner_record(options: &ClusterOptions) -> String {
-    format!(
-        "{}\nlocale={}\nencoding={}\n",
-        unit_name(),
-        options.locale,
-        options.encoding
-    )
+fn owner_record(cluster: &Cluster, options: &ClusterOptions) -> OwnerRecord {
+    OwnerRecord {
+        major: cluster.major,
+        unit: unit_name(),
+        locale: Some(options.locale.clone()),
+        encoding: Some(options.encoding.clone()),
+    }
 }
 
 fn create_cluster(
@@ -442,8 +504,7 @@ fn create_cluster(
         data_dir.display()
     ));
     storage::create_parents(data_dir)?;
-    std::fs::create_dir_all("/var/lib/postgresql")?;
-    std::fs::write(creation_marker(cluster), "create\n")?;
+    start_creating(cluster, false)?;
     let mut command = pg_createcluster(cluster, data_dir);
     command
         .arg("--locale")
@@ -458,12 +519,8 @@ fn create_cluster(
         command.arg(format!("--waldir={}", wal_dir.display()));
     }
     cluster::run(&mut command).context("pg_createcluster failed")?;
-    std::fs::write(
-        cluster.conf_dir().join(cluster::OWNER_MARKER),
-        owner_record(options),
-    )?;
-    std::fs::remove_file(creation_marker(cluster)).ok();
-    Ok(())
+    owner_record(cluster, options).save()?;
+    StateDir::unit().remove(state::CREATING)
 }
 
 /// `pg_createcluster <major> <name> --datadir .. --port .. --start-conf=auto`:
@@ -490,36 +547,41 @@ fn adopt_cluster(cluster: &Cluster, data_dir: &Path, options: &ClusterOptions) -
         cluster.major,
         data_dir.display()
     ));
-    std::fs::create_dir_all("/var/lib/postgresql")?;
-    std::fs::write(creation_marker(cluster), "adopt\n")?;
-    for (file, content) in [
+    start_creating(cluster, true)?;
+    let postgres = Owner::postgres()?;
+    for (file, content, mode) in [
         (
             "postgresql.conf",
             "# Adopted by the PostgreSQL charm.\n".to_string(),
+            0o644,
         ),
-        ("pg_hba.conf", "local all postgres peer\n".to_string()),
-        ("pg_ident.conf", hba::render_pg_ident()),
+        (
+            "pg_hba.conf",
+            "local all postgres peer\n".to_string(),
+            0o640,
+        ),
+        ("pg_ident.conf", hba::render_pg_ident(), 0o640),
     ] {
         let path = data_dir.join(file);
-        if !path.exists() {
-            std::fs::write(&path, content)?;
-            conf::chown_postgres(&path)?;
+        if !fsx::is_file(&path) {
+            fsx::write_atomic(&path, content.as_bytes(), postgres, mode)?;
         }
     }
     cluster::run(&mut pg_createcluster(cluster, data_dir))
         .context("pg_createcluster could not adopt the existing data directory")?;
     let conf_file = cluster.conf_file();
-    let text = std::fs::read_to_string(&conf_file)?;
+    let text = fsx::read_to_string(&conf_file)
+        .with_context(|| format!("reading {}", conf_file.display()))?;
     if conf::setting_in(&text, "include_dir").is_none() {
-        std::fs::write(&conf_file, format!("{text}\ninclude_dir = 'conf.d'\n"))?;
+        conf::write_if_changed(
+            &conf_file,
+            &format!("{text}\ninclude_dir = 'conf.d'\n"),
+            0o644,
+        )?;
     }
-    std::fs::create_dir_all(cluster.conf_dir().join("conf.d"))?;
-    std::fs::write(
-        cluster.conf_dir().join(cluster::OWNER_MARKER),
-        owner_record(options),
-    )?;
-    std::fs::remove_file(creation_marker(cluster)).ok();
-    Ok(())
+    fsx::create_dir_all(&cluster.conf_dir().join("conf.d"), postgres, 0o755)?;
+    owner_record(cluster, options).save()?;
+    StateDir::unit().remove(state::CREATING)
 }
 
 /// `<storage>-storage-detaching`: a clean, fast shutdown with a checkpoint,
@@ -573,7 +635,7 @@ pub fn update_status() -> Result<()> {
     match existing_cluster() {
         // Re-tuning (src/tuning/apply.rs): compares sysfs/procfs with the
         // machine the last converge recorded; spawns nothing.
-        Some(cluster) if cluster.is_running() && tuning::apply::machine_changed(&cluster) => {
+        Some(cluster) if cluster.is_running() && tuning::apply::machine_changed() => {
             converge_and_report()
         }
         // A relation failed in an earlier hook (a consumer held a lock, its

@@ -17,6 +17,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use crate::cluster::{self, conf, control, db, Cluster};
+use crate::fsx::{self, Owner};
 use crate::juju;
 
 /// The storage mounts attached to this unit.
@@ -185,9 +186,7 @@ pub fn move_cluster(
                 to.display(),
                 from.display()
             );
-        } else if cluster::system_identifier(cluster, to)?
-            == cluster::system_identifier(cluster, from)?
-        {
+        } else if cluster::system_identifier(to)? == cluster::system_identifier(from)? {
             log::warn!(
                 "{} holds an outdated copy of this cluster; copying again",
                 to.display()
@@ -328,8 +327,10 @@ pub fn retire_leftovers(cluster: &Cluster, data_dir: &Path) -> Result<()> {
     if old != data_dir
         && old.exists()
         && cluster.is_running()
-        && cluster::system_identifier(cluster, &old).ok()
-            == cluster::system_identifier(cluster, data_dir).ok()
+        && cluster::same_cluster(
+            &cluster::system_identifier(&old),
+            &cluster::system_identifier(data_dir),
+        )
     {
         retire(&old)?;
     }
@@ -364,8 +365,7 @@ fn retiring_dir(old: &Path) -> PathBuf {
 /// `<mount>/<major>` owned by postgres, like Debian's /var/lib/postgresql/<major>.
 pub fn create_parents(data_dir: &Path) -> Result<()> {
     let parent = data_dir.parent().context("data directory has no parent")?;
-    std::fs::create_dir_all(parent)?;
-    conf::chown_postgres(parent)?;
+    fsx::ensure_dir(parent, Owner::postgres()?, 0o755)?;
     if let Some(mount) = parent.parent() {
         // The mount root must let postgres through.
         let mode = std::fs::metadata(mount)?.mode();

@@ -296,7 +296,17 @@ fn a_cluster_the_charm_did_not_create_is_never_touched() {
         message.contains(&foreign.conf_dir().display().to_string()),
         "{message}"
     );
-    assert!(!foreign.conf_dir().join("juju-pg-charm.owner").exists());
+    assert!(
+        !foreign.state_dir().join("cluster.json").exists(),
+        "the charm does not claim the foreign cluster"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(foreign.conf_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("juju"))
+        .collect();
+    assert!(leftovers.is_empty(), "the charm wrote {leftovers:?}");
 }
 
 #[test]

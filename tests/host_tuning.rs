@@ -143,7 +143,7 @@ fn host_tuning_follows_the_loop_disk_and_is_reverted() {
     let sysctl_file = host_dir.join("etc/sysctl.d/60-juju-pg-charm.conf");
     let udev_file = host_dir.join("etc/udev/rules.d/61-juju-pg-charm.rules");
     let thp_unit = host_dir.join("etc/systemd/system/juju-pg-charm-thp.service");
-    let originals = host_dir.join("state/host-originals.json");
+    let originals = h.cluster.state_dir().join("host-originals.json");
     h.world.set_test_env("PG_CHARM_HOST_DEVICES", &device);
     let globals = global_snapshot();
     let blocks = block_snapshot();

@@ -3,14 +3,18 @@
 //! and only happens when the content changes, after the server binary has
 //! validated the candidate (`postgres -C` on a scratch copy of the config),
 //! so a bad value never reaches the live files.
+//!
+//! The configuration directory belongs to `postgres`, so every write goes
+//! through [`fsx::write_atomic`] and every read through [`fsx::read`]: no
+//! link planted there is ever followed, and a power cut leaves the old file
+//! or the new one, never an empty `pg_hba.conf`.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use nix::unistd::{chown, User};
 
 use super::{as_postgres, Cluster};
+use crate::fsx::{self, Owner, Scratch};
 
 /// The charm's settings file, last in `conf.d` so it wins over earlier files.
 pub const CHARM_CONF: &str = "conf.d/90-juju-charm.conf";
@@ -94,17 +98,14 @@ pub fn parse_rejection(stderr: &str) -> Rejected {
 /// conf.d file, without touching the live files: the config directory is
 /// copied to a scratch directory and `postgres -C` reads it from there.
 pub fn validate(cluster: &Cluster, candidate: &str) -> Result<std::result::Result<(), Rejected>> {
-    let scratch = ScratchDir::new(cluster)?;
-    copy_config_with(cluster, candidate, &scratch.0)?;
-    make_readable_by_postgres(&scratch.0)?;
+    let scratch = Scratch::new("validate")?;
+    let config_file = copy_config_with(cluster, candidate, &scratch, "")?;
+    scratch.share()?;
     let out = as_postgres(&cluster.bin("postgres"))
         .arg("-C")
         .arg("data_directory")
         .arg("-c")
-        .arg(format!(
-            "config_file={}",
-            scratch.0.join("postgresql.conf").display()
-        ))
+        .arg(format!("config_file={}", config_file.display()))
         .output()
         .context("running postgres -C to validate the configuration")?;
     if out.status.success() {
@@ -113,84 +114,56 @@ pub fn validate(cluster: &Cluster, candidate: &str) -> Result<std::result::Resul
     Ok(Err(parse_rejection(&String::from_utf8_lossy(&out.stderr))))
 }
 
-/// Copies the cluster's postgresql.conf and conf.d into `dest`, with
-/// `candidate` as the charm's conf.d file, so the server can read a
-/// configuration without it being live. Returns the copied postgresql.conf.
-pub fn copy_config_with(cluster: &Cluster, candidate: &str, dest: &Path) -> Result<PathBuf> {
-    std::fs::create_dir_all(dest.join("conf.d"))?;
-    let config_file = dest.join("postgresql.conf");
-    std::fs::copy(cluster.conf_file(), &config_file)?;
-    for entry in std::fs::read_dir(cluster.conf_dir().join("conf.d"))? {
+/// Copies the cluster's postgresql.conf and conf.d into `below` in
+/// `scratch` (readable by postgres once shared), with `candidate` as the
+/// charm's conf.d file, so the server can read a configuration without it
+/// being live. Returns the copied postgresql.conf. A conf.d entry that is
+/// a link or not a regular file is left out (and logged): the charm does not
+/// read through links in directories postgres owns.
+pub fn copy_config_with(
+    cluster: &Cluster,
+    candidate: &str,
+    scratch: &Scratch,
+    below: &str,
+) -> Result<PathBuf> {
+    let relative = |name: &str| {
+        if below.is_empty() {
+            name.to_string()
+        } else {
+            format!("{below}/{name}")
+        }
+    };
+    let main = fsx::read(&cluster.conf_file())
+        .with_context(|| format!("reading {}", cluster.conf_file().display()))?;
+    let config_file = scratch.write(&relative("postgresql.conf"), &main, 0o644)?;
+    let conf_d = cluster.conf_dir().join("conf.d");
+    let entries =
+        std::fs::read_dir(&conf_d).with_context(|| format!("listing {}", conf_d.display()))?;
+    for entry in entries {
         let entry = entry?;
-        if entry.path().is_file() {
-            std::fs::copy(entry.path(), dest.join("conf.d").join(entry.file_name()))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str().filter(|n| !n.contains('/')) else {
+            continue;
+        };
+        if format!("conf.d/{name}") == CHARM_CONF {
+            continue;
+        }
+        match fsx::read(&entry.path()) {
+            Ok(bytes) => {
+                scratch.write(&relative(&format!("conf.d/{name}")), &bytes, 0o644)?;
+            }
+            Err(e) => log::warn!("validating without {}: {e}", entry.path().display()),
         }
     }
-    std::fs::write(dest.join(CHARM_CONF), candidate)?;
+    scratch.write(&relative(CHARM_CONF), candidate.as_bytes(), 0o644)?;
     Ok(config_file)
 }
 
-struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    fn new(cluster: &Cluster) -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!(
-            "juju-pg-charm-validate-{}-{}",
-            cluster.id(),
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn make_readable_by_postgres(dir: &Path) -> Result<()> {
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
-    for entry in walk(dir)? {
-        let mode = if entry.is_dir() { 0o755 } else { 0o644 };
-        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(mode))?;
-    }
-    Ok(())
-}
-
-fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            out.extend(walk(&path)?);
-        }
-        out.push(path);
-    }
-    Ok(out)
-}
-
 /// Writes `content` to `path` (owned by postgres, `mode`) unless it is
-/// already there; returns whether the file changed. Atomic: a crash leaves
-/// either the old or the new file.
+/// already there; returns whether the file changed. Atomic and durable, and
+/// never through a link ([`fsx::write_atomic`]).
 pub fn write_if_changed(path: &Path, content: &str, mode: u32) -> Result<bool> {
-    if std::fs::read_to_string(path).is_ok_and(|old| old == content) {
-        return Ok(false);
-    }
-    let tmp = path.with_extension("juju-tmp");
-    std::fs::write(&tmp, content).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
-    chown_postgres(&tmp)?;
-    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
-    Ok(true)
-}
-
-pub fn chown_postgres(path: &Path) -> Result<()> {
-    let user = User::from_name("postgres")?.context("no postgres system user")?;
-    chown(path, Some(user.uid), Some(user.gid))
-        .with_context(|| format!("chown postgres {}", path.display()))
+    fsx::write_atomic(path, content.as_bytes(), Owner::postgres()?, mode)
 }
 
 #[cfg(test)]

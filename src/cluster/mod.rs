@@ -7,6 +7,10 @@
 //! One unit runs one cluster, `<major>/main`. Tests on a shared machine give
 //! each emulated unit its own cluster name and port through
 //! `PG_CHARM_CLUSTER` and `PG_CHARM_PORT` (Juju never sets them).
+//!
+//! Everything here reads the cluster's files (owned by `postgres`) through
+//! [`crate::fsx`], never following a link postgres could plant; that the
+//! charm owns the cluster is recorded in its own state ([`OwnerRecord`]).
 
 pub mod conf;
 pub mod control;
@@ -19,12 +23,46 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::fsx;
+use crate::state::{self, StateDir};
 
 /// Where the server's unix socket lives (Debian's default).
 pub const SOCKET_DIR: &str = "/var/run/postgresql";
-/// Marks a cluster configuration directory as created (or adopted) by this charm.
-pub const OWNER_MARKER: &str = "juju-pg-charm.owner";
 pub const DEFAULT_PORT: u16 = 5432;
+
+/// The unit's cluster name: `main` unless a test says otherwise.
+pub fn unit_cluster_name() -> String {
+    std::env::var("PG_CHARM_CLUSTER")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "main".into())
+}
+
+/// That the charm created (or adopted) the unit's cluster: [`state::CLUSTER`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerRecord {
+    pub major: u32,
+    /// The unit that created or adopted it.
+    pub unit: String,
+    /// `locale` and `encoding` at creation: they cannot change later.
+    pub locale: Option<String>,
+    pub encoding: Option<String>,
+}
+
+impl OwnerRecord {
+    pub fn load() -> Option<Self> {
+        StateDir::unit().read_json(state::CLUSTER)
+    }
+
+    pub fn save(&self) -> Result<()> {
+        StateDir::unit()
+            .write_json(state::CLUSTER, self)
+            .map(drop)
+            .context("recording that the charm owns the cluster")
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cluster {
@@ -36,10 +74,7 @@ pub struct Cluster {
 impl Cluster {
     /// The unit's cluster for `major`: `main` on 5432 unless a test says otherwise.
     pub fn for_unit(major: u32) -> Self {
-        let name = std::env::var("PG_CHARM_CLUSTER")
-            .ok()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| "main".into());
+        let name = unit_cluster_name();
         let port = std::env::var("PG_CHARM_PORT")
             .ok()
             .and_then(|p| p.parse().ok())
@@ -84,22 +119,17 @@ impl Cluster {
 
     /// Whether postgresql-common knows this cluster (its config exists).
     pub fn exists(&self) -> bool {
-        self.conf_file().is_file()
+        fsx::is_file(&self.conf_file())
     }
 
     /// Whether this charm created or adopted the cluster.
     pub fn is_ours(&self) -> bool {
-        self.conf_dir().join(OWNER_MARKER).is_file()
-    }
-
-    pub fn mark_ours(&self, unit: &str) -> Result<()> {
-        std::fs::write(self.conf_dir().join(OWNER_MARKER), format!("{unit}\n"))
-            .context("marking the cluster as the charm's")
+        OwnerRecord::load().is_some_and(|record| record.major == self.major)
     }
 
     /// The `data_directory` postgresql.conf names.
     pub fn data_directory(&self) -> Result<PathBuf> {
-        let text = std::fs::read_to_string(self.conf_file())
+        let text = fsx::read_to_string(&self.conf_file())
             .with_context(|| format!("reading {}", self.conf_file().display()))?;
         conf::setting_in(&text, "data_directory")
             .map(PathBuf::from)
@@ -108,7 +138,7 @@ impl Cluster {
 
     /// The postmaster's pid if the server runs from `data_dir`.
     pub fn running_pid(data_dir: &Path) -> Option<i32> {
-        let text = std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
+        let text = fsx::read_to_string(&data_dir.join("postmaster.pid")).ok()?;
         let pid: i32 = text.lines().next()?.trim().parse().ok()?;
         let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
         alive.then_some(pid)
@@ -124,21 +154,31 @@ impl Cluster {
 
 /// The major version of the cluster in `data_dir` (its `PG_VERSION`).
 pub fn data_dir_version(data_dir: &Path) -> Option<u32> {
-    std::fs::read_to_string(data_dir.join("PG_VERSION"))
+    fsx::read_to_string(&data_dir.join("PG_VERSION"))
         .ok()?
         .trim()
         .parse()
         .ok()
 }
 
-/// `pg_controldata`'s "Database system identifier": equal for a cluster and
-/// any byte-for-byte copy of it, different for any other cluster.
-pub fn system_identifier(cluster: &Cluster, data_dir: &Path) -> Result<String> {
-    let out = run(Command::new(cluster.bin("pg_controldata")).arg(data_dir))?;
-    out.lines()
-        .find_map(|l| l.strip_prefix("Database system identifier:"))
-        .map(|v| v.trim().to_string())
-        .context("pg_controldata printed no system identifier")
+/// The "Database system identifier" (what `pg_controldata` prints): equal
+/// for a cluster and any copy of it, different for any other cluster. It is
+/// the first field of `global/pg_control` in every PostgreSQL version,
+/// written in the machine's byte order.
+pub fn system_identifier(data_dir: &Path) -> Result<u64> {
+    let path = data_dir.join("global/pg_control");
+    let bytes = fsx::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let first: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .with_context(|| format!("{} is too short to be a control file", path.display()))?;
+    Ok(u64::from_ne_bytes(first))
+}
+
+/// Whether two identity reads show the same cluster. A failed read is never
+/// equal to anything, not even to another failed read.
+pub fn same_cluster(a: &Result<u64>, b: &Result<u64>) -> bool {
+    matches!((a, b), (Ok(a), Ok(b)) if a == b)
 }
 
 /// Runs a command, returning stdout; an error carries the command and stderr.
@@ -162,4 +202,19 @@ pub fn as_postgres(program: &Path) -> Command {
     let mut command = Command::new("runuser");
     command.args(["-u", "postgres", "--"]).arg(program);
     command
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_identity_reads_are_never_the_same_cluster() {
+        let failed = || -> Result<u64> { bail!("unreadable") };
+        assert!(same_cluster(&Ok(7), &Ok(7)));
+        assert!(!same_cluster(&Ok(7), &Ok(8)));
+        assert!(!same_cluster(&Ok(7), &failed()));
+        assert!(!same_cluster(&failed(), &Ok(7)));
+        assert!(!same_cluster(&failed(), &failed()));
+    }
 }

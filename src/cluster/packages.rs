@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::run;
+use crate::fsx;
 
 /// Tells postgresql-common not to create a default cluster on install.
 pub const NO_DEFAULT_CLUSTER: &str = "/etc/postgresql-common/createcluster.d/50-juju-pg-charm.conf";
@@ -40,11 +41,9 @@ fn suppress_default_cluster() -> Result<()> {
     let path = Path::new(NO_DEFAULT_CLUSTER);
     let content = "# Written by the PostgreSQL charm: it creates its own cluster on its storage.\n\
                    create_main_cluster = false\n";
-    if std::fs::read_to_string(path).is_ok_and(|c| c == content) {
-        return Ok(());
-    }
-    std::fs::create_dir_all(path.parent().expect("absolute path"))?;
-    std::fs::write(path, content).with_context(|| format!("writing {}", path.display()))
+    let owner = fsx::Owner::current();
+    fsx::create_dir_all(path.parent().expect("absolute path"), owner, 0o755)?;
+    fsx::write_atomic(path, content.as_bytes(), owner, 0o644).map(drop)
 }
 
 fn apt_get(args: &[&str]) -> Result<String> {

@@ -11,17 +11,11 @@
 //! `opened-ports`) instead.
 //!
 //! Only this charm sets these values, so its memory cannot go stale; the
-//! memo lives in the charm directory, and a lost memo (a fresh charm
-//! directory after `upgrade-charm`) only costs one call.
-
-use std::path::PathBuf;
+//! memo lives in the unit's state directory ([`crate::state`]), which unit
+//! removal deletes, and a lost memo only costs one call.
 
 use super::ToolError;
-
-fn memo_path(key: &str) -> Option<PathBuf> {
-    std::env::var_os("JUJU_CHARM_DIR")
-        .map(|dir| PathBuf::from(dir).join(format!(".pg-charm-last-{key}")))
-}
+use crate::state::{self, StateDir};
 
 /// Runs `tell` unless `value` is what was told last time under `key`.
 pub fn unless_unchanged(
@@ -29,16 +23,15 @@ pub fn unless_unchanged(
     value: &str,
     tell: impl FnOnce() -> Result<(), ToolError>,
 ) -> Result<(), ToolError> {
-    let path = memo_path(key);
-    if let Some(path) = &path {
-        if std::fs::read_to_string(path).is_ok_and(|last| last == value) {
-            return Ok(());
-        }
+    let dir = StateDir::unit();
+    let file = state::memo(key);
+    if dir.read(&file).is_some_and(|last| last == value.as_bytes()) {
+        return Ok(());
     }
     tell()?;
-    if let Some(path) = &path {
-        // Best effort: without the memo the next hook simply tells Juju again.
-        let _ = std::fs::write(path, value);
+    // Best effort: without the memo the next hook simply tells Juju again.
+    if let Err(e) = dir.write(&file, value.as_bytes()) {
+        log::debug!("not remembering {key}: {e:#}");
     }
     Ok(())
 }

@@ -13,11 +13,11 @@
 //!   each planned device's `queue/scheduler` and `queue/read_ahead_kb` now.
 //! * `/etc/systemd/system/juju-pg-charm-thp.service` for boot (enabled when
 //!   systemd runs), and `/sys/kernel/mm/transparent_hugepage/enabled` now.
-//! * `/var/lib/juju-pg-charm/host-originals.json`: the value of every live
-//!   knob before the charm first changed it, so turning the option off puts
-//!   back exactly what was there (also for knobs a later plan drops).
-//!   `host-applied.json` next to it records the plan in force for the
-//!   `tuning-report` action.
+//! * `host-originals.json` in the unit's state directory ([`crate::state`]):
+//!   the value of every live knob before the charm first changed it, so
+//!   turning the option off puts back exactly what was there (also for knobs
+//!   a later plan drops). `host-applied.json` next to it records the plan in
+//!   force for the `tuning-report` action.
 //!
 //! Huge pages: [`tune_host`] asks the server how many it needs
 //! (`postgres -C shared_memory_size_in_huge_pages`), reserves them through
@@ -26,14 +26,14 @@
 //! never stops PostgreSQL from starting.
 //!
 //! Machine changes: [`tune_host`] also records a summary of the machine
-//! (memory, CPUs, the disks under PGDATA and pg_wal) next to the cluster
-//! configuration; `update-status` compares it with the machine as it is now
+//! (memory, CPUs, the disks under PGDATA and pg_wal) in the state
+//! directory; `update-status` compares it with the machine as it is now
 //! ([`machine_changed`], no process spawned) and converges again when they
 //! differ, which re-tunes PostgreSQL and the host.
 //!
 //! Test-only environment (Juju never sets these; tests on a shared machine
-//! do, through the emulator's `test_env`): `PG_CHARM_HOST_ETC` and
-//! `PG_CHARM_HOST_STATE` move the files above to scratch directories;
+//! do, through the emulator's `test_env`): `PG_CHARM_HOST_ETC` moves the
+//! files under /etc above to a scratch directory;
 //! `PG_CHARM_HOST_GLOBAL=off` leaves global kernel settings alone (no
 //! sysctl, THP or systemd change) and changes live device settings only for
 //! the devices named in `PG_CHARM_HOST_DEVICES` (comma-separated kernel
@@ -50,7 +50,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::conf::{self, Setting};
 use crate::cluster::{self, Cluster};
+use crate::fsx::{self, Owner, Scratch};
 use crate::options::ClusterOptions;
+use crate::state::{self, StateDir};
 use crate::tuning::detect::{self, SysRoot};
 use crate::tuning::facts::MachineFacts;
 use crate::tuning::host::{host_plan, render_sysctl_conf, render_udev_rules, HostPlan};
@@ -62,12 +64,8 @@ pub const SYSCTL_FILE: &str = "sysctl.d/60-juju-pg-charm.conf";
 pub const UDEV_FILE: &str = "udev/rules.d/61-juju-pg-charm.rules";
 pub const THP_UNIT: &str = "juju-pg-charm-thp.service";
 const THP_UNIT_DIR: &str = "systemd/system";
-const ORIGINALS_FILE: &str = "host-originals.json";
-const APPLIED_FILE: &str = "host-applied.json";
 /// Below `sys`.
 const THP_KNOB: &str = "kernel/mm/transparent_hugepage/enabled";
-/// Next to the cluster's configuration: the machine the last converge saw.
-pub const MACHINE_FILE: &str = "juju-pg-charm.machine.json";
 
 /// Huge pages are worth reserving from this much shared_buffers on
 /// (reference §6; the same threshold as [`host_plan`]'s documentation).
@@ -102,8 +100,8 @@ pub struct HostRoots {
     pub proc: PathBuf,
     /// `/sys`: block device queues, THP.
     pub sys: PathBuf,
-    /// `/var/lib/juju-pg-charm`: original values and the applied plan.
-    pub state: PathBuf,
+    /// The unit's state directory: original values and the applied plan.
+    pub state: StateDir,
     /// Whether global settings (sysctls, THP, systemd) may change now.
     pub global: bool,
     /// Devices whose live settings may change; `None`: every planned one.
@@ -117,7 +115,7 @@ impl HostRoots {
             etc: PathBuf::from("/etc"),
             proc: PathBuf::from("/proc"),
             sys: PathBuf::from("/sys"),
-            state: PathBuf::from("/var/lib/juju-pg-charm"),
+            state: StateDir::unit(),
             global: true,
             devices: None,
         }
@@ -130,9 +128,6 @@ impl HostRoots {
         let mut roots = HostRoots::host();
         if let Some(etc) = var("PG_CHARM_HOST_ETC") {
             roots.etc = PathBuf::from(etc);
-        }
-        if let Some(state) = var("PG_CHARM_HOST_STATE") {
-            roots.state = PathBuf::from(state);
         }
         let devices = var("PG_CHARM_HOST_DEVICES").map(|list| {
             list.split(|c: char| c == ',' || c.is_whitespace())
@@ -205,9 +200,9 @@ pub struct Originals {
 
 impl Originals {
     pub fn load(roots: &HostRoots) -> Self {
-        fs::read_to_string(roots.state.join(ORIGINALS_FILE))
-            .ok()
-            .and_then(|text| serde_json::from_str(&text).ok())
+        roots
+            .state
+            .read_json(state::HOST_ORIGINALS)
             .unwrap_or_default()
     }
 
@@ -217,12 +212,13 @@ impl Originals {
 
     /// Saved before the change it records, so a kill in between loses nothing.
     fn save(&self, roots: &HostRoots) -> Result<()> {
-        let path = roots.state.join(ORIGINALS_FILE);
         if self.is_empty() {
-            remove_file(&path)?;
-            return Ok(());
+            return roots.state.remove(state::HOST_ORIGINALS);
         }
-        write_file(&path, &serde_json::to_string_pretty(self)?, 0o600).map(drop)
+        roots
+            .state
+            .write_json(state::HOST_ORIGINALS, self)
+            .map(drop)
     }
 }
 
@@ -297,8 +293,7 @@ pub struct AppliedDevice {
 
 impl AppliedRecord {
     pub fn load(roots: &HostRoots) -> Option<Self> {
-        let text = fs::read_to_string(roots.state.join(APPLIED_FILE)).ok()?;
-        serde_json::from_str(&text).ok()
+        roots.state.read_json(state::HOST_APPLIED)
     }
 }
 
@@ -524,7 +519,7 @@ fn revert(roots: &HostRoots, originals: &mut Originals, changes: &mut HostChange
     if unit_existed && roots.systemd() {
         systemctl(&["daemon-reload"], changes);
     }
-    remove_file(&roots.state.join(APPLIED_FILE))?;
+    roots.state.remove(state::HOST_APPLIED)?;
     Ok(())
 }
 
@@ -645,27 +640,17 @@ fn read_trimmed(path: &Path) -> Option<String> {
     fs::read_to_string(path).ok().map(|t| t.trim().to_string())
 }
 
-/// Atomic, root-owned; `false` when the content was already there.
+/// Atomic, durable, owned by the charm (root); `false` when the content was
+/// already there.
 fn write_file(path: &Path, content: &str, mode: u32) -> Result<bool> {
-    if fs::read_to_string(path).is_ok_and(|old| old == content) {
-        return Ok(false);
-    }
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        fsx::create_dir_all(dir, Owner::current(), 0o755)?;
     }
-    let tmp = path.with_extension("juju-tmp");
-    fs::write(&tmp, content).with_context(|| format!("writing {}", tmp.display()))?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
-    fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
-    Ok(true)
+    fsx::write_atomic(path, content.as_bytes(), Owner::current(), mode)
 }
 
 fn remove_file(path: &Path) -> Result<bool> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
-    }
+    fsx::remove_file(path)
 }
 
 // ------------------------------------------------------------- huge pages
@@ -682,31 +667,43 @@ pub fn shared_memory_huge_pages(
     data_dir: &Path,
     candidate: &str,
 ) -> Result<Option<u64>> {
-    let scratch = Scratch::new(cluster)?;
-    let conf_dir = scratch.0.join("conf");
-    let data = scratch.0.join("data");
-    conf::copy_config_with(cluster, candidate, &conf_dir)?;
-    fs::create_dir_all(data.join("global"))?;
+    let scratch = Scratch::new("huge-pages")?;
+    let config_file = conf::copy_config_with(cluster, candidate, &scratch, "conf")?;
+    let data = scratch.path().join("data");
+    std::fs::create_dir_all(data.join("global"))?;
     for file in ["PG_VERSION", "global/pg_control", "postgresql.auto.conf"] {
         let from = data_dir.join(file);
-        if from.exists() {
-            fs::copy(&from, data.join(file))
-                .with_context(|| format!("copying {}", from.display()))?;
+        match fsx::read(&from) {
+            Ok(bytes) => {
+                scratch.write(&format!("data/{file}"), &bytes, 0o600)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", from.display())),
         }
     }
-    for path in walk(&scratch.0)? {
-        conf::chown_postgres(&path)?;
+    scratch.share()?;
+    // The server insists on owning its data directory (mode 0700). The
+    // directory goes to postgres last, so nothing inside it can be swapped
+    // for a link before root is done with it.
+    let postgres = Owner::postgres()?;
+    for path in [
+        data.join("PG_VERSION"),
+        data.join("global/pg_control"),
+        data.join("postgresql.auto.conf"),
+        data.join("global"),
+        data.clone(),
+    ] {
+        if std::fs::symlink_metadata(&path).is_ok() {
+            std::os::unix::fs::lchown(&path, Some(postgres.uid), Some(postgres.gid))
+                .with_context(|| format!("handing {} to postgres", path.display()))?;
+        }
     }
-    fs::set_permissions(&scratch.0, fs::Permissions::from_mode(0o700))?;
     fs::set_permissions(&data, fs::Permissions::from_mode(0o700))?;
     let out = cluster::as_postgres(&cluster.bin("postgres"))
         .arg("-C")
         .arg("shared_memory_size_in_huge_pages")
         .arg("-c")
-        .arg(format!(
-            "config_file={}",
-            conf_dir.join("postgresql.conf").display()
-        ))
+        .arg(format!("config_file={}", config_file.display()))
         .arg("-c")
         .arg(format!("data_directory={}", data.display()))
         .arg("-c")
@@ -727,66 +724,41 @@ pub fn shared_memory_huge_pages(
     Ok(u64::try_from(pages).ok().filter(|&pages| pages > 0))
 }
 
-/// [`shared_memory_huge_pages`], remembered next to the cluster's config
-/// for the candidate it was computed for: the answer only changes with the
+/// What [`remembered_huge_pages`] keeps in the state directory.
+#[derive(Debug, Serialize, Deserialize)]
+struct HugePagesMemo {
+    /// FNV-1a of the candidate configuration it was computed for.
+    candidate: String,
+    pages: Option<u64>,
+}
+
+/// [`shared_memory_huge_pages`], remembered in the state directory for the
+/// candidate it was computed for: the answer only changes with the
 /// configuration, and asking the server costs a process and ~20 MB.
 fn remembered_huge_pages(
     cluster: &Cluster,
     data_dir: &Path,
     candidate: &str,
 ) -> Result<Option<u64>> {
-    let memo = cluster.conf_dir().join("juju-pg-charm.hugepages");
+    let state = StateDir::unit();
     let key = format!(
         "{:016x}",
         crate::relations::names::fnv1a_64(candidate.as_bytes())
     );
-    if let Ok(text) = fs::read_to_string(&memo) {
-        if let Some((seen, pages)) = text.trim().split_once(' ') {
-            if seen == key {
-                return Ok(pages.parse().ok());
-            }
+    if let Some(memo) = state.read_json::<HugePagesMemo>(state::HUGE_PAGES) {
+        if memo.candidate == key {
+            return Ok(memo.pages);
         }
     }
     let pages = shared_memory_huge_pages(cluster, data_dir, candidate)?;
-    let shown = pages
-        .map(|p| p.to_string())
-        .unwrap_or_else(|| "none".into());
-    let _ = fs::write(&memo, format!("{key} {shown}\n"));
+    let memo = HugePagesMemo {
+        candidate: key,
+        pages,
+    };
+    if let Err(e) = state.write_json(state::HUGE_PAGES, &memo) {
+        log::warn!("not remembering the huge page count: {e:#}");
+    }
     Ok(pages)
-}
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(cluster: &Cluster) -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!(
-            "juju-pg-charm-hugepages-{}-{}",
-            cluster.id(),
-            std::process::id()
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir)?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = vec![dir.to_path_buf()];
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            out.extend(walk(&path)?);
-        } else {
-            out.push(path);
-        }
-    }
-    Ok(out)
 }
 
 /// shared_buffers in bytes from its postgresql.conf value (`6GB`, `'6GB'`,
@@ -812,7 +784,7 @@ pub fn tune_host(
     options: &ClusterOptions,
     settings: &mut [Setting],
 ) {
-    if let Err(e) = record_machine(cluster, data_dir, wal_dir) {
+    if let Err(e) = record_machine(data_dir, wal_dir) {
         log::warn!("could not record the machine for re-tuning: {e:#}");
     }
     if let Err(e) = tune(cluster, data_dir, facts, options, settings) {
@@ -836,7 +808,7 @@ fn tune(
         return Ok(());
     }
     let candidate = conf::render_charm_conf(settings);
-    let live = fs::read_to_string(cluster.conf_dir().join(conf::CHARM_CONF)).ok();
+    let live = fsx::read_to_string(&cluster.conf_dir().join(conf::CHARM_CONF)).ok();
     let shared_buffers = settings
         .iter()
         .rev()
@@ -955,12 +927,10 @@ fn record_applied(
         huge_pages_reserved: plan.huge_pages,
         pool: pool.clone(),
     };
-    write_file(
-        &roots.state.join(APPLIED_FILE),
-        &serde_json::to_string_pretty(&record)?,
-        0o644,
-    )
-    .map(drop)
+    roots
+        .state
+        .write_json(state::HOST_APPLIED, &record)
+        .map(drop)
 }
 
 /// Live values for the report.
@@ -978,7 +948,7 @@ pub fn live_thp(roots: &HostRoots) -> Option<String> {
 
 // --------------------------------------------------------- machine changes
 
-/// What the last converge saw, next to the cluster's configuration.
+/// What the last converge saw ([`state::MACHINE`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct MachineRecord {
     data_dir: PathBuf,
@@ -1018,28 +988,22 @@ pub fn machine_digest(data_dir: &Path, wal_dir: Option<&Path>) -> String {
     .to_string()
 }
 
-fn record_machine(cluster: &Cluster, data_dir: &Path, wal_dir: Option<&Path>) -> Result<()> {
+fn record_machine(data_dir: &Path, wal_dir: Option<&Path>) -> Result<()> {
     let record = MachineRecord {
         data_dir: data_dir.to_path_buf(),
         wal_dir: wal_dir.map(Path::to_path_buf),
         digest: machine_digest(data_dir, wal_dir),
     };
-    write_file(
-        &cluster.conf_dir().join(MACHINE_FILE),
-        &serde_json::to_string_pretty(&record)?,
-        0o644,
-    )
-    .map(drop)
+    StateDir::unit()
+        .write_json(state::MACHINE, &record)
+        .map(drop)
 }
 
 /// Whether the machine differs from what the last converge tuned for (more
 /// memory, another disk, a disk that now says it does not spin). Spawns
 /// nothing; `false` when there is no record yet.
-pub fn machine_changed(cluster: &Cluster) -> bool {
-    let Some(record) = fs::read_to_string(cluster.conf_dir().join(MACHINE_FILE))
-        .ok()
-        .and_then(|text| serde_json::from_str::<MachineRecord>(&text).ok())
-    else {
+pub fn machine_changed() -> bool {
+    let Some(record) = StateDir::unit().read_json::<MachineRecord>(state::MACHINE) else {
         return false;
     };
     let now = machine_digest(&record.data_dir, record.wal_dir.as_deref());
@@ -1103,7 +1067,7 @@ mod tests {
                 etc: self.0.join("etc"),
                 proc: self.0.join("proc"),
                 sys: self.0.join("sys"),
-                state: self.0.join("state"),
+                state: StateDir::at(&self.0.join("state")),
                 global: true,
                 devices: None,
             }

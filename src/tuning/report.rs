@@ -274,7 +274,7 @@ pub fn run() -> Result<()> {
     let mounts = Mounts::attached(None).unwrap_or_default();
     let facts = lifecycle::machine_facts(&cluster, &data_dir, &mounts);
     let conf_text =
-        std::fs::read_to_string(cluster.conf_dir().join(conf::CHARM_CONF)).unwrap_or_default();
+        crate::fsx::read_to_string(&cluster.conf_dir().join(conf::CHARM_CONF)).unwrap_or_default();
     let pending: Vec<String> = if cluster.is_running() {
         db::query(
             &cluster,

@@ -43,6 +43,11 @@ impl ClusterGuard {
         PathBuf::from(format!("/etc/postgresql/{}/{}", self.major, self.name))
     }
 
+    /// The charm's private state for this unit (src/state.rs).
+    pub fn state_dir(&self) -> PathBuf {
+        Path::new(postgresql_charm::state::ROOT).join(&self.name)
+    }
+
     pub fn log_file(&self) -> PathBuf {
         PathBuf::from(format!(
             "/var/log/postgresql/postgresql-{}-{}.log",
@@ -125,10 +130,7 @@ impl Drop for ClusterGuard {
         let _ = std::fs::remove_file(self.log_file());
         let _ =
             std::fs::remove_dir_all(format!("/var/lib/postgresql/{}/{}", self.major, self.name));
-        let _ = std::fs::remove_file(format!(
-            "/var/lib/postgresql/.juju-pg-charm-creating-{}-{}",
-            self.major, self.name
-        ));
+        scenarios::remove_charm_state(&self.name);
     }
 }
 
@@ -142,15 +144,11 @@ pub fn installed_major() -> u32 {
 }
 
 /// The test-only environment that keeps host tuning off the shared machine.
-pub fn host_tuning_env(dir: &Path) -> [(String, String); 3] {
+pub fn host_tuning_env(dir: &Path) -> [(String, String); 2] {
     [
         (
             "PG_CHARM_HOST_ETC".into(),
             dir.join("etc").display().to_string(),
-        ),
-        (
-            "PG_CHARM_HOST_STATE".into(),
-            dir.join("state").display().to_string(),
         ),
         ("PG_CHARM_HOST_GLOBAL".into(), "off".into()),
     ]

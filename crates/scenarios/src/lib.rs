@@ -142,7 +142,7 @@ impl PrivateCluster {
     /// The cluster's name and port, and the test-only host-tuning knobs
     /// (src/tuning/apply.rs) that keep the charm's sysctl/udev/systemd files
     /// in a scratch directory and every kernel setting of this machine as it is.
-    pub fn env(&self) -> [(String, String); 5] {
+    pub fn env(&self) -> [(String, String); 4] {
         let host = self.host_dir();
         [
             ("PG_CHARM_CLUSTER".into(), self.name.clone()),
@@ -150,10 +150,6 @@ impl PrivateCluster {
             (
                 "PG_CHARM_HOST_ETC".into(),
                 host.join("etc").display().to_string(),
-            ),
-            (
-                "PG_CHARM_HOST_STATE".into(),
-                host.join("state").display().to_string(),
             ),
             ("PG_CHARM_HOST_GLOBAL".into(), "off".into()),
         ]
@@ -184,9 +180,19 @@ pub fn remove_charm_createcluster_file() {
     }
 }
 
+/// Removes the charm's private state for the cluster `name`
+/// (`/var/lib/juju-pg-charm/<name>`, see src/state.rs), and the parent
+/// directory when no other test's state is left in it.
+pub fn remove_charm_state(name: &str) {
+    let root = Path::new(postgresql_charm::state::ROOT);
+    let _ = std::fs::remove_dir_all(root.join(name));
+    let _ = std::fs::remove_dir(root);
+}
+
 impl Drop for PrivateCluster {
     fn drop(&mut self) {
         remove_charm_createcluster_file();
+        remove_charm_state(&self.name);
         let _ = std::fs::remove_dir_all(self.host_dir());
         let _ = Command::new("pg_dropcluster")
             .args([&self.major.to_string(), &self.name, "--stop"])
