@@ -196,10 +196,9 @@ fn converge_unit() -> Result<Outcome> {
     // The live file was validated when it was written.
     if !unchanged {
         if let Err(rejected) = conf::validate(&cluster, &candidate)? {
-            let setting = rejected.setting.unwrap_or_else(|| "a setting".into());
-            return Ok(Outcome::Blocked(still_serving(&format!(
-                "config extra-pg-conf: the server rejects {setting}: {}",
-                rejected.message
+            return Ok(Outcome::Blocked(still_serving(&rejection_message(
+                &rejected,
+                &options.extra_pg_conf,
             ))));
         }
     }
@@ -256,6 +255,27 @@ fn converge_unit() -> Result<Outcome> {
     Ok(Outcome::Active(active_message(
         &version, &data_dir, &mounts, &options,
     )))
+}
+
+/// Why the server refuses the candidate configuration. `extra-pg-conf` is
+/// named only when the server names a setting that option produced, in the
+/// charm's own file; anything else says what failed instead.
+fn rejection_message(rejected: &conf::Rejected, extra_pg_conf: &[(String, String)]) -> String {
+    let message = &rejected.message;
+    let from_extra = |setting: &str| extra_pg_conf.iter().any(|(name, _)| name == setting);
+    match (&rejected.setting, &rejected.file) {
+        (setting, Some(file)) if !rejected.in_charm_conf() => format!(
+            "PostgreSQL rejects {} in {file}, which the charm does not manage: {message}",
+            setting.as_deref().unwrap_or("a line")
+        ),
+        (Some(setting), _) if from_extra(setting) => {
+            format!("config extra-pg-conf: the server rejects {setting}: {message}")
+        }
+        (Some(setting), _) => format!(
+            "PostgreSQL rejects the charm's own setting {setting} (please report this): {message}"
+        ),
+        (None, _) => format!("PostgreSQL could not check the configuration: {message}"),
+    }
 }
 
 fn still_serving(problem: &str) -> String {
@@ -656,5 +676,49 @@ pub fn update_status() -> Result<()> {
             converge_and_report()
         }
         Some(_) | None => converge_and_report(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::conf::parse_rejection;
+
+    #[test]
+    fn a_rejection_names_extra_pg_conf_only_for_its_own_settings() {
+        let charm_file = "/etc/postgresql/15/main/conf.d/90-juju-charm.conf";
+        let bad_value = |name: &str, file: &str| {
+            parse_rejection(&format!(
+                "LOG:  invalid value for parameter \"{name}\": \"lots\"\n\
+                 FATAL:  configuration file \"{file}\" contains errors\n"
+            ))
+        };
+        let extra = vec![("work_mem".to_string(), "lots".to_string())];
+        let cases = [
+            (
+                bad_value("work_mem", charm_file),
+                "config extra-pg-conf: the server rejects work_mem: invalid value",
+            ),
+            (
+                bad_value("shared_buffers", charm_file),
+                "PostgreSQL rejects the charm's own setting shared_buffers",
+            ),
+            (
+                bad_value("work_mem", "/etc/postgresql/15/main/conf.d/50-local.conf"),
+                "PostgreSQL rejects work_mem in /etc/postgresql/15/main/conf.d/50-local.conf, \
+                 which the charm does not manage",
+            ),
+            (
+                parse_rejection(
+                    "postgres: could not identify current directory: Permission denied\n",
+                ),
+                "PostgreSQL could not check the configuration: postgres: could not identify \
+                 current directory",
+            ),
+        ];
+        for (rejected, wanted) in cases {
+            let message = rejection_message(&rejected, &extra);
+            assert!(message.starts_with(wanted), "{message}");
+        }
     }
 }

@@ -12,6 +12,7 @@ use postgresql_charm::{charm, juju, process_env};
 fn main() {
     // Before anything else, while the process has a single thread.
     process_env::fill_in_missing();
+    process_env::leave_charm_dir();
     juju::log::init();
 
     let event = Event::from_dispatch_path(&dispatch_path());

@@ -5,6 +5,11 @@
 //! later (`psql`, `pg_ctlcluster`, `apt-get`) expect them, so `main` fills the
 //! gaps once, before any thread starts. Variables that are already set are
 //! left alone, so a developer's shell or a test harness stays in control.
+//!
+//! Juju also starts hooks in the charm directory, which the `postgres` user
+//! may not be allowed to read; `postgres -C` then fails with "could not
+//! identify current directory". [`leave_charm_dir`] moves the process to `/`
+//! so that every child, whoever it runs as, starts somewhere it can read.
 
 use std::env;
 use std::path::PathBuf;
@@ -37,6 +42,17 @@ pub fn fill_in_missing() {
     }
     if missing("LOGNAME") {
         env::set_var("LOGNAME", &account.name);
+    }
+}
+
+/// Makes `/` the working directory of this process and so of every child.
+/// The charm itself never uses relative paths (the charm directory is
+/// `JUJU_CHARM_DIR`).
+pub fn leave_charm_dir() {
+    if let Err(e) = env::set_current_dir("/") {
+        // Only a broken root file system gets here; children then inherit
+        // the charm directory, as before.
+        eprintln!("could not change to /: {e}");
     }
 }
 

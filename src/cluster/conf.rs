@@ -68,8 +68,20 @@ pub fn setting_in(text: &str, name: &str) -> Option<String> {
 /// A setting the server refused, from `postgres -C`'s complaint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
+    /// The parameter the server names, if it names one.
     pub setting: Option<String>,
+    /// The file the server names (`in file "..."`), if any.
+    pub file: Option<String>,
     pub message: String,
+}
+
+impl Rejected {
+    /// Whether the complaint is about the charm's own conf.d file.
+    pub fn in_charm_conf(&self) -> bool {
+        self.file
+            .as_deref()
+            .is_some_and(|file| file.ends_with(CHARM_CONF))
+    }
 }
 
 /// Picks the parameter name out of the server's complaint, e.g.
@@ -87,11 +99,25 @@ pub fn parse_rejection(stderr: &str) -> Rejected {
         .map(|(_, m)| m.trim())
         .unwrap_or(interesting)
         .to_string();
-    let setting = message
-        .split_once("parameter \"")
-        .and_then(|(_, rest)| rest.split_once('"'))
-        .map(|(name, _)| name.to_string());
-    Rejected { setting, message }
+    let quoted_after = |marker: &str| {
+        message
+            .split_once(marker)
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(name, _)| name.to_string())
+    };
+    // `in file "..."` on the line itself, or the FATAL line's
+    // `configuration file "..." contains errors`.
+    let file = quoted_after("in file \"").or_else(|| {
+        stderr
+            .split_once("configuration file \"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(file, _)| file.to_string())
+    });
+    Rejected {
+        setting: quoted_after("parameter \""),
+        file,
+        message: message.clone(),
+    }
 }
 
 /// Validates the cluster's configuration with `candidate` as the charm's
@@ -111,7 +137,12 @@ pub fn validate(cluster: &Cluster, candidate: &str) -> Result<std::result::Resul
     if out.status.success() {
         return Ok(Ok(()));
     }
-    Ok(Err(parse_rejection(&String::from_utf8_lossy(&out.stderr))))
+    // Name the live files, not their scratch copies.
+    let stderr = String::from_utf8_lossy(&out.stderr).replace(
+        &scratch.path().display().to_string(),
+        &cluster.conf_dir().display().to_string(),
+    );
+    Ok(Err(parse_rejection(&stderr)))
 }
 
 /// Copies the cluster's postgresql.conf and conf.d into `below` in
@@ -193,6 +224,12 @@ mod tests {
             let r = parse_rejection(stderr);
             assert_eq!(r.setting.as_deref(), setting);
             assert_eq!(r.message, message);
+            let file = if message.contains("in file") {
+                "/x"
+            } else {
+                "/x/conf.d/90.conf"
+            };
+            assert_eq!(r.file.as_deref(), Some(file));
         }
     }
 
