@@ -174,6 +174,7 @@ fn converge_unit() -> Result<Outcome> {
     {
         return Ok(Outcome::Blocked(blocked));
     }
+    storage::forget_blocked_move()?;
     if let Some(problem) = immutable_option_changed(&options) {
         return Ok(Outcome::Blocked(still_serving(&problem)));
     }
@@ -661,6 +662,11 @@ pub fn update_status() -> Result<()> {
         // A relation failed in an earlier hook (a consumer held a lock, its
         // database refused a statement): try it again.
         Some(cluster) if cluster.is_running() && clients::needs_retry(&cluster) => {
+            converge_and_report()
+        }
+        // A storage move that was blocked, and whose destination changed
+        // since (space freed, something moved aside): try again.
+        Some(cluster) if cluster.is_running() && storage::blocked_move_may_go_ahead() => {
             converge_and_report()
         }
         Some(cluster) if cluster.is_running() => Ok(()),
