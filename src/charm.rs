@@ -22,7 +22,7 @@ pub fn handle(event: &Event) -> Result<()> {
         Event::Action { name } => run_action(name),
         Event::UpdateStatus => lifecycle::update_status(),
         Event::Stop => lifecycle::stop_server("stopped"),
-        Event::Remove => lifecycle::stop_server("removing unit; data kept"),
+        Event::Remove => lifecycle::remove_unit(),
         Event::StorageDetaching { storage } if is_our_storage(storage) => {
             lifecycle::storage_detaching(storage)
         }

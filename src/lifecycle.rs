@@ -183,7 +183,7 @@ fn converge_unit() -> Result<Outcome> {
     // Host tuning (src/tuning/apply.rs): before the conf file is rendered,
     // so huge_pages is `on` only when the reserved pool really holds the
     // server's shared memory. Also records the machine for update-status.
-    tuning::apply::tune_host(
+    let host_notes = tuning::apply::tune_host(
         &cluster,
         &data_dir,
         mounts.pgwal.as_deref(),
@@ -253,9 +253,12 @@ fn converge_unit() -> Result<Outcome> {
             Outcome::Blocked(summary)
         });
     }
-    Ok(Outcome::Active(active_message(
-        &version, &data_dir, &mounts, &options,
-    )))
+    let mut message = active_message(&version, &data_dir, &mounts, &options);
+    if !host_notes.is_empty() {
+        // The live value and the one after a reboot would differ otherwise.
+        message.push_str(&format!("; host: {}", host_notes.join("; ")));
+    }
+    Ok(Outcome::Active(message))
 }
 
 /// Why the server refuses the candidate configuration. `extra-pg-conf` is
@@ -635,12 +638,40 @@ fn data_is_on_detaching_storage(cluster: &Cluster) -> bool {
     }
 }
 
-/// `stop` and `remove`: no server is left running; nothing is deleted.
+/// `stop`: no server is left running; nothing is deleted.
 pub fn stop_server(reason: &str) -> Result<()> {
     if let Some(cluster) = existing_cluster() {
         control::stop(&cluster)?;
     }
     set_status(WorkloadStatus::Maintenance, reason)
+}
+
+/// `remove`: the unit leaves and hands the machine back. The server is
+/// stopped, and its cluster (data and configuration) is kept but no longer
+/// started at boot. Every host setting the charm changed gets its recorded
+/// value back, its files under /etc go (units disabled first), and its
+/// state directory is deleted.
+pub fn remove_unit() -> Result<()> {
+    if let Some(cluster) = existing_cluster() {
+        control::stop(&cluster)?;
+        let start_conf = cluster.conf_dir().join("start.conf");
+        conf::write_if_changed(
+            &start_conf,
+            "# Set by the PostgreSQL charm when its unit was removed: the cluster and its\n\
+             # data are kept, but not started at boot. Set back to auto to serve it again.\n\
+             manual\n",
+            0o644,
+        )?;
+    }
+    set_status(WorkloadStatus::Maintenance, "removing unit; data kept")?;
+    let handed_back = tuning::apply::hand_back_host()?;
+    for problem in &handed_back.problems {
+        log::warn!("left on the host: {problem}");
+    }
+    packages::remove_no_default_cluster_file()?;
+    StateDir::unit().remove_all()?;
+    fsx::remove_scratch_root();
+    Ok(())
 }
 
 /// `update-status`: cheap when all is well (no process spawned); a dead
@@ -656,7 +687,7 @@ pub fn update_status() -> Result<()> {
     match existing_cluster() {
         // Re-tuning (src/tuning/apply.rs): compares sysfs/procfs with the
         // machine the last converge recorded; spawns nothing.
-        Some(cluster) if cluster.is_running() && tuning::apply::machine_changed() => {
+        Some(cluster) if cluster.is_running() && tuning::machine::machine_changed() => {
             converge_and_report()
         }
         // A relation failed in an earlier hook (a consumer held a lock, its

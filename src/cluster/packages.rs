@@ -37,10 +37,23 @@ fn package_installed(name: &str) -> bool {
         .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"ii"))
 }
 
+const NO_DEFAULT_CLUSTER_TEXT: &str =
+    "# Written by the PostgreSQL charm: it creates its own cluster on its storage.\n\
+     create_main_cluster = false\n";
+
+/// Unit removal: the file goes, so packages installed later behave as
+/// they would have without the charm.
+pub fn remove_no_default_cluster_file() -> Result<()> {
+    let path = Path::new(NO_DEFAULT_CLUSTER);
+    if fsx::read_to_string(path).is_ok_and(|text| text == NO_DEFAULT_CLUSTER_TEXT) {
+        fsx::remove_file(path)?;
+    }
+    Ok(())
+}
+
 fn suppress_default_cluster() -> Result<()> {
     let path = Path::new(NO_DEFAULT_CLUSTER);
-    let content = "# Written by the PostgreSQL charm: it creates its own cluster on its storage.\n\
-                   create_main_cluster = false\n";
+    let content = NO_DEFAULT_CLUSTER_TEXT;
     let owner = fsx::Owner::current();
     fsx::create_dir_all(path.parent().expect("absolute path"), owner, 0o755)?;
     fsx::write_atomic(path, content.as_bytes(), owner, 0o644).map(drop)

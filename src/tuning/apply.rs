@@ -1,35 +1,45 @@
-//! Applying the host plan ([`crate::tuning::host`]) to the machine: the
-//! imperative shell around the pure plan, called from every converge.
+//! Applying the host plan ([`crate::tuning::host`]) to the machine, and
+//! handing the machine back: the imperative shell around the pure plan,
+//! called from every converge and from unit removal.
 //!
 //! Idempotent: files are written only when their content changes and live
 //! kernel knobs only when their value differs; every change is logged at
-//! info level (it reaches `juju-log`) as `old → new`. What it touches, all
-//! put back when `host-tuning` is turned off:
+//! info level (it reaches `juju-log`) as `old → new`. What it touches:
 //!
 //! * `/etc/sysctl.d/60-juju-pg-charm.conf` for boot, and the same keys under
 //!   `/proc/sys` now. Only those keys: `sysctl --system` would re-apply every
 //!   other file on the machine too.
-//! * `/etc/udev/rules.d/61-juju-pg-charm.rules` for boot and hot-plug, and
-//!   each planned device's `queue/scheduler` and `queue/read_ahead_kb` now.
+//! * `/etc/udev/rules.d/69-juju-pg-charm.rules` for boot and hot-plug
+//!   (devices matched by stable identity, after udev's own rules name them),
+//!   and each planned device's `queue/scheduler` and `queue/read_ahead_kb`
+//!   now.
 //! * `/etc/systemd/system/juju-pg-charm-thp.service` for boot (enabled when
 //!   systemd runs), and `/sys/kernel/mm/transparent_hugepage/enabled` now.
 //! * `host-originals.json` in the unit's state directory ([`crate::state`]):
-//!   the value of every live knob before the charm first changed it, so
-//!   turning the option off puts back exactly what was there (also for knobs
-//!   a later plan drops). `host-applied.json` next to it records the plan in
-//!   force for the `tuning-report` action.
+//!   before changing anything the charm records what was there and what it
+//!   sets, plus any directory it has to create.
+//!
+//! Handing back ([`apply_host_plan`] with `enabled = false`: `host-tuning`
+//! turned off, or the unit removed) puts every recorded value back, removes
+//! the files (disabling the unit first) and the directories it created, and
+//! deletes the records. Some settings need care:
+//!
+//! * The kernel refuses `vm.dirty_bytes = 0` and `vm.dirty_background_bytes
+//!   = 0`: an original 0 meant the `*_ratio` twin was in force, so the twin's
+//!   recorded value is written back instead, which zeroes the bytes again.
+//! * `vm.nr_hugepages` is shared with whoever else reserves huge pages: the
+//!   charm adds its pages to what is there and gives back only what it
+//!   added, even if the others changed theirs meanwhile.
+//! * A value someone else changed after the charm set it (THP, a sysctl) is
+//!   theirs now and is left alone.
+//! * A device is restored only while it is still the same disk (its stable
+//!   identity); kernel names can point at another disk after a reboot.
 //!
 //! Huge pages: [`tune_host`] asks the server how many it needs
-//! (`postgres -C shared_memory_size_in_huge_pages`), reserves them through
-//! `vm.nr_hugepages`, reads `HugePages_Total` back and sets `huge_pages = on`
-//! only when the pool really holds them (`try` otherwise), so a shortfall
-//! never stops PostgreSQL from starting.
-//!
-//! Machine changes: [`tune_host`] also records a summary of the machine
-//! (memory, CPUs, the disks under PGDATA and pg_wal) in the state
-//! directory; `update-status` compares it with the machine as it is now
-//! ([`machine_changed`], no process spawned) and converges again when they
-//! differ, which re-tunes PostgreSQL and the host.
+//! ([`crate::tuning::huge_pages`]), reserves them through `vm.nr_hugepages`,
+//! reads the pool back and sets `huge_pages = on` only when the pages the
+//! charm added really hold them (`try` otherwise), so a shortfall never
+//! stops PostgreSQL from starting.
 //!
 //! Test-only environment (Juju never sets these; tests on a shared machine
 //! do, through the emulator's `test_env`): `PG_CHARM_HOST_ETC` moves the
@@ -41,35 +51,38 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::conf::{self, Setting};
-use crate::cluster::{self, Cluster};
-use crate::fsx::{self, Owner, Scratch};
+use crate::cluster::Cluster;
+use crate::fsx::{self, Owner};
 use crate::options::ClusterOptions;
 use crate::state::{self, StateDir};
 use crate::tuning::detect::{self, SysRoot};
-use crate::tuning::facts::MachineFacts;
-use crate::tuning::host::{host_plan, render_sysctl_conf, render_udev_rules, HostPlan};
-use crate::tuning::units::{parse_memory, GIB, KIB};
+use crate::tuning::facts::{MachineFacts, StableId};
+use crate::tuning::host::{
+    for_this_host, host_plan, render_sysctl_conf, render_udev_rules, sysctl_boot_overrides,
+    HostFacts, HostPlan, SysctlFile, TWINS,
+};
+use crate::tuning::huge_pages::{remembered_huge_pages, shared_buffers_bytes, HUGE_PAGES_FROM};
+use crate::tuning::machine::record_machine;
 
 /// Below `etc`.
 pub const SYSCTL_FILE: &str = "sysctl.d/60-juju-pg-charm.conf";
-/// Below `etc`; sorts after `10-dm.rules`, so `DM_NAME` matches work.
-pub const UDEV_FILE: &str = "udev/rules.d/61-juju-pg-charm.rules";
+/// Below `etc`; sorts after `60-persistent-storage.rules` and
+/// `63-md-raid-arrays.rules`, which set the identities the rules match.
+pub const UDEV_FILE: &str = "udev/rules.d/69-juju-pg-charm.rules";
+/// Earlier revisions' name for [`UDEV_FILE`], removed when found.
+const LEGACY_UDEV_FILE: &str = "udev/rules.d/61-juju-pg-charm.rules";
 pub const THP_UNIT: &str = "juju-pg-charm-thp.service";
 const THP_UNIT_DIR: &str = "systemd/system";
 /// Below `sys`.
 const THP_KNOB: &str = "kernel/mm/transparent_hugepage/enabled";
-
-/// Huge pages are worth reserving from this much shared_buffers on
-/// (reference §6; the same threshold as [`host_plan`]'s documentation).
-const HUGE_PAGES_FROM: u64 = 2 * GIB;
+const NR_HUGEPAGES: &str = "vm.nr_hugepages";
 
 const THP_UNIT_TEXT: &str = "\
 # Managed by the PostgreSQL charm; removed when its host-tuning option is off.
@@ -100,6 +113,10 @@ pub struct HostRoots {
     pub proc: PathBuf,
     /// `/sys`: block device queues, THP.
     pub sys: PathBuf,
+    /// udev's database, for devices' stable identities.
+    pub udev_data: PathBuf,
+    /// The sysctl.d directories boot reads, highest priority first.
+    pub sysctl_dirs: Vec<PathBuf>,
     /// The unit's state directory: original values and the applied plan.
     pub state: StateDir,
     /// Whether global settings (sysctls, THP, systemd) may change now.
@@ -115,6 +132,18 @@ impl HostRoots {
             etc: PathBuf::from("/etc"),
             proc: PathBuf::from("/proc"),
             sys: PathBuf::from("/sys"),
+            udev_data: PathBuf::from("/run/udev/data"),
+            // systemd-sysctl's search path (sysctl.d(5)).
+            sysctl_dirs: [
+                "/etc/sysctl.d",
+                "/run/sysctl.d",
+                "/usr/local/lib/sysctl.d",
+                "/usr/lib/sysctl.d",
+                "/lib/sysctl.d",
+            ]
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
             state: StateDir::unit(),
             global: true,
             devices: None,
@@ -128,6 +157,7 @@ impl HostRoots {
         let mut roots = HostRoots::host();
         if let Some(etc) = var("PG_CHARM_HOST_ETC") {
             roots.etc = PathBuf::from(etc);
+            roots.sysctl_dirs = vec![roots.etc.join("sysctl.d")];
         }
         let devices = var("PG_CHARM_HOST_DEVICES").map(|list| {
             list.split(|c: char| c == ',' || c.is_whitespace())
@@ -176,6 +206,16 @@ impl HostRoots {
         self.devices.as_ref().is_none_or(|set| set.contains(name))
     }
 
+    /// The stable identity of the device the kernel calls `name` now.
+    fn device_id(&self, name: &str) -> Option<StableId> {
+        let root = SysRoot {
+            sys: self.sys.clone(),
+            proc: self.proc.clone(),
+            udev_data: self.udev_data.clone(),
+        };
+        detect::device_stable_id(&root, name)
+    }
+
     /// systemctl only for the real /etc, with global changes allowed, on a
     /// machine that runs systemd.
     fn systemd(&self) -> bool {
@@ -185,17 +225,124 @@ impl HostRoots {
 
 // ------------------------------------------------------------------ state
 
-/// The value of each live knob before the charm first changed it.
+/// One live knob as the charm found it, and what the charm set it to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "OriginalRecord")]
+pub struct Original {
+    /// The value before the charm changed it (for `vm.nr_hugepages`: the
+    /// pages others had reserved when the charm last set it).
+    pub was: String,
+    /// What the charm set; `None` in records of earlier revisions.
+    pub set: Option<String>,
+    /// For a `*_bytes` twin whose original was 0: the `*_ratio` key and the
+    /// value it had, which is what restores it.
+    pub twin: Option<(String, String)>,
+}
+
+/// How [`Original`] is read: earlier revisions kept the bare value.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OriginalRecord {
+    Bare(String),
+    Full {
+        was: String,
+        #[serde(default)]
+        set: Option<String>,
+        #[serde(default)]
+        twin: Option<(String, String)>,
+    },
+}
+
+impl From<OriginalRecord> for Original {
+    fn from(record: OriginalRecord) -> Self {
+        match record {
+            OriginalRecord::Bare(was) => Original {
+                was,
+                set: None,
+                twin: None,
+            },
+            OriginalRecord::Full { was, set, twin } => Original { was, set, twin },
+        }
+    }
+}
+
+impl Original {
+    #[cfg(test)]
+    pub fn new_for_tests(was: &str, set: &str) -> Self {
+        Original::new(was, set)
+    }
+
+    fn new(was: &str, set: &str) -> Self {
+        Original {
+            was: was.to_string(),
+            set: Some(set.to_string()),
+            twin: None,
+        }
+    }
+
+    /// Whether `live` is still what the charm set (or the record is too
+    /// old to say).
+    fn still_ours(&self, live: &str) -> bool {
+        self.set
+            .as_deref()
+            .is_none_or(|set| normalize(set) == normalize(live))
+    }
+}
+
+/// The queue settings of one device as the charm found them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "DeviceRecord")]
+pub struct DeviceOriginals {
+    /// Which disk it was (`None`: none known, or a record of an earlier
+    /// revision).
+    pub identity: Option<StableId>,
+    /// `scheduler`, `read_ahead_kb` → value.
+    pub attributes: BTreeMap<String, Original>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DeviceRecord {
+    Full {
+        #[serde(default)]
+        identity: Option<StableId>,
+        attributes: BTreeMap<String, Original>,
+    },
+    Bare(BTreeMap<String, Original>),
+}
+
+impl From<DeviceRecord> for DeviceOriginals {
+    fn from(record: DeviceRecord) -> Self {
+        match record {
+            DeviceRecord::Full {
+                identity,
+                attributes,
+            } => DeviceOriginals {
+                identity,
+                attributes,
+            },
+            DeviceRecord::Bare(attributes) => DeviceOriginals {
+                identity: None,
+                attributes,
+            },
+        }
+    }
+}
+
+/// Everything the charm changed on the host, as it was before.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Originals {
     /// sysctl key → value.
     #[serde(default)]
-    pub sysctls: BTreeMap<String, String>,
-    /// Device → queue attribute (`scheduler`, `read_ahead_kb`) → value.
+    pub sysctls: BTreeMap<String, Original>,
+    /// Device kernel name → its queue settings.
     #[serde(default)]
-    pub devices: BTreeMap<String, BTreeMap<String, String>>,
+    pub devices: BTreeMap<String, DeviceOriginals>,
     #[serde(default)]
-    pub transparent_hugepage: Option<String>,
+    pub transparent_hugepage: Option<Original>,
+    /// Directories the charm created for its files (removed when empty).
+    #[serde(default)]
+    pub created_dirs: Vec<PathBuf>,
 }
 
 impl Originals {
@@ -207,7 +354,10 @@ impl Originals {
     }
 
     fn is_empty(&self) -> bool {
-        self.sysctls.is_empty() && self.devices.is_empty() && self.transparent_hugepage.is_none()
+        self.sysctls.is_empty()
+            && self.devices.is_empty()
+            && self.transparent_hugepage.is_none()
+            && self.created_dirs.is_empty()
     }
 
     /// Saved before the change it records, so a kill in between loses nothing.
@@ -233,6 +383,9 @@ pub struct HugePagePool {
     pub free: Option<u64>,
     /// `Hugepagesize`, in kB.
     pub page_size_kb: Option<u64>,
+    /// Reserved by others, not by the charm.
+    #[serde(default)]
+    pub others: u64,
 }
 
 impl HugePagePool {
@@ -245,18 +398,50 @@ impl HugePagePool {
             })
         };
         HugePagePool {
-            nr_hugepages: read_trimmed(&roots.sysctl("vm.nr_hugepages"))
-                .and_then(|v| v.parse().ok()),
+            nr_hugepages: read_trimmed(&roots.sysctl(NR_HUGEPAGES)).and_then(|v| v.parse().ok()),
             total: field("HugePages_Total"),
             free: field("HugePages_Free"),
             page_size_kb: field("Hugepagesize"),
+            others: huge_pages_of_others(roots, &Originals::load(roots)),
         }
     }
 
-    /// Whether the pool holds `needed` pages.
+    /// Whether the pages beyond the others' reservation hold `needed`.
     pub fn holds(&self, needed: u64) -> bool {
-        self.total.is_some_and(|total| total >= needed)
+        self.total
+            .is_some_and(|total| total.saturating_sub(self.others) >= needed)
     }
+}
+
+/// The pages of a `vm.nr_hugepages` record that are the charm's, when the
+/// pool is `live` now.
+fn charm_share(record: &Original, live: u64) -> u64 {
+    let (Ok(was), Some(Ok(set))) = (
+        record.was.parse::<u64>(),
+        record.set.as_deref().map(str::parse::<u64>),
+    ) else {
+        return 0;
+    };
+    let added = set.saturating_sub(was);
+    if live == set {
+        added
+    } else if live == was {
+        0 // never written (a kill before the write), or given back by hand
+    } else {
+        added.min(live)
+    }
+}
+
+/// Huge pages reserved by anyone but the charm.
+fn huge_pages_of_others(roots: &HostRoots, originals: &Originals) -> u64 {
+    let live: u64 = read_trimmed(&roots.sysctl(NR_HUGEPAGES))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let ours = originals
+        .sysctls
+        .get(NR_HUGEPAGES)
+        .map_or(0, |record| charm_share(record, live));
+    live - ours
 }
 
 /// The plan in force, as recorded for `tuning-report`.
@@ -271,9 +456,12 @@ pub struct AppliedRecord {
     pub transparent_hugepage: String,
     /// `shared_memory_size_in_huge_pages`, when huge pages are planned.
     pub huge_pages_needed: Option<u64>,
-    /// `vm.nr_hugepages` asked for (needed + margin).
+    /// `vm.nr_hugepages` asked for by the charm (needed + margin).
     pub huge_pages_reserved: Option<u64>,
     pub pool: HugePagePool,
+    /// Settings left to the host's own sysctl files.
+    #[serde(default)]
+    pub left_to_host: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -324,11 +512,14 @@ impl HostChanges {
 
 // ------------------------------------------------------------------ apply
 
-/// Brings the host in line with `plan` (`enabled`), or puts back everything
-/// the charm changed and removes its files (`!enabled`, `plan` unused).
+/// Brings the host in line with `plan` (`enabled`; a plan already fitted
+/// [`for_this_host`]), or hands it back: puts back everything the charm
+/// changed and removes its files, directories and records (`!enabled`,
+/// `plan` unused).
 ///
 /// Errors are for the charm's own files (state, /etc); a live knob that
-/// cannot be written is a [`HostChanges::problems`] entry instead.
+/// cannot be written is a [`HostChanges::problems`] entry instead, and its
+/// record is kept so the next hook tries again.
 pub fn apply_host_plan(plan: &HostPlan, enabled: bool, roots: &HostRoots) -> Result<HostChanges> {
     let mut changes = HostChanges {
         enabled,
@@ -351,22 +542,28 @@ fn apply(
     changes: &mut HostChanges,
 ) -> Result<()> {
     // Files first: they say what is intended even if a live write fails.
-    if write_file(&roots.sysctl_file(), &render_sysctl_conf(plan), 0o644)? {
-        changes.change(format!("wrote {}", roots.sysctl_file().display()));
-    }
+    write_file(
+        roots,
+        originals,
+        &roots.sysctl_file(),
+        &render_sysctl_conf(plan),
+        changes,
+    )?;
+    remove_file(&roots.etc.join(LEGACY_UDEV_FILE), changes)?;
     if plan.devices.is_empty() {
-        if remove_file(&roots.udev_file())? {
-            changes.change(format!("removed {}", roots.udev_file().display()));
-        }
-    } else if write_file(&roots.udev_file(), &render_udev_rules(plan), 0o644)? {
-        changes.change(format!("wrote {}", roots.udev_file().display()));
+        remove_file(&roots.udev_file(), changes)?;
+    } else {
+        write_file(
+            roots,
+            originals,
+            &roots.udev_file(),
+            &render_udev_rules(plan),
+            changes,
+        )?;
     }
-    if write_file(&roots.thp_unit(), THP_UNIT_TEXT, 0o644)? {
-        changes.change(format!("wrote {}", roots.thp_unit().display()));
-        if roots.systemd() {
-            systemctl(&["daemon-reload"], changes);
-            systemctl(&["enable", THP_UNIT], changes);
-        }
+    if write_file(roots, originals, &roots.thp_unit(), THP_UNIT_TEXT, changes)? && roots.systemd() {
+        systemctl(&["daemon-reload"], changes);
+        systemctl(&["enable", THP_UNIT], changes);
     }
 
     // sysctls: the planned values, and the originals of any a previous plan
@@ -379,20 +576,55 @@ fn apply(
         }
     }
     if roots.global {
+        let others = huge_pages_of_others(roots, originals);
         for sysctl in &plan.sysctls {
             let path = roots.sysctl(sysctl.key);
             let Some(old) = read_trimmed(&path) else {
                 changes.problem(format!("{} is not readable; skipped", sysctl.key));
                 continue;
             };
-            if normalize(&old) == normalize(&sysctl.value) {
+            let wanted = &sysctl.value;
+            let recorded = originals.sysctls.get(sysctl.key);
+            if normalize(&old) == normalize(wanted)
+                && recorded.is_none_or(|r| r.set.as_deref() == Some(wanted.as_str()))
+            {
                 continue;
             }
-            if !originals.sysctls.contains_key(sysctl.key) {
-                originals.sysctls.insert(sysctl.key.into(), old.clone());
-                originals.save(roots)?;
+            let mut record = match recorded {
+                Some(record) => record.clone(),
+                None => {
+                    let mut record = Original::new(&old, wanted);
+                    record.twin =
+                        twin_of(sysctl.key)
+                            .filter(|_| old.trim() == "0")
+                            .and_then(|twin| {
+                                Some((twin.to_string(), read_trimmed(&roots.sysctl(twin))?))
+                            });
+                    record
+                }
+            };
+            record.set = Some(wanted.clone());
+            if sysctl.key == NR_HUGEPAGES {
+                // Ours is what goes beyond the others' pages.
+                record.was = others.to_string();
             }
-            set_knob(&path, sysctl.key, &old, &sysctl.value, changes);
+            originals.sysctls.insert(sysctl.key.to_string(), record);
+            originals.save(roots)?;
+            if normalize(&old) != normalize(wanted) {
+                set_knob(&path, sysctl.key, &old, wanted, changes);
+            }
+            if sysctl.key == NR_HUGEPAGES {
+                // What the kernel gave (fragmented memory gives less) is
+                // what the charm holds.
+                if let (Some(given), Some(record)) =
+                    (read_trimmed(&path), originals.sysctls.get_mut(NR_HUGEPAGES))
+                {
+                    if record.set.as_deref() != Some(given.as_str()) {
+                        record.set = Some(given);
+                        originals.save(roots)?;
+                    }
+                }
+            }
         }
     }
 
@@ -407,8 +639,8 @@ fn apply(
             attributes.push(("read_ahead_kb", read_ahead.to_string()));
         }
     }
-    for (device, attributes) in originals.devices.clone() {
-        for attribute in attributes.keys() {
+    for (device, recorded) in originals.devices.clone() {
+        for attribute in recorded.attributes.keys() {
             let still = planned_devices
                 .get(device.as_str())
                 .is_some_and(|wanted| wanted.iter().any(|(a, _)| a == attribute));
@@ -441,11 +673,17 @@ fn apply(
                 ));
                 continue;
             }
+            let identity = roots.device_id(device);
             let recorded = originals.devices.entry(device.to_string()).or_default();
-            if !recorded.contains_key(*attribute) {
-                recorded.insert(attribute.to_string(), old.clone());
-                originals.save(roots)?;
+            if recorded.attributes.is_empty() {
+                recorded.identity = identity;
             }
+            recorded
+                .attributes
+                .entry(attribute.to_string())
+                .or_insert_with(|| Original::new(&old, wanted))
+                .set = Some(wanted.clone());
+            originals.save(roots)?;
             set_knob(
                 &path,
                 &format!("{device} {attribute}"),
@@ -462,10 +700,10 @@ fn apply(
         if let Some(text) = read_trimmed(&path) {
             let old = selected(&text);
             if old != plan.transparent_hugepage {
-                if originals.transparent_hugepage.is_none() {
-                    originals.transparent_hugepage = Some(old.clone());
-                    originals.save(roots)?;
-                }
+                originals
+                    .transparent_hugepage
+                    .get_or_insert_with(|| Original::new(&old, plan.transparent_hugepage));
+                originals.save(roots)?;
                 set_knob(
                     &path,
                     "transparent_hugepage",
@@ -483,22 +721,26 @@ fn revert(roots: &HostRoots, originals: &mut Originals, changes: &mut HostChange
     for key in originals.sysctls.keys().cloned().collect::<Vec<_>>() {
         restore_sysctl(roots, originals, &key, changes)?;
     }
-    for (device, attributes) in originals.devices.clone() {
-        for attribute in attributes.keys() {
+    for (device, recorded) in originals.devices.clone() {
+        for attribute in recorded.attributes.keys() {
             restore_device(roots, originals, &device, attribute, changes)?;
         }
     }
-    if let Some(old) = originals.transparent_hugepage.clone() {
+    if let Some(record) = originals.transparent_hugepage.clone() {
         let path = roots.thp();
         // Kept for the next try when the kernel refuses.
-        let restored = match read_trimmed(&path) {
-            Some(text) if selected(&text) != old => set_knob(
-                &path,
-                "transparent_hugepage",
-                &selected(&text),
-                &old,
-                changes,
-            ),
+        let restored = match read_trimmed(&path).map(|text| selected(&text)) {
+            Some(now) if now != record.was && record.still_ours(&now) => {
+                set_knob(&path, "transparent_hugepage", &now, &record.was, changes)
+            }
+            Some(now) if now != record.was => {
+                changes.change(format!(
+                    "transparent_hugepage: left at {now}, set by someone else since the charm \
+                     set {}",
+                    record.set.as_deref().unwrap_or("?")
+                ));
+                true
+            }
             _ => true,
         };
         if restored {
@@ -511,16 +753,32 @@ fn revert(roots: &HostRoots, originals: &mut Originals, changes: &mut HostChange
     if unit_existed && roots.systemd() {
         systemctl(&["disable", THP_UNIT], changes);
     }
-    for path in [roots.sysctl_file(), roots.udev_file(), unit] {
-        if remove_file(&path)? {
-            changes.change(format!("removed {}", path.display()));
-        }
+    for path in [
+        roots.sysctl_file(),
+        roots.udev_file(),
+        roots.etc.join(LEGACY_UDEV_FILE),
+        unit,
+    ] {
+        remove_file(&path, changes)?;
     }
     if unit_existed && roots.systemd() {
         systemctl(&["daemon-reload"], changes);
     }
+    for dir in std::mem::take(&mut originals.created_dirs).iter().rev() {
+        if fsx::remove_dir_if_empty(dir) {
+            changes.change(format!("removed {}", dir.display()));
+        }
+    }
+    originals.save(roots)?;
     roots.state.remove(state::HOST_APPLIED)?;
     Ok(())
+}
+
+fn twin_of(key: &str) -> Option<&'static str> {
+    TWINS
+        .iter()
+        .find(|(bytes, _)| *bytes == key)
+        .map(|(_, ratio)| *ratio)
 }
 
 fn restore_sysctl(
@@ -529,15 +787,36 @@ fn restore_sysctl(
     key: &str,
     changes: &mut HostChanges,
 ) -> Result<()> {
-    let Some(old) = originals.sysctls.get(key).cloned() else {
+    let Some(record) = originals.sysctls.get(key).cloned() else {
         return Ok(());
     };
     let path = roots.sysctl(key);
     let restored = match read_trimmed(&path) {
-        Some(now) if normalize(&now) != normalize(&old) => {
-            set_knob(&path, key, &now, &old, changes)
+        // A knob that is gone has nothing to restore.
+        None => true,
+        Some(now) if key == NR_HUGEPAGES => {
+            let live: u64 = now.parse().unwrap_or(0);
+            let target = (live - charm_share(&record, live)).to_string();
+            target == now || set_knob(&path, key, &now, &target, changes)
         }
-        _ => true,
+        Some(now) if !record.still_ours(&now) => {
+            changes.change(format!(
+                "{key}: left at {now}, set by someone else since the charm set {}",
+                record.set.as_deref().unwrap_or("?")
+            ));
+            true
+        }
+        Some(now) if normalize(&now) == normalize(&record.was) => true,
+        Some(now) => match &record.twin {
+            // The kernel refuses 0 here: the ratio twin brings it back.
+            Some((twin, value)) if record.was.trim() == "0" => {
+                let twin_path = roots.sysctl(twin);
+                let twin_now = read_trimmed(&twin_path).unwrap_or_default();
+                set_knob(&twin_path, twin, &twin_now, value, changes)
+                    && read_trimmed(&path).is_some_and(|bytes| bytes == "0")
+            }
+            _ => set_knob(&path, key, &now, &record.was, changes),
+        },
     };
     if restored {
         originals.sysctls.remove(key);
@@ -553,30 +832,36 @@ fn restore_device(
     attribute: &str,
     changes: &mut HostChanges,
 ) -> Result<()> {
-    let Some(old) = originals
-        .devices
-        .get(device)
-        .and_then(|a| a.get(attribute))
-        .cloned()
-    else {
+    let Some(recorded) = originals.devices.get(device).cloned() else {
+        return Ok(());
+    };
+    let Some(record) = recorded.attributes.get(attribute) else {
         return Ok(());
     };
     let path = roots.queue(device, attribute);
-    // A device that is gone has nothing to restore.
-    let restored = match read_trimmed(&path) {
-        Some(text) if selected(&text) != old => set_knob(
+    let identity = roots.device_id(device);
+    let restored = match read_trimmed(&path).map(|text| selected(&text)) {
+        // The name now belongs to another disk (or to none): nothing of
+        // ours to put back there.
+        _ if recorded.identity.is_some() && identity != recorded.identity => {
+            changes.change(format!(
+                "{device} {attribute}: not restored, {device} is another disk now"
+            ));
+            true
+        }
+        Some(now) if now != record.was && record.still_ours(&now) => set_knob(
             &path,
             &format!("{device} {attribute}"),
-            &selected(&text),
-            &old,
+            &now,
+            &record.was,
             changes,
         ),
         _ => true,
     };
     if restored {
-        if let Some(attributes) = originals.devices.get_mut(device) {
-            attributes.remove(attribute);
-            if attributes.is_empty() {
+        if let Some(entry) = originals.devices.get_mut(device) {
+            entry.attributes.remove(attribute);
+            if entry.attributes.is_empty() {
                 originals.devices.remove(device);
             }
         }
@@ -640,142 +925,96 @@ fn read_trimmed(path: &Path) -> Option<String> {
     fs::read_to_string(path).ok().map(|t| t.trim().to_string())
 }
 
-/// Atomic, durable, owned by the charm (root); `false` when the content was
-/// already there.
-fn write_file(path: &Path, content: &str, mode: u32) -> Result<bool> {
+/// Writes one of the charm's files (atomic, durable, root's), recording any
+/// directory it must create first; `false` when it was already there.
+fn write_file(
+    roots: &HostRoots,
+    originals: &mut Originals,
+    path: &Path,
+    content: &str,
+    changes: &mut HostChanges,
+) -> Result<bool> {
     if let Some(dir) = path.parent() {
+        let missing: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|d| !d.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        if !missing.is_empty() {
+            for made in missing.into_iter().rev() {
+                if !originals.created_dirs.contains(&made) {
+                    originals.created_dirs.push(made);
+                }
+            }
+            originals.save(roots)?;
+        }
         fsx::create_dir_all(dir, Owner::current(), 0o755)?;
     }
-    fsx::write_atomic(path, content.as_bytes(), Owner::current(), mode)
+    let wrote = fsx::write_atomic(path, content.as_bytes(), Owner::current(), 0o644)?;
+    if wrote {
+        changes.change(format!("wrote {}", path.display()));
+    }
+    Ok(wrote)
 }
 
-fn remove_file(path: &Path) -> Result<bool> {
-    fsx::remove_file(path)
+fn remove_file(path: &Path, changes: &mut HostChanges) -> Result<()> {
+    if fsx::remove_file(path)? {
+        changes.change(format!("removed {}", path.display()));
+    }
+    Ok(())
 }
 
-// ------------------------------------------------------------- huge pages
-
-/// `postgres -C shared_memory_size_in_huge_pages` for the cluster with
-/// `candidate` as the charm's conf.d file; `None` when the server cannot use
-/// huge pages here (-1). A running server locks its data directory against
-/// `-C` for runtime-computed parameters, so the server reads a scratch copy
-/// of the configuration and a scratch data directory holding only
-/// `PG_VERSION`, `global/pg_control` and `postgresql.auto.conf`; nothing
-/// live is touched. Needs PostgreSQL 15 or later.
-pub fn shared_memory_huge_pages(
-    cluster: &Cluster,
-    data_dir: &Path,
-    candidate: &str,
-) -> Result<Option<u64>> {
-    let scratch = Scratch::new("huge-pages")?;
-    let config_file = conf::copy_config_with(cluster, candidate, &scratch, "conf")?;
-    let data = scratch.path().join("data");
-    std::fs::create_dir_all(data.join("global"))?;
-    for file in ["PG_VERSION", "global/pg_control", "postgresql.auto.conf"] {
-        let from = data_dir.join(file);
-        match fsx::read(&from) {
-            Ok(bytes) => {
-                scratch.write(&format!("data/{file}"), &bytes, 0o600)?;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("reading {}", from.display())),
-        }
+/// The host's own sysctl.d files (not the charm's), in boot's directory
+/// priority.
+fn host_sysctl_files(roots: &HostRoots) -> Vec<SysctlFile> {
+    let ours = roots.sysctl_file();
+    let mut files = Vec::new();
+    for dir in &roots.sysctl_dirs {
+        let Ok(entries) = fs::read_dir(dir) else {
+            continue;
+        };
+        let mut found: Vec<SysctlFile> = entries
+            .flatten()
+            .filter(|e| e.path() != ours)
+            .filter_map(|e| {
+                let name = e.file_name().to_str()?.to_string();
+                name.ends_with(".conf").then_some(())?;
+                Some(SysctlFile {
+                    text: fs::read_to_string(e.path()).ok()?,
+                    path: e.path(),
+                    name,
+                })
+            })
+            .collect();
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        files.extend(found);
     }
-    scratch.share()?;
-    // The server insists on owning its data directory (mode 0700). The
-    // directory goes to postgres last, so nothing inside it can be swapped
-    // for a link before root is done with it.
-    let postgres = Owner::postgres()?;
-    for path in [
-        data.join("PG_VERSION"),
-        data.join("global/pg_control"),
-        data.join("postgresql.auto.conf"),
-        data.join("global"),
-        data.clone(),
-    ] {
-        if std::fs::symlink_metadata(&path).is_ok() {
-            std::os::unix::fs::lchown(&path, Some(postgres.uid), Some(postgres.gid))
-                .with_context(|| format!("handing {} to postgres", path.display()))?;
-        }
-    }
-    fs::set_permissions(&data, fs::Permissions::from_mode(0o700))?;
-    let out = cluster::as_postgres(&cluster.bin("postgres"))
-        .arg("-C")
-        .arg("shared_memory_size_in_huge_pages")
-        .arg("-c")
-        .arg(format!("config_file={}", config_file.display()))
-        .arg("-c")
-        .arg(format!("data_directory={}", data.display()))
-        .arg("-c")
-        .arg("external_pid_file=")
-        .output()
-        .context("running postgres -C shared_memory_size_in_huge_pages")?;
-    if !out.status.success() {
-        bail!(
-            "postgres -C shared_memory_size_in_huge_pages failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let pages: i64 = text
-        .trim()
-        .parse()
-        .with_context(|| format!("postgres -C printed {:?}", text.trim()))?;
-    Ok(u64::try_from(pages).ok().filter(|&pages| pages > 0))
+    files
 }
 
-/// What [`remembered_huge_pages`] keeps in the state directory.
-#[derive(Debug, Serialize, Deserialize)]
-struct HugePagesMemo {
-    /// FNV-1a of the candidate configuration it was computed for.
-    candidate: String,
-    pages: Option<u64>,
-}
-
-/// [`shared_memory_huge_pages`], remembered in the state directory for the
-/// candidate it was computed for: the answer only changes with the
-/// configuration, and asking the server costs a process and ~20 MB.
-fn remembered_huge_pages(
-    cluster: &Cluster,
-    data_dir: &Path,
-    candidate: &str,
-) -> Result<Option<u64>> {
-    let state = StateDir::unit();
-    let key = format!(
-        "{:016x}",
-        crate::relations::names::fnv1a_64(candidate.as_bytes())
-    );
-    if let Some(memo) = state.read_json::<HugePagesMemo>(state::HUGE_PAGES) {
-        if memo.candidate == key {
-            return Ok(memo.pages);
-        }
+/// What else on the host the plan must fit ([`for_this_host`]).
+fn host_facts(roots: &HostRoots) -> HostFacts {
+    let ours = Path::new(SYSCTL_FILE)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    HostFacts {
+        boot_overrides: sysctl_boot_overrides(&ours, &host_sysctl_files(roots)),
+        huge_pages_of_others: huge_pages_of_others(roots, &Originals::load(roots)),
     }
-    let pages = shared_memory_huge_pages(cluster, data_dir, candidate)?;
-    let memo = HugePagesMemo {
-        candidate: key,
-        pages,
-    };
-    if let Err(e) = state.write_json(state::HUGE_PAGES, &memo) {
-        log::warn!("not remembering the huge page count: {e:#}");
-    }
-    Ok(pages)
-}
-
-/// shared_buffers in bytes from its postgresql.conf value (`6GB`, `'6GB'`,
-/// or a count of 8kB blocks).
-fn shared_buffers_bytes(value: &str) -> Option<u64> {
-    let value = value.trim().trim_matches('\'');
-    parse_memory(value).or_else(|| value.parse::<u64>().ok().map(|blocks| blocks * 8 * KIB))
 }
 
 // ---------------------------------------------------------------- converge
 
 /// The host-tuning step of `converge()`, run after the PostgreSQL settings
 /// are computed and before the charm's conf file is rendered: records the
-/// machine for [`machine_changed`], applies (or reverts) the host plan, and
-/// sets `huge_pages` to `on` when the reserved pool really holds PostgreSQL's
-/// shared memory. Never fails the hook: what goes wrong is logged and
-/// PostgreSQL keeps `huge_pages = try`.
+/// machine for [`crate::tuning::machine::machine_changed`], applies (or
+/// reverts) the host plan, and sets `huge_pages` to `on` when the pages the
+/// charm reserved really hold PostgreSQL's shared memory. Never fails the
+/// hook: what goes wrong is logged and PostgreSQL keeps `huge_pages = try`.
+/// Returns notes for the unit's status: settings left to the host's own
+/// sysctl files.
 pub fn tune_host(
     cluster: &Cluster,
     data_dir: &Path,
@@ -783,13 +1022,27 @@ pub fn tune_host(
     facts: &MachineFacts,
     options: &ClusterOptions,
     settings: &mut [Setting],
-) {
+) -> Vec<String> {
     if let Err(e) = record_machine(data_dir, wal_dir) {
         log::warn!("could not record the machine for re-tuning: {e:#}");
     }
-    if let Err(e) = tune(cluster, data_dir, facts, options, settings) {
-        log::warn!("host tuning: {e:#}");
+    match tune(cluster, data_dir, facts, options, settings) {
+        Ok(notes) => notes,
+        Err(e) => {
+            log::warn!("host tuning: {e:#}");
+            Vec::new()
+        }
     }
+}
+
+/// Hands the host back: every setting the charm changed restored, its
+/// files and records removed (host-tuning off, unit removal).
+pub fn hand_back_host() -> Result<HostChanges> {
+    let changes = apply_host_plan(&empty_plan(), false, &HostRoots::from_env())?;
+    if !changes.changed.is_empty() {
+        log::info!("the charm's host changes are reverted");
+    }
+    Ok(changes)
 }
 
 fn tune(
@@ -798,14 +1051,11 @@ fn tune(
     facts: &MachineFacts,
     options: &ClusterOptions,
     settings: &mut [Setting],
-) -> Result<()> {
+) -> Result<Vec<String>> {
     let roots = HostRoots::from_env();
     if !options.host_tuning {
-        let changes = apply_host_plan(&empty_plan(), false, &roots)?;
-        if !changes.changed.is_empty() {
-            log::info!("host-tuning is off: the charm's host changes are reverted");
-        }
-        return Ok(());
+        hand_back_host()?;
+        return Ok(Vec::new());
     }
     let candidate = conf::render_charm_conf(settings);
     let live = fsx::read_to_string(&cluster.conf_dir().join(conf::CHARM_CONF)).ok();
@@ -843,13 +1093,14 @@ fn tune(
         if live.as_deref() != Some(candidate.as_str())
             && conf::validate(cluster, &candidate)?.is_err()
         {
-            return Ok(());
+            return Ok(Vec::new());
         }
         None
     };
-    let plan = host_plan(facts, options.tuning.storage_type, needed, false);
+    let planned = host_plan(facts, options.tuning.storage_type, needed, false);
+    let (plan, notes) = for_this_host(&planned, &host_facts(&roots));
     let changes = apply_host_plan(&plan, true, &roots)?;
-    record_applied(&roots, &plan, needed, &changes.pool)?;
+    record_applied(&roots, &plan, needed, &changes.pool, &notes)?;
 
     let operator_says = options
         .extra_pg_conf
@@ -858,24 +1109,26 @@ fn tune(
     if let (Some(needed), false) = (needed, operator_says) {
         if let Some(setting) = settings.iter_mut().find(|s| s.name == "huge_pages") {
             let total = changes.pool.total.unwrap_or(0);
-            if changes.pool.holds(needed) {
+            let others = changes.pool.others;
+            if plan.huge_pages.is_some() && changes.pool.holds(needed) {
                 setting.value = "on".into();
                 setting.reason = format!(
-                    "the host reserved huge pages and HugePages_Total ({total}) holds the \
-                     {needed} PostgreSQL needs (shared_memory_size_in_huge_pages), read back \
-                     after reserving: `on` makes a later shortfall fail loudly at start"
+                    "the host reserved huge pages and HugePages_Total ({total}, {others} of them \
+                     others') holds the {needed} PostgreSQL needs \
+                     (shared_memory_size_in_huge_pages), read back after reserving: `on` makes \
+                     a later shortfall fail loudly at start"
                 );
             } else {
                 setting.value = "try".into();
                 setting.reason = format!(
                     "PostgreSQL needs {needed} huge pages (shared_memory_size_in_huge_pages) but \
-                     HugePages_Total is {total}: `on` would refuse to start, `try` falls back to \
-                     normal pages"
+                     the charm's share of HugePages_Total ({total}, {others} of them others') \
+                     is smaller: `on` would refuse to start, `try` falls back to normal pages"
                 );
             }
         }
     }
-    Ok(())
+    Ok(notes)
 }
 
 fn empty_plan() -> HostPlan {
@@ -892,6 +1145,7 @@ fn record_applied(
     plan: &HostPlan,
     needed: Option<u64>,
     pool: &HugePagePool,
+    notes: &[String],
 ) -> Result<()> {
     let record = AppliedRecord {
         global: roots.global,
@@ -926,6 +1180,7 @@ fn record_applied(
         huge_pages_needed: needed,
         huge_pages_reserved: plan.huge_pages,
         pool: pool.clone(),
+        left_to_host: notes.to_vec(),
     };
     roots
         .state
@@ -946,83 +1201,16 @@ pub fn live_thp(roots: &HostRoots) -> Option<String> {
     read_trimmed(&roots.thp()).map(|v| selected(&v))
 }
 
-// --------------------------------------------------------- machine changes
-
-/// What the last converge saw ([`state::MACHINE`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct MachineRecord {
-    data_dir: PathBuf,
-    wal_dir: Option<PathBuf>,
-    /// [`machine_digest`] then.
-    digest: String,
-}
-
-/// The facts the tuning depends on and that change with the hardware:
-/// memory, CPUs, and the identity, size and class of the disks under
-/// `data_dir` and `wal_dir`. Free space, and the scheduler and read-ahead
-/// the charm itself sets, are left out. Reads procfs/sysfs only.
-pub fn machine_digest(data_dir: &Path, wal_dir: Option<&Path>) -> String {
-    let root = SysRoot::host();
-    let volume = |path: &Path| {
-        detect::volume_for_path(&root, path).ok().map(|v| {
-            serde_json::json!({
-                "device": v.device_number,
-                "top": v.top_device,
-                "fs_size_mib": v.fs_size_bytes >> 20,
-                "raid": v.raid_arrays.iter().map(|r| format!("{} {} {}", r.device, r.level, r.raid_disks)).collect::<Vec<_>>(),
-                "disks": v.data_bearing_disks,
-                "leaves": v.leaves.iter().map(|leaf| serde_json::json!({
-                    "name": leaf.name,
-                    "rotational": leaf.rotational,
-                    "class": leaf.class,
-                })).collect::<Vec<_>>(),
-            })
-        })
-    };
-    serde_json::json!({
-        "memory": detect::memory_bytes(&root).ok(),
-        "cpus": detect::usable_cpus(&root).ok(),
-        "data": volume(data_dir),
-        "wal": wal_dir.and_then(volume),
-    })
-    .to_string()
-}
-
-fn record_machine(data_dir: &Path, wal_dir: Option<&Path>) -> Result<()> {
-    let record = MachineRecord {
-        data_dir: data_dir.to_path_buf(),
-        wal_dir: wal_dir.map(Path::to_path_buf),
-        digest: machine_digest(data_dir, wal_dir),
-    };
-    StateDir::unit()
-        .write_json(state::MACHINE, &record)
-        .map(drop)
-}
-
-/// Whether the machine differs from what the last converge tuned for (more
-/// memory, another disk, a disk that now says it does not spin). Spawns
-/// nothing; `false` when there is no record yet.
-pub fn machine_changed() -> bool {
-    let Some(record) = StateDir::unit().read_json::<MachineRecord>(state::MACHINE) else {
-        return false;
-    };
-    let now = machine_digest(&record.data_dir, record.wal_dir.as_deref());
-    if now != record.digest {
-        log::info!(
-            "the machine changed since the last tuning: {} → {now}",
-            record.digest
-        );
-        return true;
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::tuning::host::{DeviceTuning, Sysctl};
+    use crate::tuning::huge_pages::shared_buffers_bytes;
+    use crate::tuning::units::GIB;
 
-    /// A fake host: /etc, /proc and /sys below a scratch directory.
+    /// A fake host: /etc, /proc, /sys and udev's database below a scratch
+    /// directory. Plain files accept any value, unlike the kernel: the real
+    /// kernel's rules (dirty_bytes = 0) are tested in tests/host_handback.rs.
     struct FakeHost(PathBuf);
 
     impl FakeHost {
@@ -1033,6 +1221,7 @@ mod tests {
             let host = FakeHost(dir);
             host.put("proc/sys/vm/swappiness", "60\n");
             host.put("proc/sys/vm/dirty_bytes", "0\n");
+            host.put("proc/sys/vm/dirty_ratio", "20\n");
             host.put("proc/sys/vm/nr_hugepages", "0\n");
             host.put(
                 "proc/meminfo",
@@ -1047,8 +1236,11 @@ mod tests {
                 "none [mq-deadline] kyber bfq\n",
             );
             host.put("sys/block/sda/queue/read_ahead_kb", "128\n");
+            host.put("sys/block/sda/dev", "8:0\n");
+            host.put("run/udev/data/b8:0", "E:ID_WWN=0x5000c500a1b2c3d4\n");
             host.put("sys/block/loop3/queue/scheduler", "[none] mq-deadline\n");
             host.put("sys/block/loop3/queue/read_ahead_kb", "128\n");
+            host.put("sys/block/loop3/loop/backing_file", "/srv/pg.img\n");
             host
         }
 
@@ -1067,6 +1259,8 @@ mod tests {
                 etc: self.0.join("etc"),
                 proc: self.0.join("proc"),
                 sys: self.0.join("sys"),
+                udev_data: self.0.join("run/udev/data"),
+                sysctl_dirs: vec![self.0.join("etc/sysctl.d")],
                 state: StateDir::at(&self.0.join("state")),
                 global: true,
                 devices: None,
@@ -1097,14 +1291,14 @@ mod tests {
             devices: vec![
                 DeviceTuning {
                     name: "loop3".into(),
-                    dm_name: None,
+                    stable_id: Some(StableId::LoopFile("/srv/pg.img".into())),
                     scheduler: Some("mq-deadline"),
                     read_ahead_kb: Some(4096),
                     reason: "r".into(),
                 },
                 DeviceTuning {
                     name: "sda".into(),
-                    dm_name: None,
+                    stable_id: Some(StableId::Wwn("0x5000c500a1b2c3d4".into())),
                     scheduler: Some("none"),
                     read_ahead_kb: None,
                     reason: "r".into(),
@@ -1133,25 +1327,59 @@ mod tests {
         assert!(host
             .get("etc/sysctl.d/60-juju-pg-charm.conf")
             .contains("vm.swappiness = 10"));
-        assert!(host
-            .get("etc/udev/rules.d/61-juju-pg-charm.rules")
-            .contains(r#"KERNEL=="loop3", ATTR{queue/scheduler}="mq-deadline""#));
+        let udev = host.get("etc/udev/rules.d/69-juju-pg-charm.rules");
+        assert!(udev.contains(
+            r#"KERNEL=="loop*", ATTR{loop/backing_file}=="/srv/pg.img", ATTR{queue/scheduler}="mq-deadline""#
+        ), "{udev}");
+        assert!(
+            udev.contains(r#"ENV{ID_WWN}=="0x5000c500a1b2c3d4", ATTR{queue/scheduler}="none""#),
+            "{udev}"
+        );
+        assert!(!udev.contains("KERNEL==\"sda\""), "{udev}");
         assert!(host
             .get("etc/systemd/system/juju-pg-charm-thp.service")
             .contains("echo never"));
         let originals = Originals::load(&roots);
-        assert_eq!(originals.sysctls["vm.swappiness"], "60");
-        assert_eq!(originals.devices["sda"]["scheduler"], "mq-deadline");
-        assert_eq!(originals.transparent_hugepage.as_deref(), Some("madvise"));
+        assert_eq!(originals.sysctls["vm.swappiness"].was, "60");
+        assert_eq!(
+            originals.sysctls["vm.swappiness"].set.as_deref(),
+            Some("10")
+        );
+        assert_eq!(
+            originals.sysctls["vm.dirty_bytes"].twin,
+            Some(("vm.dirty_ratio".into(), "20".into()))
+        );
+        assert_eq!(
+            originals.devices["sda"].attributes["scheduler"].was,
+            "mq-deadline"
+        );
+        assert_eq!(
+            originals.devices["sda"].identity,
+            Some(StableId::Wwn("0x5000c500a1b2c3d4".into()))
+        );
+        assert_eq!(
+            originals
+                .transparent_hugepage
+                .as_ref()
+                .map(|o| o.was.as_str()),
+            Some("madvise")
+        );
+        // The charm made these directories, and records that.
+        assert!(originals
+            .created_dirs
+            .contains(&host.0.join("etc/udev/rules.d")));
 
         // A second run changes nothing.
         let again = apply_host_plan(&plan(), true, &roots).unwrap();
         assert!(again.changed.is_empty(), "{:?}", again.changed);
 
+        // The fake dirty_bytes does not zero itself like the kernel's when
+        // the ratio is written: do it here, as the kernel would.
+        host.put("proc/sys/vm/dirty_bytes", "0");
         let reverted = apply_host_plan(&plan(), false, &roots).unwrap();
         assert!(reverted.problems.is_empty(), "{:?}", reverted.problems);
         assert_eq!(host.get("proc/sys/vm/swappiness"), "60");
-        assert_eq!(host.get("proc/sys/vm/dirty_bytes"), "0");
+        assert_eq!(host.get("proc/sys/vm/dirty_ratio"), "20\n");
         assert_eq!(host.get("sys/block/loop3/queue/scheduler"), "none");
         assert_eq!(host.get("sys/block/loop3/queue/read_ahead_kb"), "128");
         assert_eq!(host.get("sys/block/sda/queue/scheduler"), "mq-deadline");
@@ -1161,12 +1389,116 @@ mod tests {
         );
         for file in [
             "etc/sysctl.d/60-juju-pg-charm.conf",
-            "etc/udev/rules.d/61-juju-pg-charm.rules",
+            "etc/udev/rules.d/69-juju-pg-charm.rules",
             "etc/systemd/system/juju-pg-charm-thp.service",
+            "etc/udev",
+            "etc/sysctl.d",
             "state/host-originals.json",
         ] {
             assert!(!host.0.join(file).exists(), "{file} left behind");
         }
+    }
+
+    #[test]
+    fn an_original_zero_dirty_bytes_is_restored_through_its_ratio() {
+        let host = FakeHost::new("twin");
+        let roots = host.roots();
+        apply_host_plan(&plan(), true, &roots).unwrap();
+        // The kernel zeroed the ratio when the bytes were set.
+        host.put("proc/sys/vm/dirty_ratio", "0");
+        // The fake does not zero the bytes on the ratio write: the restore
+        // is not confirmed, so it is kept for the next hook, not lost.
+        apply_host_plan(&plan(), false, &roots).unwrap();
+        assert_eq!(host.get("proc/sys/vm/dirty_ratio"), "20");
+        assert_ne!(host.get("proc/sys/vm/dirty_bytes"), "0");
+        assert!(Originals::load(&roots)
+            .sysctls
+            .contains_key("vm.dirty_bytes"));
+        // Once the bytes read 0 (the kernel's doing), it is done.
+        host.put("proc/sys/vm/dirty_bytes", "0");
+        apply_host_plan(&plan(), false, &roots).unwrap();
+        assert!(Originals::load(&roots).sysctls.is_empty());
+    }
+
+    #[test]
+    fn what_someone_else_changed_since_is_left_alone() {
+        let host = FakeHost::new("others");
+        let roots = host.roots();
+        apply_host_plan(&plan(), true, &roots).unwrap();
+        host.put("proc/sys/vm/swappiness", "30");
+        host.put("sys/kernel/mm/transparent_hugepage/enabled", "always");
+        host.put("sys/block/sda/queue/scheduler", "none [mq-deadline] kyber");
+        host.put("proc/sys/vm/dirty_bytes", "0"); // the kernel's doing, see above
+        let reverted = apply_host_plan(&plan(), false, &roots).unwrap();
+        assert!(reverted.problems.is_empty(), "{:?}", reverted.problems);
+        assert_eq!(host.get("proc/sys/vm/swappiness"), "30");
+        assert_eq!(
+            host.get("sys/kernel/mm/transparent_hugepage/enabled"),
+            "always"
+        );
+        assert_eq!(
+            host.get("sys/block/sda/queue/scheduler"),
+            "none [mq-deadline] kyber"
+        );
+        assert!(!roots.state.file("host-originals.json").exists());
+    }
+
+    #[test]
+    fn huge_pages_are_added_to_others_and_only_ours_given_back() {
+        let host = FakeHost::new("huge");
+        let roots = host.roots();
+        // Another tenant holds 100 pages.
+        host.put("proc/sys/vm/nr_hugepages", "100");
+        let mut wanted = plan();
+        wanted.huge_pages = Some(50);
+        wanted.sysctls.push(Sysctl {
+            key: NR_HUGEPAGES,
+            value: "50".into(),
+            reason: "r".into(),
+        });
+        let (fitted, _) = for_this_host(&wanted, &host_facts(&roots));
+        let nr = fitted
+            .sysctls
+            .iter()
+            .find(|s| s.key == NR_HUGEPAGES)
+            .unwrap();
+        assert_eq!(nr.value, "150");
+        apply_host_plan(&fitted, true, &roots).unwrap();
+        assert_eq!(host.get("proc/sys/vm/nr_hugepages"), "150");
+        host.put("proc/meminfo", "HugePages_Total:     150\n");
+        let pool = HugePagePool::read(&roots);
+        assert_eq!(pool.others, 100);
+        assert!(pool.holds(50));
+        assert!(!pool.holds(51));
+        // Planned again: no change, the others' count stays theirs.
+        let (again, _) = for_this_host(&wanted, &host_facts(&roots));
+        assert_eq!(again, fitted);
+        // The tenant takes 20 more meanwhile; the charm gives back its 50.
+        host.put("proc/sys/vm/nr_hugepages", "170");
+        apply_host_plan(&fitted, false, &roots).unwrap();
+        assert_eq!(host.get("proc/sys/vm/nr_hugepages"), "120");
+    }
+
+    #[test]
+    fn a_setting_the_hosts_files_override_at_boot_is_left_to_them() {
+        let host = FakeHost::new("override");
+        host.put("etc/sysctl.d/99-local.conf", "vm/swappiness = 30\n");
+        host.put("etc/sysctl.d/10-early.conf", "vm.dirty_bytes = 1\n");
+        let roots = host.roots();
+        let (fitted, notes) = for_this_host(&plan(), &host_facts(&roots));
+        assert!(fitted.sysctls.iter().all(|s| s.key != "vm.swappiness"));
+        assert!(fitted.sysctls.iter().any(|s| s.key == "vm.dirty_bytes"));
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with("vm.swappiness is left at 30 (")
+                && notes[0].contains("99-local.conf"),
+            "{notes:?}"
+        );
+        apply_host_plan(&fitted, true, &roots).unwrap();
+        assert_eq!(host.get("proc/sys/vm/swappiness"), "60\n");
+        assert!(!host
+            .get("etc/sysctl.d/60-juju-pg-charm.conf")
+            .contains("swappiness"));
     }
 
     #[test]
@@ -1186,6 +1518,45 @@ mod tests {
         let originals = Originals::load(&roots);
         assert!(!originals.sysctls.contains_key("vm.swappiness"));
         assert!(!originals.devices.contains_key("sda"));
+    }
+
+    #[test]
+    fn a_device_that_is_another_disk_now_is_not_restored() {
+        let host = FakeHost::new("renamed");
+        let roots = host.roots();
+        apply_host_plan(&plan(), true, &roots).unwrap();
+        // After a reboot, sda is another disk.
+        host.put("run/udev/data/b8:0", "E:ID_WWN=0x5000c500ffffffff\n");
+        host.put("sys/block/sda/queue/scheduler", "[none] mq-deadline\n");
+        apply_host_plan(&plan(), false, &roots).unwrap();
+        assert_eq!(
+            host.get("sys/block/sda/queue/scheduler"),
+            "[none] mq-deadline\n"
+        );
+        assert!(Originals::load(&roots).devices.is_empty());
+    }
+
+    #[test]
+    fn records_of_earlier_revisions_still_restore() {
+        let host = FakeHost::new("legacy");
+        let roots = host.roots();
+        host.put(
+            "state/host-originals.json",
+            r#"{"sysctls": {"vm.swappiness": "60"}, "devices": {"sda": {"scheduler": "mq-deadline"}}, "transparent_hugepage": "madvise"}"#,
+        );
+        host.put("proc/sys/vm/swappiness", "10");
+        host.put("sys/block/sda/queue/scheduler", "[none] mq-deadline");
+        host.put(
+            "sys/kernel/mm/transparent_hugepage/enabled",
+            "always madvise [never]",
+        );
+        apply_host_plan(&plan(), false, &roots).unwrap();
+        assert_eq!(host.get("proc/sys/vm/swappiness"), "60");
+        assert_eq!(host.get("sys/block/sda/queue/scheduler"), "mq-deadline");
+        assert_eq!(
+            host.get("sys/kernel/mm/transparent_hugepage/enabled"),
+            "madvise"
+        );
     }
 
     #[test]
@@ -1226,12 +1597,14 @@ mod tests {
             "proc/meminfo",
             "HugePages_Total:    3218\nHugePages_Free:     3000\nHugepagesize:       2048 kB\n",
         );
+        host.put("proc/sys/vm/nr_hugepages", "3218");
         let pool = HugePagePool::read(&host.roots());
         assert_eq!(pool.total, Some(3218));
         assert_eq!(pool.free, Some(3000));
         assert_eq!(pool.page_size_kb, Some(2048));
-        assert!(pool.holds(3154));
-        assert!(!pool.holds(4000));
+        // None of them are the charm's: it has reserved nothing.
+        assert_eq!(pool.others, 3218);
+        assert!(!pool.holds(3154));
         assert_eq!(selected("none [mq-deadline] kyber"), "mq-deadline");
         assert_eq!(selected("4096"), "4096");
         assert_eq!(shared_buffers_bytes("'6GB'"), Some(6 * GIB));

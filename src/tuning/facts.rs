@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Everything the PostgreSQL tuning plan depends on.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -42,6 +42,8 @@ pub struct VolumeFacts {
     /// The device-mapper name of `top_device` (`vg-lv`), which, unlike
     /// `dm-N`, is stable across reboots.
     pub top_device_dm_name: Option<String>,
+    /// What names `top_device` across reboots (kernel names reorder).
+    pub top_device_id: Option<StableId>,
     /// `ext4`, `xfs`, `zfs`, ... (empty when unknown).
     pub fs_type: String,
     pub fs_size_bytes: u64,
@@ -176,4 +178,61 @@ pub struct DiskFacts {
     pub read_ahead_kb: Option<u32>,
     /// For loop devices: the file behind it.
     pub backing_file: Option<PathBuf>,
+    /// What names this disk across reboots (`sdX` names reorder at boot).
+    pub stable_id: Option<StableId>,
+}
+
+/// A block device's identity that survives reboots and re-plugging, in the
+/// order the charm prefers them; each is something a udev rule can match
+/// ([`StableId::udev_match`]). Kernel names (`sda`, `md127`, `dm-3`) are
+/// not stable: they follow probe order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum StableId {
+    /// `ID_WWN` from udev's database (World Wide Name / EUI).
+    Wwn(String),
+    /// `ID_SERIAL` (vendor, model and serial number).
+    Serial(String),
+    /// `ID_PATH` (the controller port the disk is attached to).
+    Path(String),
+    /// The `wwid` sysfs attribute, when udev's database is not there.
+    SysfsWwid(String),
+    /// A device-mapper device's `DM_UUID` (LVM, multipath, dm-crypt).
+    DmUuid(String),
+    /// An md array's `MD_UUID`.
+    MdUuid(String),
+    /// A loop device: the file behind it.
+    LoopFile(PathBuf),
+}
+
+impl StableId {
+    /// The udev match keys for this identity, for a rules file that sorts
+    /// after `60-persistent-storage.rules` and `63-md-raid-arrays.rules`
+    /// (which set the `ID_*` and `MD_UUID` properties). `None` when the
+    /// value holds characters udev would read as a pattern or a quote.
+    pub fn udev_match(&self) -> Option<String> {
+        let (key, value) = match self {
+            StableId::Wwn(v) => ("ENV{ID_WWN}", v.as_str()),
+            StableId::Serial(v) => ("ENV{ID_SERIAL}", v.as_str()),
+            StableId::Path(v) => ("ENV{ID_PATH}", v.as_str()),
+            StableId::SysfsWwid(v) => ("ATTRS{wwid}", v.as_str()),
+            StableId::DmUuid(v) => ("ENV{DM_UUID}", v.as_str()),
+            StableId::MdUuid(v) => ("ENV{MD_UUID}", v.as_str()),
+            StableId::LoopFile(path) => {
+                let path = path.to_str()?;
+                return plain_udev_value(path)
+                    .then(|| format!("KERNEL==\"loop*\", ATTR{{loop/backing_file}}==\"{path}\""));
+            }
+        };
+        plain_udev_value(value).then(|| format!("{key}==\"{value}\""))
+    }
+}
+
+/// Nothing udev treats as a glob (`*?[]|`), a quote, an escape or a line
+/// break, and not empty.
+fn plain_udev_value(value: &str) -> bool {
+    !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !"*?[]|\"\\".contains(c) || c == ' ')
 }

@@ -1,19 +1,26 @@
 //! The host tuning plan: kernel settings for a dedicated database machine,
 //! rendered as a sysctl.d file and a udev rules file. Pure: applying them
-//! (`sysctl --system`, `udevadm trigger`, writing THP's sysfs knob, reading
-//! back HugePages_Total) is the caller's job.
+//! (writing `/proc/sys` and sysfs knobs, reading back HugePages_Total) is
+//! [`crate::tuning::apply`]'s job.
 //!
-//! Sources: `/work/shared/reference/postgres-tuning.md` §3 and §6 (Red Hat
-//! and Oracle scheduler guidance, the PostgreSQL kernel-resources chapter,
-//! EDB's writeback article, Dalibo's overcommit notes).
+//! [`host_plan`] is what the machine's hardware calls for; [`for_this_host`]
+//! fits it to what else is on the host: huge pages are added to a
+//! reservation that is already there, and a setting the operator's own
+//! sysctl files set after the charm's file at boot is left to them (so the
+//! live value and the value after a reboot agree), with a note saying so.
+//!
+//! Sources: the project's tuning research (Red Hat and Oracle scheduler
+//! guidance, the PostgreSQL kernel-resources chapter, EDB's writeback
+//! article, Dalibo's overcommit notes).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::Serialize;
 
 use crate::tuning::classify::{classify, volume_class};
 use crate::tuning::config::StorageTypeOverride;
-use crate::tuning::facts::{DiskClass, MachineFacts, VolumeFacts};
+use crate::tuning::facts::{DiskClass, MachineFacts, StableId, VolumeFacts};
 use crate::tuning::units::{format_memory, GIB, MIB};
 
 /// What to change on the host.
@@ -42,11 +49,11 @@ pub struct Sysctl {
 /// Queue settings for one block device.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeviceTuning {
-    /// Kernel name: `sda`, `nvme0n1`, `md0`, `dm-0`.
+    /// Kernel name now: `sda`, `nvme0n1`, `md0`, `dm-0` (live changes).
     pub name: String,
-    /// Device-mapper name, matched instead of `dm-N` (which can change
-    /// between boots).
-    pub dm_name: Option<String>,
+    /// What the udev rule matches, since kernel names reorder at boot;
+    /// `None`: tuned live only.
+    pub stable_id: Option<StableId>,
     pub scheduler: Option<&'static str>,
     pub read_ahead_kb: Option<u32>,
     pub reason: String,
@@ -193,14 +200,14 @@ fn device_tuning(facts: &MachineFacts, storage_type: StorageTypeOverride) -> Vec
             }
             let class = classify(leaf, storage_type);
             let (scheduler, why) = scheduler_for(class);
-            let entry = device_entry(&mut devices, &leaf.name, leaf.dm_name.as_deref());
+            let entry = device_entry(&mut devices, &leaf.name, leaf.stable_id.as_ref());
             entry.scheduler = Some(scheduler);
             entry.reason = format!("{} disk: {scheduler}, {why}", class.as_str());
         }
     }
     if let Some(data) = &facts.data {
         if let (Some(top), DiskClass::Hdd) = (&data.top_device, volume_class(data, storage_type)) {
-            let entry = device_entry(&mut devices, top, data.top_device_dm_name.as_deref());
+            let entry = device_entry(&mut devices, top, data.top_device_id.as_ref());
             entry.read_ahead_kb = Some(HDD_READ_AHEAD_KB);
             let separator = if entry.reason.is_empty() { "" } else { "; " };
             entry.reason.push_str(&format!(
@@ -220,13 +227,13 @@ const HDD_READ_AHEAD_KB: u32 = 4096;
 fn device_entry<'a>(
     devices: &'a mut BTreeMap<String, DeviceTuning>,
     name: &str,
-    dm_name: Option<&str>,
+    stable_id: Option<&StableId>,
 ) -> &'a mut DeviceTuning {
     devices
         .entry(name.to_string())
         .or_insert_with(|| DeviceTuning {
             name: name.to_string(),
-            dm_name: dm_name.map(str::to_string),
+            stable_id: stable_id.cloned(),
             scheduler: None,
             read_ahead_kb: None,
             reason: String::new(),
@@ -254,6 +261,125 @@ fn scheduler_for(class: DiskClass) -> (&'static str, &'static str) {
     }
 }
 
+/// Pairs the kernel keeps exclusive: setting one zeroes the other, and the
+/// `*_bytes` side cannot be written as 0.
+pub const TWINS: [(&str, &str); 2] = [
+    ("vm.dirty_bytes", "vm.dirty_ratio"),
+    ("vm.dirty_background_bytes", "vm.dirty_background_ratio"),
+];
+
+/// A sysctl setting the host's own sysctl files apply after the charm's
+/// file at boot, so it, not the charm's, is in force after a reboot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BootOverride {
+    pub file: PathBuf,
+    pub value: String,
+}
+
+/// One sysctl.d file: its name (what boot orders by), where it is, and what
+/// it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysctlFile {
+    pub name: String,
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// Which keys the host's sysctl files set after the charm's file (named
+/// `ours`) at boot, as systemd-sysctl applies them: `files` in directory
+/// priority order (`/etc/sysctl.d` first), where a name seen earlier hides
+/// the same name later; then every file in name order, later assignments
+/// winning. Keys are normalised (`vm/swappiness` = `vm.swappiness`, a
+/// leading `-` ignored).
+pub fn sysctl_boot_overrides(ours: &str, files: &[SysctlFile]) -> BTreeMap<String, BootOverride> {
+    let mut by_name: BTreeMap<&str, &SysctlFile> = BTreeMap::new();
+    for file in files {
+        by_name.entry(file.name.as_str()).or_insert(file);
+    }
+    let mut last: BTreeMap<String, (bool, BootOverride)> = BTreeMap::new();
+    for (name, file) in by_name {
+        let after_ours = name > ours;
+        for line in file.text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            let key = key.trim().trim_start_matches('-').replace('/', ".");
+            let value = value.split_whitespace().collect::<Vec<_>>().join(" ");
+            let setting = BootOverride {
+                file: file.path.clone(),
+                value,
+            };
+            last.insert(key, (after_ours, setting));
+        }
+    }
+    last.into_iter()
+        .filter(|(_, (after_ours, _))| *after_ours)
+        .map(|(key, (_, setting))| (key, setting))
+        .collect()
+}
+
+/// What else is on the host that the plan must fit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostFacts {
+    /// Settings the host's own files apply after the charm's at boot.
+    pub boot_overrides: BTreeMap<String, BootOverride>,
+    /// Huge pages reserved by others (the live pool minus the charm's share).
+    pub huge_pages_of_others: u64,
+}
+
+/// `plan` fitted to `host`: the charm's huge pages are added to the others'
+/// reservation (`vm.nr_hugepages` = theirs + ours), and settings the host's
+/// own files override at boot are left to them. Returns the plan and one
+/// note per setting left to the operator, for the unit's status.
+pub fn for_this_host(plan: &HostPlan, host: &HostFacts) -> (HostPlan, Vec<String>) {
+    let mut fitted = plan.clone();
+    let mut notes = Vec::new();
+    fitted.sysctls.retain(|sysctl| {
+        let (key, ours) = (sysctl.key, &sysctl.value);
+        if let Some(theirs) = host.boot_overrides.get(key).filter(|t| t.value != *ours) {
+            notes.push(format!(
+                "{key} is left at {} ({} sets it after the charm's file at boot; the charm \
+                 would set {ours})",
+                theirs.value,
+                theirs.file.display(),
+            ));
+            return false;
+        }
+        // Setting a ratio zeroes its bytes twin, so a later ratio wins too.
+        let twin = TWINS.iter().find(|(bytes, _)| *bytes == key);
+        if let Some((theirs, ratio)) =
+            twin.and_then(|(_, ratio)| Some((host.boot_overrides.get(*ratio)?, ratio)))
+        {
+            notes.push(format!(
+                "{key} is left alone ({} sets {ratio} = {} after the charm's file at boot, \
+                 which replaces it; the charm would set {ours})",
+                theirs.file.display(),
+                theirs.value,
+            ));
+            return false;
+        }
+        true
+    });
+    if fitted.sysctls.iter().all(|s| s.key != "vm.nr_hugepages") {
+        fitted.huge_pages = None;
+    }
+    for sysctl in &mut fitted.sysctls {
+        if sysctl.key == "vm.nr_hugepages" && host.huge_pages_of_others > 0 {
+            let ours: u64 = sysctl.value.parse().unwrap_or(0);
+            sysctl.value = (ours + host.huge_pages_of_others).to_string();
+            sysctl.reason.push_str(&format!(
+                "; on top of the {} huge pages already reserved on this host",
+                host.huge_pages_of_others
+            ));
+        }
+    }
+    (fitted, notes)
+}
+
 const MANAGED_HEADER: &str = "# Managed by the PostgreSQL charm and rewritten on every change; \
 edits here are lost.\n# Set the charm's host-tuning option to false to remove it.\n";
 
@@ -269,17 +395,23 @@ pub fn render_sysctl_conf(plan: &HostPlan) -> String {
     text
 }
 
-/// The contents of `/etc/udev/rules.d/*.rules`. Devices are matched by the
-/// kernel name they had when the plan was made (device-mapper devices by
-/// their stable DM_NAME, which the dm rules set earlier, so the file name
-/// should sort after `10-dm.rules`, e.g. `60-postgresql-charm.rules`).
+/// The contents of `/etc/udev/rules.d/*.rules`. Devices are matched by
+/// their stable identity ([`StableId::udev_match`]: WWN, serial, `ID_PATH`,
+/// `DM_UUID`, `MD_UUID`, a loop device's file), never by a kernel name that
+/// can belong to another disk after a reboot; the file must sort after
+/// `63-md-raid-arrays.rules`, which sets the last of those properties. A
+/// device without a stable identity gets no rule, only a comment.
 pub fn render_udev_rules(plan: &HostPlan) -> String {
     let mut text = String::from(MANAGED_HEADER);
-    text.push_str("# Devices are matched by the names they had when this was written.\n");
+    text.push_str("# Devices are matched by what names them across reboots, not by sdX names.\n");
     for device in &plan.devices {
-        let matcher = match &device.dm_name {
-            Some(dm_name) => format!("ENV{{DM_NAME}}==\"{dm_name}\""),
-            None => format!("KERNEL==\"{}\"", device.name),
+        let Some(matcher) = device.stable_id.as_ref().and_then(StableId::udev_match) else {
+            text.push_str(&format!(
+                "\n# {}: {}\n# {} has no stable identity (WWN, serial, ID_PATH) to match: \
+                 tuned live only, not after a reboot.\n",
+                device.name, device.reason, device.name
+            ));
+            continue;
         };
         let mut rule = format!("ACTION==\"add|change\", SUBSYSTEM==\"block\", {matcher}");
         if let Some(scheduler) = device.scheduler {
@@ -303,6 +435,7 @@ mod tests {
             name: name.into(),
             rotational: Some(rotational),
             nvme: name.starts_with("nvme"),
+            stable_id: Some(StableId::Serial(format!("ATA_Disk_{name}"))),
             ..DiskFacts::default()
         };
         disk.class = classify(&disk, StorageTypeOverride::Auto);
@@ -323,6 +456,9 @@ mod tests {
     fn md_raid10_of_hdds() -> VolumeFacts {
         VolumeFacts {
             top_device: Some("md0".into()),
+            top_device_id: Some(StableId::MdUuid(
+                "3a1b2c3d:4e5f6071:8293a4b5:c6d7e8f9".into(),
+            )),
             leaves: ["sda", "sdb", "sdc", "sdd"]
                 .into_iter()
                 .map(|name| leaf(name, true))
@@ -335,6 +471,7 @@ mod tests {
         VolumeFacts {
             top_device: Some("dm-1".into()),
             top_device_dm_name: Some("vg-pgwal".into()),
+            top_device_id: Some(StableId::DmUuid("LVM-pgwal".into())),
             leaves: vec![leaf("nvme1n1", false)],
             ..VolumeFacts::default()
         }
@@ -481,9 +618,16 @@ mod tests {
         plan.devices.retain(|d| d.name == "md0" || d.name == "sda");
         plan.devices.push(DeviceTuning {
             name: "dm-1".into(),
-            dm_name: Some("vg-pgwal".into()),
+            stable_id: Some(StableId::DmUuid("LVM-pgwal".into())),
             scheduler: None,
             read_ahead_kb: Some(4096),
+            reason: "example".into(),
+        });
+        plan.devices.push(DeviceTuning {
+            name: "sdz".into(),
+            stable_id: None,
+            scheduler: Some("none"),
+            read_ahead_kb: None,
             reason: "example".into(),
         });
         let sysctl = render_sysctl_conf(&plan);
@@ -501,11 +645,115 @@ mod tests {
         assert_eq!(
             rules,
             [
-                r#"ACTION=="add|change", SUBSYSTEM=="block", KERNEL=="md0", ATTR{queue/read_ahead_kb}="4096""#,
-                r#"ACTION=="add|change", SUBSYSTEM=="block", KERNEL=="sda", ATTR{queue/scheduler}="mq-deadline""#,
-                r#"ACTION=="add|change", SUBSYSTEM=="block", ENV{DM_NAME}=="vg-pgwal", ATTR{queue/read_ahead_kb}="4096""#,
+                r#"ACTION=="add|change", SUBSYSTEM=="block", ENV{MD_UUID}=="3a1b2c3d:4e5f6071:8293a4b5:c6d7e8f9", ATTR{queue/read_ahead_kb}="4096""#,
+                r#"ACTION=="add|change", SUBSYSTEM=="block", ENV{ID_SERIAL}=="ATA_Disk_sda", ATTR{queue/scheduler}="mq-deadline""#,
+                r#"ACTION=="add|change", SUBSYSTEM=="block", ENV{DM_UUID}=="LVM-pgwal", ATTR{queue/read_ahead_kb}="4096""#,
             ]
         );
         assert!(udev.contains("\n# sda: hdd disk: mq-deadline, sorts requests"));
+    }
+
+    #[test]
+    fn stable_ids_become_udev_matches_or_nothing() {
+        let cases = [
+            (
+                StableId::Wwn("0x5002538e40a4b0b6".into()),
+                Some(r#"ENV{ID_WWN}=="0x5002538e40a4b0b6""#),
+            ),
+            (
+                StableId::Path("pci-0000:00:17.0-ata-1".into()),
+                Some(r#"ENV{ID_PATH}=="pci-0000:00:17.0-ata-1""#),
+            ),
+            (
+                StableId::SysfsWwid("t10.ATA     Samsung SSD".into()),
+                Some(r#"ATTRS{wwid}=="t10.ATA     Samsung SSD""#),
+            ),
+            (
+                StableId::LoopFile("/srv/pg.img".into()),
+                Some(r#"KERNEL=="loop*", ATTR{loop/backing_file}=="/srv/pg.img""#),
+            ),
+            // Glob characters, quotes and empty values match the wrong disks.
+            (StableId::LoopFile("/srv/a*b.img".into()), None),
+            (StableId::Serial("x\"y".into()), None),
+            (StableId::Wwn(String::new()), None),
+        ];
+        for (id, wanted) in cases {
+            assert_eq!(id.udev_match().as_deref(), wanted, "{id:?}");
+        }
+    }
+
+    fn conf(name: &str, dir: &str, text: &str) -> SysctlFile {
+        SysctlFile {
+            name: name.into(),
+            path: PathBuf::from(dir).join(name),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn boot_order_decides_which_file_wins() {
+        let files = [
+            conf(
+                "99-local.conf",
+                "/etc/sysctl.d",
+                "vm/swappiness = 30\n# vm.dirty_bytes = 9\n",
+            ),
+            conf(
+                "10-early.conf",
+                "/etc/sysctl.d",
+                "vm.swappiness = 5\nvm.dirty_bytes=1\n",
+            ),
+            // Hidden by /etc's file of the same name.
+            conf(
+                "99-local.conf",
+                "/usr/lib/sysctl.d",
+                "vm.overcommit_memory = 1\n",
+            ),
+            conf(
+                "70-vendor.conf",
+                "/usr/lib/sysctl.d",
+                "-vm.dirty_ratio = 30\n",
+            ),
+        ];
+        let overrides = sysctl_boot_overrides("60-juju-pg-charm.conf", &files);
+        let keys: Vec<&str> = overrides.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["vm.dirty_ratio", "vm.swappiness"]);
+        assert_eq!(overrides["vm.swappiness"].value, "30");
+        assert_eq!(
+            overrides["vm.swappiness"].file,
+            PathBuf::from("/etc/sysctl.d/99-local.conf")
+        );
+
+        let facts = machine(64 * GIB, md_raid10_of_hdds(), None);
+        let plan = host_plan(&facts, StorageTypeOverride::Auto, Some(1000), false);
+        let host = HostFacts {
+            boot_overrides: overrides,
+            huge_pages_of_others: 64,
+        };
+        let (fitted, notes) = for_this_host(&plan, &host);
+        // swappiness (directly) and dirty_bytes (through its ratio twin)
+        // are the host's; dirty_background_bytes and huge pages the charm's.
+        assert_eq!(value(&fitted, "vm.swappiness"), None);
+        assert_eq!(value(&fitted, "vm.dirty_bytes"), None);
+        assert_eq!(
+            value(&fitted, "vm.dirty_background_bytes"),
+            Some("67108864")
+        );
+        assert_eq!(value(&fitted, "vm.nr_hugepages"), Some("1084"));
+        assert_eq!(fitted.huge_pages, Some(1020));
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[0].starts_with("vm.dirty_bytes is left alone"),
+            "{notes:?}"
+        );
+        assert!(
+            notes[1].starts_with("vm.swappiness is left at 30"),
+            "{notes:?}"
+        );
+        // Nothing on the host: the plan as it was.
+        assert_eq!(
+            for_this_host(&plan, &HostFacts::default()),
+            (plan, Vec::new())
+        );
     }
 }

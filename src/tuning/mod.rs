@@ -16,8 +16,9 @@
 //! * [`host`]: a pure plan for kernel settings (sysctl, huge pages, I/O
 //!   scheduler, read-ahead) rendered as a sysctl.d file and udev rules.
 //!
-//! * [`apply`]: the imperative shell that applies (or reverts) the host
-//!   plan, sizes and reads back huge pages, and notices machine changes.
+//! * [`apply`]: the imperative shell that applies the host plan and hands
+//!   the host back; [`huge_pages`] asks the server how many huge pages it
+//!   needs; [`machine`] notices a changed machine.
 //! * [`report`]: the `tuning-report` action.
 //!
 //! Writing `conf.d` is the caller's job (`lifecycle::converge`).
@@ -28,6 +29,8 @@ pub mod config;
 pub mod detect;
 pub mod facts;
 pub mod host;
+pub mod huge_pages;
+pub mod machine;
 pub mod plan;
 pub mod report;
 pub mod units;
@@ -35,6 +38,6 @@ pub mod units;
 pub use classify::{classify, volume_class};
 pub use config::{ConfigError, MemoryLimit, Profile, StorageTypeOverride, TuningConfig};
 pub use detect::{DeviceNumber, FsSpace, SysRoot};
-pub use facts::{DiskClass, DiskFacts, MachineFacts, RaidFacts, VolumeFacts};
+pub use facts::{DiskClass, DiskFacts, MachineFacts, RaidFacts, StableId, VolumeFacts};
 pub use host::{host_plan, render_sysctl_conf, render_udev_rules, DeviceTuning, HostPlan, Sysctl};
 pub use plan::{memory_budget, memory_commitment, plan, Setting};

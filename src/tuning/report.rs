@@ -111,7 +111,10 @@ pub fn render_host(
             .keys()
             .cloned()
             .chain(originals.devices.iter().flat_map(|(device, attributes)| {
-                attributes.keys().map(move |a| format!("{device} {a}"))
+                attributes
+                    .attributes
+                    .keys()
+                    .map(move |a| format!("{device} {a}"))
             }))
             .chain(
                 originals
@@ -146,6 +149,9 @@ pub fn render_host(
         .map(|p| p.display().to_string())
         .collect();
     out.push_str(&format!("files: {}\n", files.join(", ")));
+    for note in &record.left_to_host {
+        out.push_str(&format!("left to the host's own files: {note}\n"));
+    }
     let state = |planned: &str, live: Option<String>, was: Option<&String>, applies: bool| {
         let live = live.unwrap_or_else(|| "unreadable".into());
         let mut text = if live == planned {
@@ -168,7 +174,7 @@ pub fn render_host(
             state(
                 &sysctl.value,
                 live(Knob::Sysctl(&sysctl.key)),
-                originals.sysctls.get(&sysctl.key),
+                originals.sysctls.get(&sysctl.key).map(|o| &o.was),
                 record.global
             ),
             sysctl.reason
@@ -187,7 +193,8 @@ pub fn render_host(
                 state(
                     scheduler,
                     live(Knob::Device(&device.name, "scheduler")),
-                    was.and_then(|w| w.get("scheduler")),
+                    was.and_then(|w| w.attributes.get("scheduler"))
+                        .map(|o| &o.was),
                     applies
                 )
             ));
@@ -198,7 +205,8 @@ pub fn render_host(
                 state(
                     &read_ahead.to_string(),
                     live(Knob::Device(&device.name, "read_ahead_kb")),
-                    was.and_then(|w| w.get("read_ahead_kb")),
+                    was.and_then(|w| w.attributes.get("read_ahead_kb"))
+                        .map(|o| &o.was),
                     applies
                 )
             ));
@@ -217,7 +225,7 @@ pub fn render_host(
         state(
             &record.transparent_hugepage,
             live(Knob::TransparentHugepage),
-            originals.transparent_hugepage.as_ref(),
+            originals.transparent_hugepage.as_ref().map(|o| &o.was),
             record.global
         )
     ));
@@ -314,7 +322,7 @@ pub fn run() -> Result<()> {
 mod tests {
     use super::*;
     use crate::cluster::conf::{render_charm_conf, Setting};
-    use crate::tuning::apply::{AppliedDevice, AppliedSysctl, HugePagePool};
+    use crate::tuning::apply::{AppliedDevice, AppliedSysctl, HugePagePool, Original};
 
     #[test]
     fn settings_come_back_with_their_reasons() {
@@ -371,14 +379,20 @@ mod tests {
                 total: Some(0),
                 free: Some(0),
                 page_size_kb: Some(2048),
+                others: 0,
             },
+            left_to_host: vec!["vm.dirty_bytes is left alone (...)".into()],
         };
         let mut originals = Originals::default();
         originals
             .devices
             .entry("loop3".into())
             .or_default()
-            .insert("scheduler".into(), "none".into());
+            .attributes
+            .insert(
+                "scheduler".into(),
+                Original::new_for_tests("none", "mq-deadline"),
+            );
         let live = |knob: Knob| match knob {
             Knob::Sysctl(_) => Some("60".to_string()),
             Knob::Device(..) => Some("mq-deadline".to_string()),
@@ -387,6 +401,10 @@ mod tests {
         let text = render_host(true, Some(&record), &originals, &live);
         assert!(text.starts_with("host-tuning: on\n"), "{text}");
         assert!(text.contains("devices changed live: loop3"), "{text}");
+        assert!(
+            text.contains("left to the host's own files: vm.dirty_bytes is left alone"),
+            "{text}"
+        );
         assert!(
             text.contains("vm.swappiness = 10 (live 60, left alone)  # keep memory in RAM\n"),
             "{text}"

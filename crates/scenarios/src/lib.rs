@@ -2,6 +2,7 @@
 //! tests: where the packed charm is, scratch directories and loop-device
 //! disks that clean up after themselves.
 
+pub mod host;
 pub mod netns;
 
 use std::path::{Path, PathBuf};
@@ -182,11 +183,13 @@ pub fn remove_charm_createcluster_file() {
 
 /// Removes the charm's private state for the cluster `name`
 /// (`/var/lib/juju-pg-charm/<name>`, see src/state.rs), and the parent
-/// directory when no other test's state is left in it.
+/// directory and the scratch root when no other test uses them.
 pub fn remove_charm_state(name: &str) {
     let root = Path::new(postgresql_charm::state::ROOT);
     let _ = std::fs::remove_dir_all(root.join(name));
     let _ = std::fs::remove_dir(root);
+    // The hooks' scratch root, once no hook uses it (src/fsx.rs).
+    let _ = std::fs::remove_dir(postgresql_charm::fsx::SCRATCH_ROOT);
 }
 
 impl Drop for PrivateCluster {

@@ -11,6 +11,9 @@
 //!    leaf because its members are paths to the same LUN, not disks.
 //! 4. Each leaf's `queue/` attributes, `device/vendor` and `device/model`,
 //!    `device/driver` and `loop/backing_file` become a [`DiskFacts`].
+//! 5. Each device's [`StableId`] comes from udev's database (`ID_WWN`,
+//!    `ID_SERIAL`, `ID_PATH`, `DM_UUID`, `MD_UUID`), or from sysfs where
+//!    that is missing (`wwid`, `dm/uuid`, `loop/backing_file`).
 //!
 //! File system types without a block device (btrfs, ZFS, overlayfs, tmpfs)
 //! have anonymous `0:N` numbers; for those the mount source (`/dev/...`)
@@ -24,7 +27,7 @@ use crate::tuning::classify::{
     classify, hw_raid_hint, raid10_copies, raid_data_disks, virtual_disk_hint,
 };
 use crate::tuning::config::StorageTypeOverride;
-use crate::tuning::facts::{DiskClass, DiskFacts, RaidFacts};
+use crate::tuning::facts::{DiskClass, DiskFacts, RaidFacts, StableId};
 
 /// Stacks deeper than this are treated as broken (sysfs has no cycles, but
 /// a fixture or a bug could).
@@ -35,6 +38,7 @@ const MAX_STACK_DEPTH: usize = 8;
 pub struct BlockStack {
     pub top_device: Option<String>,
     pub top_device_dm_name: Option<String>,
+    pub top_device_id: Option<StableId>,
     pub leaves: Vec<DiskFacts>,
     pub raid_arrays: Vec<RaidFacts>,
     pub data_bearing_disks: u32,
@@ -67,20 +71,73 @@ fn find_dm_by_name(root: &SysRoot, dm_name: &str) -> Option<PathBuf> {
 }
 
 /// Walks the stack below `device_dir` (the file system's device).
-pub fn walk(device_dir: &Path) -> BlockStack {
+pub fn walk(device_dir: &Path, udev_data: &Path) -> BlockStack {
     let top = whole_disk(device_dir);
     let mut stack = BlockStack {
         top_device: Some(device_name(&top)),
         top_device_dm_name: read_text(&top.join("dm/name")),
+        top_device_id: stable_id(&top, udev_data),
         ..BlockStack::default()
     };
-    stack.data_bearing_disks = visit(&top, 0, &mut stack);
+    stack.data_bearing_disks = visit(&top, udev_data, 0, &mut stack);
     stack
+}
+
+/// The [`StableId`] of the block device the kernel calls `name` now.
+pub fn device_stable_id(root: &SysRoot, name: &str) -> Option<StableId> {
+    let dir = fs::canonicalize(root.sys.join("block").join(name)).ok()?;
+    stable_id(&dir, &root.udev_data)
+}
+
+/// udev's properties for the device in `dir` (`E:KEY=value` lines of its
+/// database entry), empty when udev does not run.
+fn udev_properties(dir: &Path, udev_data: &Path) -> Vec<(String, String)> {
+    let Some(number) = read_text(&dir.join("dev")) else {
+        return Vec::new();
+    };
+    let Ok(text) = fs::read_to_string(udev_data.join(format!("b{number}"))) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| line.strip_prefix("E:")?.split_once('='))
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect()
+}
+
+fn stable_id(dir: &Path, udev_data: &Path) -> Option<StableId> {
+    if let Some(file) = read_text(&dir.join("loop/backing_file")) {
+        return Some(StableId::LoopFile(PathBuf::from(file)));
+    }
+    let udev = udev_properties(dir, udev_data);
+    let property = |key: &str| {
+        udev.iter()
+            .find(|(k, v)| k == key && !v.is_empty())
+            .map(|(_, v)| v.clone())
+    };
+    // A device-mapper device made without a uuid has nothing stable.
+    if dir.join("dm").is_dir() {
+        return property("DM_UUID")
+            .or_else(|| read_text(&dir.join("dm/uuid")).filter(|uuid| !uuid.is_empty()))
+            .map(StableId::DmUuid);
+    }
+    if dir.join("md").is_dir() {
+        return property("MD_UUID").map(StableId::MdUuid);
+    }
+    property("ID_WWN")
+        .map(StableId::Wwn)
+        .or_else(|| property("ID_SERIAL").map(StableId::Serial))
+        .or_else(|| property("ID_PATH").map(StableId::Path))
+        .or_else(|| {
+            read_text(&dir.join("wwid"))
+                .or_else(|| read_text(&dir.join("device/wwid")))
+                .filter(|wwid| !wwid.is_empty())
+                .map(StableId::SysfsWwid)
+        })
 }
 
 /// Visits one device and returns how many disks' worth of distinct data
 /// it spreads over (see [`crate::tuning::facts::VolumeFacts::data_bearing_disks`]).
-fn visit(dir: &Path, depth: usize, stack: &mut BlockStack) -> u32 {
+fn visit(dir: &Path, udev_data: &Path, depth: usize, stack: &mut BlockStack) -> u32 {
     let name = device_name(dir);
     if depth > MAX_STACK_DEPTH {
         stack.notes.push(format!(
@@ -94,7 +151,7 @@ fn visit(dir: &Path, depth: usize, stack: &mut BlockStack) -> u32 {
         members(dir)
     };
     if members.is_empty() {
-        let disk = disk_facts(dir);
+        let disk = disk_facts(dir, udev_data);
         let width = hw_raid_stripe_width(&disk);
         add_leaf(stack, disk);
         return width;
@@ -105,7 +162,7 @@ fn visit(dir: &Path, depth: usize, stack: &mut BlockStack) -> u32 {
     }
     let member_width: u32 = members
         .iter()
-        .map(|member| visit(member, depth + 1, stack))
+        .map(|member| visit(member, udev_data, depth + 1, stack))
         .sum();
     match raid {
         // Mirror copies and parity hold no extra data.
@@ -198,7 +255,7 @@ fn raid_facts(dir: &Path) -> Option<RaidFacts> {
 }
 
 /// Reads everything tuning needs about one leaf device.
-fn disk_facts(dir: &Path) -> DiskFacts {
+fn disk_facts(dir: &Path, udev_data: &Path) -> DiskFacts {
     let name = device_name(dir);
     let queue = dir.join("queue");
     let vendor = read_text(&dir.join("device/vendor"));
@@ -223,6 +280,7 @@ fn disk_facts(dir: &Path) -> DiskFacts {
         scheduler: read_text(&queue.join("scheduler")).and_then(|list| active_scheduler(&list)),
         read_ahead_kb: read_number(&queue.join("read_ahead_kb")),
         backing_file: read_text(&dir.join("loop/backing_file")).map(PathBuf::from),
+        stable_id: stable_id(dir, udev_data),
         vendor,
         model,
         name,

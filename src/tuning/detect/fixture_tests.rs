@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::tuning::facts::{DiskClass, DiskFacts, RaidFacts};
+use crate::tuning::facts::{DiskClass, DiskFacts, RaidFacts, StableId};
 use crate::tuning::units::GIB;
 
 fn fixture(name: &str) -> SysRoot {
@@ -65,8 +65,15 @@ fn nvme() {
             write_back_cache: Some(true),
             scheduler: Some("none".into()),
             read_ahead_kb: Some(128),
+            // udev's ID_WWN, first of its names.
+            stable_id: Some(StableId::Wwn("eui.002538b411b2c1d4".into())),
             ..DiskFacts::default()
         }]
+    );
+    assert_eq!(data.top_device_id, data.leaves[0].stable_id);
+    assert_eq!(
+        device_stable_id(&root, "nvme0n1"),
+        Some(StableId::Wwn("eui.002538b411b2c1d4".into()))
     );
 }
 
@@ -85,6 +92,11 @@ fn sata_ssd() {
     );
     assert_eq!(sda.scheduler.as_deref(), Some("mq-deadline"));
     assert!(!sda.virtio && sda.hw_raid_hint.is_none());
+    // No udev database here: the SCSI device's wwid from sysfs.
+    assert_eq!(
+        sda.stable_id,
+        Some(StableId::SysfsWwid("naa.5002538e40a4b0b6".into()))
+    );
 }
 
 #[test]
@@ -140,6 +152,12 @@ fn lvm_on_nvme_with_a_separate_wal_volume() {
     let data = volume("lvm-on-nvme", "/srv/pgdata/16/main");
     assert_eq!(data.top_device.as_deref(), Some("dm-0"));
     assert_eq!(data.top_device_dm_name.as_deref(), Some("vgdata-pgdata"));
+    assert_eq!(
+        data.top_device_id,
+        Some(StableId::DmUuid(
+            "LVM-kq3Vv0Jd8lGQ1rJtW0x9hCwVZLhYx1gT5oJcM1nC0bQd0m9hR5iYq1bQ2kJZ3x4y".into()
+        ))
+    );
     assert_eq!(leaf_names(&data), ["nvme0n1", "nvme1n1"]);
     assert_eq!(classes(&data), [DiskClass::Nvme; 2]);
     assert_eq!(data.data_bearing_disks, 2);
@@ -204,6 +222,10 @@ fn loop_device() {
     );
     assert_eq!(loop0.class, DiskClass::Unknown);
     assert_eq!(loop0.read_ahead_kb, Some(2560));
+    assert_eq!(
+        loop0.stable_id,
+        Some(StableId::LoopFile("/srv/images/pgdata.img".into()))
+    );
     assert!(data.notes[0].starts_with("loop0: loop device backed by /srv/images/pgdata.img"));
 }
 
@@ -215,6 +237,12 @@ fn multipath_lun_is_one_san_leaf() {
     assert!(lun.multipath);
     assert_eq!(lun.class, DiskClass::San);
     assert_eq!(lun.dm_name.as_deref(), Some("mpatha"));
+    assert_eq!(
+        lun.stable_id,
+        Some(StableId::DmUuid(
+            "mpath-3600a098038304437415d4b6a59684a52".into()
+        ))
+    );
     assert_eq!(data.data_bearing_disks, 1);
 }
 

@@ -27,13 +27,17 @@ use std::str::FromStr;
 use anyhow::{Context, Result};
 
 use crate::tuning::facts::VolumeFacts;
+pub use block::device_stable_id;
 pub use mountinfo::{mount_containing, parse_mountinfo, MountEntry};
 
-/// Where sysfs and procfs are: `/sys` and `/proc`, or a fixture tree.
+/// Where sysfs, procfs and udev's database are: `/sys`, `/proc` and
+/// `/run/udev/data`, or a fixture tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SysRoot {
     pub sys: PathBuf,
     pub proc: PathBuf,
+    /// udev's database: `b<MAJ>:<MIN>` files of `E:KEY=value` lines.
+    pub udev_data: PathBuf,
 }
 
 impl SysRoot {
@@ -42,14 +46,16 @@ impl SysRoot {
         SysRoot {
             sys: PathBuf::from("/sys"),
             proc: PathBuf::from("/proc"),
+            udev_data: PathBuf::from("/run/udev/data"),
         }
     }
 
-    /// A tree with `sys/` and `proc/` below `dir`.
+    /// A tree with `sys/`, `proc/` and `run/udev/data/` below `dir`.
     pub fn under(dir: &Path) -> Self {
         SysRoot {
             sys: dir.join("sys"),
             proc: dir.join("proc"),
+            udev_data: dir.join("run/udev/data"),
         }
     }
 }
@@ -212,9 +218,10 @@ pub fn describe_volume(
         ));
         return volume;
     };
-    let stack = block::walk(&device_dir);
+    let stack = block::walk(&device_dir, &root.udev_data);
     volume.top_device = stack.top_device;
     volume.top_device_dm_name = stack.top_device_dm_name;
+    volume.top_device_id = stack.top_device_id;
     volume.leaves = stack.leaves;
     volume.raid_arrays = stack.raid_arrays;
     volume.data_bearing_disks = stack.data_bearing_disks;

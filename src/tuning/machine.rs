@@ -1,0 +1,82 @@
+//! Noticing a changed machine: every converge records a digest of what the
+//! tuning depends on (memory, CPUs, the disks under PGDATA and pg_wal) in
+//! the state directory, and `update-status` compares it with the machine
+//! as it is now ([`machine_changed`], no process spawned) and converges
+//! again when they differ, which re-tunes PostgreSQL and the host.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use crate::state::{self, StateDir};
+use crate::tuning::detect::{self, SysRoot};
+
+/// What the last converge saw ([`state::MACHINE`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct MachineRecord {
+    data_dir: PathBuf,
+    wal_dir: Option<PathBuf>,
+    /// [`machine_digest`] then.
+    digest: String,
+}
+
+/// The facts the tuning depends on and that change with the hardware:
+/// memory, CPUs, and the identity, size and class of the disks under
+/// `data_dir` and `wal_dir`. Free space, and the scheduler and read-ahead
+/// the charm itself sets, are left out. Reads procfs/sysfs only.
+pub fn machine_digest(data_dir: &Path, wal_dir: Option<&Path>) -> String {
+    let root = SysRoot::host();
+    let volume = |path: &Path| {
+        detect::volume_for_path(&root, path).ok().map(|v| {
+            serde_json::json!({
+                "device": v.device_number,
+                "top": v.top_device,
+                "fs_size_mib": v.fs_size_bytes >> 20,
+                "raid": v.raid_arrays.iter().map(|r| format!("{} {} {}", r.device, r.level, r.raid_disks)).collect::<Vec<_>>(),
+                "disks": v.data_bearing_disks,
+                "leaves": v.leaves.iter().map(|leaf| serde_json::json!({
+                    "name": leaf.name,
+                    "rotational": leaf.rotational,
+                    "class": leaf.class,
+                })).collect::<Vec<_>>(),
+            })
+        })
+    };
+    serde_json::json!({
+        "memory": detect::memory_bytes(&root).ok(),
+        "cpus": detect::usable_cpus(&root).ok(),
+        "data": volume(data_dir),
+        "wal": wal_dir.and_then(volume),
+    })
+    .to_string()
+}
+
+pub fn record_machine(data_dir: &Path, wal_dir: Option<&Path>) -> Result<()> {
+    let record = MachineRecord {
+        data_dir: data_dir.to_path_buf(),
+        wal_dir: wal_dir.map(Path::to_path_buf),
+        digest: machine_digest(data_dir, wal_dir),
+    };
+    StateDir::unit()
+        .write_json(state::MACHINE, &record)
+        .map(drop)
+}
+
+/// Whether the machine differs from what the last converge tuned for (more
+/// memory, another disk, a disk that now says it does not spin). Spawns
+/// nothing; `false` when there is no record yet.
+pub fn machine_changed() -> bool {
+    let Some(record) = StateDir::unit().read_json::<MachineRecord>(state::MACHINE) else {
+        return false;
+    };
+    let now = machine_digest(&record.data_dir, record.wal_dir.as_deref());
+    if now != record.digest {
+        log::info!(
+            "the machine changed since the last tuning: {} → {now}",
+            record.digest
+        );
+        return true;
+    }
+    false
+}
