@@ -20,6 +20,9 @@ pub use scenarios::{sh, LoopDisk};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// The `memory-limit` every test deploys with unless it sets its own.
+pub const TEST_MEMORY_LIMIT: &str = "1G";
+
 /// One test's cluster identity: a unique name and port, and the cleanup of
 /// everything postgresql-common knows under that name.
 pub struct ClusterGuard {
@@ -221,10 +224,16 @@ impl Harness {
             .iter()
             .map(|(name, path)| StorageRequest::at(name, path))
             .collect();
-        let config = config
+        let mut config: std::collections::BTreeMap<String, String> = config
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        // Test clusters are sized explicitly, not from this machine's
+        // memory: a host that already runs PostgreSQL or holds huge pages
+        // must not make them fail (shared_buffers 128MB, no huge pages).
+        config
+            .entry("memory-limit".into())
+            .or_insert_with(|| TEST_MEMORY_LIMIT.into());
         let options = DeployOptions {
             units: 1,
             storage,
