@@ -245,23 +245,20 @@ pub fn open_dir(path: &Path) -> io::Result<File> {
 /// directories that exist are left as they are. Returns the directories it
 /// made, outermost first.
 pub fn create_dir_all(path: &Path, owner: Owner, mode: u32) -> Result<Vec<PathBuf>> {
-    let create = Create {
-        owner,
-        mode,
-        enforce_last: false,
-    };
-    walk(path, Some(create))
-        .map(|(_, created)| created)
-        .with_context(|| format!("creating {}", path.display()))
+    make_dirs(path, owner, mode, false)
 }
 
 /// [`create_dir_all`], and `path` itself gets `owner` and `mode` even if it
 /// existed: for directories that are the charm's to decide.
 pub fn ensure_dir(path: &Path, owner: Owner, mode: u32) -> Result<Vec<PathBuf>> {
+    make_dirs(path, owner, mode, true)
+}
+
+fn make_dirs(path: &Path, owner: Owner, mode: u32, enforce_last: bool) -> Result<Vec<PathBuf>> {
     let create = Create {
         owner,
         mode,
-        enforce_last: true,
+        enforce_last,
     };
     walk(path, Some(create))
         .map(|(_, created)| created)

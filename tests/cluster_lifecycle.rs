@@ -109,12 +109,33 @@ fn a_kill_at_any_point_of_the_move_converges_on_retry_without_loss() {
             break; // It finished before the kill: the move is done.
         }
     }
-    assert!(killed >= 2, "the kills landed mid-hook ({killed})");
+    let recent = |h: &Harness| -> String {
+        let logs: Vec<String> = h
+            .world
+            .logs()
+            .iter()
+            .rev()
+            .take(15)
+            .map(|l| format!("{} {}", l.level, l.message))
+            .collect();
+        logs.join("\n")
+    };
+    assert!(
+        killed >= 2,
+        "the kills landed mid-hook ({killed}):\n{}",
+        recent(&h)
+    );
     let retry = h
         .world
         .run_hook_killed_after(hook.clone(), Duration::from_secs(120))
         .unwrap();
-    assert!(retry.succeeded(), "{}", retry.output());
+    assert!(
+        retry.succeeded(),
+        "{:?} {}\n{}",
+        retry.code,
+        retry.output(),
+        recent(&h)
+    );
     h.world.settle().unwrap();
     let expected = disk.join(h.cluster.major.to_string()).join(&h.cluster.name);
     assert_eq!(h.cluster.data_directory(), expected.display().to_string());

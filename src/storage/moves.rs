@@ -26,7 +26,7 @@
 //! never deleted while a tablespace of the running cluster points into it.
 //!
 //! **As postgres.** The trees belong to postgres, so the copies, renames and
-//! deletions inside them run as postgres (`runuser`): no link planted there
+//! deletions inside them run as postgres (and die with the hook): no link planted there
 //! can turn them against root.
 
 use std::os::unix::fs::MetadataExt;
@@ -161,14 +161,8 @@ fn copy_data(cluster: &Cluster, from: &Path, to: &Path, progress: &dyn Fn(&str))
             to.display()
         ));
         let staging = staging_dir(to);
-        create_parents(to)?;
-        as_postgres("cp", &[Path::new("-a"), from, &staging])?;
-        as_postgres("sync", &[Path::new("-f"), &staging])?;
-        if let Err(difference) = compare_trees(from, &staging)? {
-            return Ok(Err(format!(
-                "the copy of {} differs from the original: {difference}",
-                from.display()
-            )));
+        if let Err(difference) = copy_verified(from, to, &staging)? {
+            return Ok(Err(difference));
         }
         point_tablespaces_at_copy(from, to, &staging)?;
         if to.exists() {
@@ -182,6 +176,20 @@ fn copy_data(cluster: &Cluster, from: &Path, to: &Path, progress: &dyn Fn(&str))
     control::start(cluster)?;
     db::wait_for_version(cluster, START_TIMEOUT)?;
     Ok(Ok(()))
+}
+
+/// Copies `source` (as postgres) to `staging`, next to where it goes
+/// (`target`), flushes it, and compares it with the original.
+fn copy_verified(source: &Path, target: &Path, staging: &Path) -> Result<Step> {
+    create_parents(target)?;
+    as_postgres("cp", &[Path::new("-a"), source, staging])?;
+    as_postgres("sync", &[Path::new("-f"), staging])?;
+    Ok(compare_trees(source, staging)?.map_err(|difference| {
+        format!(
+            "the copy of {} differs from the original: {difference}",
+            source.display()
+        )
+    }))
 }
 
 /// Links in the copy's `pg_tblspc` that point into the original PGDATA
@@ -331,14 +339,8 @@ fn move_wal(
             wanted.parent().unwrap_or(wanted).display()
         ));
         let staging = staging_dir(wanted);
-        create_parents(wanted)?;
-        as_postgres("cp", &[Path::new("-a"), source, &staging])?;
-        as_postgres("sync", &[Path::new("-f"), &staging])?;
-        if let Err(difference) = compare_trees(source, &staging)? {
-            return Ok(Err(format!(
-                "the copy of {} differs from the original: {difference}",
-                source.display()
-            )));
+        if let Err(difference) = copy_verified(source, wanted, &staging)? {
+            return Ok(Err(difference));
         }
         as_postgres("mv", &[Path::new("-T"), &staging, wanted])?;
     }
@@ -474,11 +476,7 @@ fn writable_by_postgres(target: &Path) -> Result<Option<String>> {
     }
     let parent = target.parent().unwrap_or(target);
     let template = parent.join(".juju-probe.XXXXXX");
-    let probe = cluster::run(
-        cluster::as_postgres(Path::new("mktemp"))
-            .arg("-d")
-            .arg(&template),
-    );
+    let probe = as_postgres("mktemp", &[Path::new("-d"), &template]);
     match probe {
         Ok(made) => {
             as_postgres("rmdir", &[Path::new(made.trim())])?;
@@ -658,17 +656,44 @@ fn switch_data_directory(cluster: &Cluster, data_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `program args...` as postgres, which owns the trees being moved.
+/// `program args...` as postgres, which owns the trees being moved, and
+/// killed with the hook: a hook killed mid-copy must not leave a `cp`
+/// writing into the staging directory the retry cleans up.
 fn as_postgres(program: &str, args: &[&Path]) -> Result<String> {
-    cluster::run(cluster::as_postgres(Path::new(program)).args(args))
+    use std::os::unix::process::CommandExt;
+    let postgres = Owner::postgres()?;
+    let hook = nix::unistd::getpid();
+    let mut command = std::process::Command::new(program);
+    // std drops root's supplementary groups before setuid.
+    command.args(args).uid(postgres.uid).gid(postgres.gid);
+    // SAFETY: the closure only makes two system calls (prctl, getppid),
+    // both async-signal-safe, between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            if nix::unistd::getppid() != hook {
+                return Err(std::io::Error::other("the hook is gone"));
+            }
+            Ok(())
+        });
+    }
+    cluster::run(&mut command)
 }
 
-/// `rm -rf` as postgres, when there is something to remove.
+/// `rm -rf` as postgres, when there is something to remove. A process of a
+/// killed hook may still be on its way out: a second try after a moment.
 fn remove_as_postgres(path: &Path) -> Result<()> {
-    if std::fs::symlink_metadata(path).is_err() {
-        return Ok(());
+    for attempt in 0.. {
+        if std::fs::symlink_metadata(path).is_err() {
+            return Ok(());
+        }
+        match as_postgres("rm", &[Path::new("-rf"), path]) {
+            Ok(_) => return Ok(()),
+            Err(e) if attempt >= 2 => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
     }
-    as_postgres("rm", &[Path::new("-rf"), path]).map(drop)
+    unreachable!("the loop returns")
 }
 
 /// The gist of an error for a status line: the tool's own complaint

@@ -87,7 +87,8 @@ pub fn compare_trees(a: &Path, b: &Path) -> Result<std::result::Result<(), Strin
 }
 
 /// Room a tree takes on disk: allocated bytes and entries (inodes), as
-/// `du` counts them (links are not followed).
+/// `du` counts them (links are not followed). The tree may belong to a
+/// running server: entries that vanish while it is walked are skipped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
     pub bytes: u64,
@@ -102,17 +103,28 @@ pub fn usage(root: &Path) -> Result<Usage> {
             * 512,
         inodes: 1,
     };
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let entries =
-            std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?;
+        let entries = match std::fs::read_dir(&dir) {
+            Err(e) if gone(&e) && dir != root => continue,
+            other => other.with_context(|| format!("listing {}", dir.display()))?,
+        };
         for item in entries {
-            let item = item?;
-            let meta = std::fs::symlink_metadata(item.path())?;
+            let path = match item {
+                Ok(item) => item.path(),
+                Err(e) if gone(&e) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(meta) => meta,
+                Err(e) if gone(&e) => continue,
+                Err(e) => return Err(e.into()),
+            };
             total.bytes += meta.blocks() * 512;
             total.inodes += 1;
             if meta.is_dir() {
-                stack.push(item.path());
+                stack.push(path);
             }
         }
     }
