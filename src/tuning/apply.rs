@@ -65,8 +65,8 @@ use crate::state::{self, StateDir};
 use crate::tuning::detect::{self, SysRoot};
 use crate::tuning::facts::{MachineFacts, StableId};
 use crate::tuning::host::{
-    for_this_host, host_plan, render_sysctl_conf, render_udev_rules, sysctl_boot_overrides,
-    HostFacts, HostPlan, SysctlFile, TWINS,
+    for_this_host, host_plan, live_only_devices, render_sysctl_conf, render_udev_rules,
+    sysctl_boot_overrides, HostFacts, HostPlan, SysctlFile, TWINS,
 };
 use crate::tuning::huge_pages::{remembered_huge_pages, shared_buffers_bytes, HUGE_PAGES_FROM};
 use crate::tuning::machine::record_machine;
@@ -459,7 +459,8 @@ pub struct AppliedRecord {
     /// `vm.nr_hugepages` asked for by the charm (needed + margin).
     pub huge_pages_reserved: Option<u64>,
     pub pool: HugePagePool,
-    /// Settings left to the host's own sysctl files.
+    /// What differs after a reboot: settings left to the host's own sysctl
+    /// files, devices tuned live only.
     #[serde(default)]
     pub left_to_host: Vec<String>,
 }
@@ -1098,7 +1099,8 @@ fn tune(
         None
     };
     let planned = host_plan(facts, options.tuning.storage_type, needed, false);
-    let (plan, notes) = for_this_host(&planned, &host_facts(&roots));
+    let (plan, mut notes) = for_this_host(&planned, &host_facts(&roots));
+    notes.extend(live_only_devices(&plan, |name| roots.device_allowed(name)));
     let changes = apply_host_plan(&plan, true, &roots)?;
     record_applied(&roots, &plan, needed, &changes.pool, &notes)?;
 

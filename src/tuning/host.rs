@@ -334,7 +334,7 @@ pub struct HostFacts {
 /// `plan` fitted to `host`: the charm's huge pages are added to the others'
 /// reservation (`vm.nr_hugepages` = theirs + ours), and settings the host's
 /// own files override at boot are left to them. Returns the plan and one
-/// note per setting left to the operator, for the unit's status.
+/// note per setting left to the host, for the unit's status.
 pub fn for_this_host(plan: &HostPlan, host: &HostFacts) -> (HostPlan, Vec<String>) {
     let mut fitted = plan.clone();
     let mut notes = Vec::new();
@@ -378,6 +378,29 @@ pub fn for_this_host(plan: &HostPlan, host: &HostFacts) -> (HostPlan, Vec<String
         }
     }
     (fitted, notes)
+}
+
+/// One note for the unit's status per device of `plan` that is tuned live
+/// (`tuned_live`) but has no stable identity for a udev rule: its tuning
+/// does not survive a reboot.
+pub fn live_only_devices(plan: &HostPlan, tuned_live: impl Fn(&str) -> bool) -> Vec<String> {
+    plan.devices
+        .iter()
+        .filter(|d| {
+            d.stable_id
+                .as_ref()
+                .and_then(StableId::udev_match)
+                .is_none()
+        })
+        .filter(|d| tuned_live(&d.name))
+        .map(|d| {
+            format!(
+                "{} is tuned live only: it has no stable identity (WWN, serial, ID_PATH) for \
+                 a udev rule, so a reboot brings back the kernel's defaults",
+                d.name
+            )
+        })
+        .collect()
 }
 
 const MANAGED_HEADER: &str = "# Managed by the PostgreSQL charm and rewritten on every change; \
@@ -725,7 +748,7 @@ mod tests {
         );
 
         let facts = machine(64 * GIB, md_raid10_of_hdds(), None);
-        let plan = host_plan(&facts, StorageTypeOverride::Auto, Some(1000), false);
+        let mut plan = host_plan(&facts, StorageTypeOverride::Auto, Some(1000), false);
         let host = HostFacts {
             boot_overrides: overrides,
             huge_pages_of_others: 64,
@@ -753,7 +776,21 @@ mod tests {
         // Nothing on the host: the plan as it was.
         assert_eq!(
             for_this_host(&plan, &HostFacts::default()),
-            (plan, Vec::new())
+            (plan.clone(), Vec::new())
+        );
+        // A disk udev cannot name is tuned, and the status says for how long
+        // (when the charm changes it live at all).
+        assert!(live_only_devices(&plan, |_| true).is_empty());
+        plan.devices[1].stable_id = None;
+        assert!(live_only_devices(&plan, |_| false).is_empty());
+        let notes = live_only_devices(&plan, |_| true);
+        assert_eq!(
+            notes,
+            [format!(
+                "{} is tuned live only: it has no stable identity (WWN, serial, ID_PATH) for a \
+                 udev rule, so a reboot brings back the kernel's defaults",
+                plan.devices[1].name
+            )]
         );
     }
 }

@@ -150,7 +150,7 @@ pub fn render_host(
         .collect();
     out.push_str(&format!("files: {}\n", files.join(", ")));
     for note in &record.left_to_host {
-        out.push_str(&format!("left to the host's own files: {note}\n"));
+        out.push_str(&format!("after a reboot: {note}\n"));
     }
     let state = |planned: &str, live: Option<String>, was: Option<&String>, applies: bool| {
         let live = live.unwrap_or_else(|| "unreadable".into());
@@ -402,7 +402,7 @@ mod tests {
         assert!(text.starts_with("host-tuning: on\n"), "{text}");
         assert!(text.contains("devices changed live: loop3"), "{text}");
         assert!(
-            text.contains("left to the host's own files: vm.dirty_bytes is left alone"),
+            text.contains("after a reboot: vm.dirty_bytes is left alone"),
             "{text}"
         );
         assert!(
