@@ -340,3 +340,35 @@ fn the_wal_move_checks_its_space_before_stopping() {
     let pg_wal = Path::new(&h.cluster.data_directory()).join("pg_wal");
     assert!(std::fs::symlink_metadata(&pg_wal).unwrap().is_dir());
 }
+
+#[test]
+fn the_wal_move_never_deletes_what_it_finds_on_the_wal_disk() {
+    let mut h = Harness::new("wal-foreign");
+    let data = h.disk("pgdata", 400);
+    h.deploy(Some(&data), &[]);
+    let since = started_at(&h);
+    let wal = h.disk("pgwal", 200);
+    // Where this unit's WAL would go, someone's files.
+    let wanted = wal
+        .join(h.cluster.major.to_string())
+        .join(&h.cluster.name)
+        .join("pg_wal");
+    std::fs::create_dir_all(&wanted).unwrap();
+    std::fs::write(wanted.join("notes.txt"), "not WAL\n").unwrap();
+    h.world
+        .add_storage("postgresql/0", "pgwal", Some(wal.display().to_string()))
+        .unwrap();
+    h.world.settle().unwrap();
+    let (status, message) = h.status();
+    assert_eq!(status, "blocked", "{message}");
+    assert!(
+        message.contains("holds no write-ahead log of this cluster"),
+        "{message}"
+    );
+    assert!(message.contains("PostgreSQL keeps running"), "{message}");
+    assert_eq!(started_at(&h), since, "the server was stopped");
+    assert_eq!(
+        std::fs::read_to_string(wanted.join("notes.txt")).unwrap(),
+        "not WAL\n"
+    );
+}

@@ -302,13 +302,21 @@ fn check_wal_destination(data_dir: &Path, source: &Path, wanted: &Path) -> Resul
     }
     remove_as_postgres(&staging_dir(wanted))?;
     if wanted.exists() {
+        // An earlier copy of this cluster's WAL is replaced; anything else
+        // is not the charm's to delete.
         let ours = cluster::system_identifier(data_dir).ok();
+        let empty = std::fs::read_dir(wanted).is_ok_and(|mut e| e.next().is_none());
         return Ok(match wal_system_identifier(wanted) {
-            Some(found) if Some(found) != ours => Some(format!(
+            Some(found) if Some(found) == ours => None,
+            None if empty => None,
+            Some(_) => Some(format!(
                 "pgwal storage holds another cluster's write-ahead log at {}; move it aside",
                 wanted.display()
             )),
-            _ => None,
+            None => Some(format!(
+                "{} is not empty and holds no write-ahead log of this cluster; move it aside",
+                wanted.display()
+            )),
         });
     }
     if let Some(problem) = writable_by_postgres(wanted)? {
