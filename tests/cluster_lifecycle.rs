@@ -364,3 +364,37 @@ fn pgwal_storage_holds_the_write_ahead_log_from_the_start_or_later() {
         "WAL segments on the WAL disk"
     );
 }
+
+#[test]
+fn an_upgrade_from_before_the_state_directory_keeps_the_cluster_the_charms() {
+    let mut h = Harness::new("legacy-state");
+    h.deploy(None, &[]);
+    let state = h.cluster.state_dir();
+    let record = std::fs::read_to_string(state.join("cluster.json")).unwrap();
+    // What the revision before the state directory left: its owner marker
+    // and relation cache next to the cluster, nothing in the state directory.
+    let conf_dir = h.cluster.conf_dir();
+    std::fs::write(
+        conf_dir.join("juju-pg-charm.owner"),
+        "postgresql/0\nlocale=C.UTF-8\nencoding=UTF8\n",
+    )
+    .unwrap();
+    std::fs::write(conf_dir.join("juju-pg-charm.relations.json"), "{}").unwrap();
+    std::fs::remove_dir_all(&state).unwrap();
+    h.world
+        .upgrade_charm("postgresql", &scenarios::packed_charm().unwrap())
+        .unwrap();
+    h.world.settle().unwrap();
+    assert_eq!(h.status().0, "active", "{:?}", h.status());
+    assert_eq!(
+        std::fs::read_to_string(state.join("cluster.json")).unwrap(),
+        record,
+        "the same owner record, moved into the state directory"
+    );
+    for old in ["juju-pg-charm.owner", "juju-pg-charm.relations.json"] {
+        assert!(
+            !conf_dir.join(old).exists(),
+            "{old} left next to the cluster"
+        );
+    }
+}
