@@ -8,30 +8,48 @@
 use anyhow::{Context, Result};
 
 use crate::event::Event;
-use crate::juju;
+use crate::juju::{self, HookContext};
+use crate::knobs::TestKnobs;
 use crate::lifecycle;
+use crate::unit::Unit;
+
+/// What a handler knows before it looks at the world: what Juju says about
+/// this hook, and where this unit's things are.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    pub context: HookContext,
+    pub unit: Unit,
+}
+
+impl Hook {
+    pub fn new(context: HookContext, knobs: &TestKnobs) -> Self {
+        let unit = Unit::new(&context, knobs);
+        Hook { context, unit }
+    }
+}
 
 /// Storage names declared in `metadata.yaml`.
 const STORAGE_NAMES: [&str; 2] = ["pgdata", "pgwal"];
 /// Relation endpoints declared in `metadata.yaml`.
 const ENDPOINTS: [&str; 3] = ["db", "db-admin", "replication"];
 
-/// Runs the handler for `event`. An `Err` fails the hook (exit 1).
-pub fn handle(event: &Event) -> Result<()> {
+/// Runs the handler for the hook's event. An `Err` fails the hook (exit 1).
+pub fn handle(hook: &Hook) -> Result<()> {
+    let event = &hook.context.event;
     match event {
-        Event::Action { name } => run_action(name),
-        Event::UpdateStatus => lifecycle::update_status(),
-        Event::Stop => lifecycle::stop_server("stopped"),
-        Event::Remove => lifecycle::remove_unit(),
+        Event::Action { name } => run_action(hook, name),
+        Event::UpdateStatus => lifecycle::update_status(hook),
+        Event::Stop => lifecycle::stop_server(hook, "stopped"),
+        Event::Remove => lifecycle::remove_unit(hook),
         Event::StorageDetaching { storage } if is_our_storage(storage) => {
-            lifecycle::storage_detaching(storage)
+            lifecycle::storage_detaching(hook, storage)
         }
         Event::Relation { endpoint, .. } if !is_our_endpoint(endpoint) => unhandled(event),
         Event::StorageAttached { storage } if !is_our_storage(storage) => unhandled(event),
         Event::Unknown(_) => unhandled(event),
         // Everything else converges the whole unit: the legacy charm's rule,
         // which makes the order hooks arrive in irrelevant.
-        _ => lifecycle::converge_and_report(),
+        _ => lifecycle::converge_and_report(hook),
     }
 }
 
@@ -50,9 +68,9 @@ fn is_our_endpoint(name: &str) -> bool {
 
 /// Actions report failure through `action-fail` and still exit 0, so the
 /// operator sees the message in `juju show-task` rather than a crash.
-fn run_action(name: &str) -> Result<()> {
+fn run_action(hook: &Hook, name: &str) -> Result<()> {
     match name {
-        "tuning-report" => crate::tuning::report::run(),
+        "tuning-report" => crate::tuning::report::run(hook),
         other => fail_action(&format!(
             "unknown action {other:?}: this charm only defines the actions in actions.yaml"
         )),

@@ -43,7 +43,8 @@ use tokio_postgres::Client;
 use crate::cluster::records::{self, Kind as Record};
 use crate::cluster::{db, Cluster};
 use crate::credentials::{Passwords, StoredPassword};
-use crate::juju::{self, RelationData, RelationId};
+use crate::event::RelationKind;
+use crate::juju::{self, HookContext, HookRelation, RelationData, RelationId};
 use crate::options::ClientOptions;
 use crate::relations::cidr::Cidr;
 use crate::relations::extensions::{
@@ -61,7 +62,7 @@ use crate::relations::publish::{
 use crate::relations::revocation::{users_to_revoke, Standing};
 use crate::relations::sql::{quote_ident, quote_literal, Name, NameKind};
 use crate::relations::Endpoint;
-use crate::state::{self, StateDir};
+use crate::state;
 
 /// Where a relation stands, as the last hook left it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,14 +114,16 @@ impl Served {
 
 type ServedMap = BTreeMap<String, Served>;
 
-fn load(_cluster: &Cluster) -> ServedMap {
-    StateDir::unit()
+fn load(cluster: &Cluster) -> ServedMap {
+    cluster
+        .state()
         .read_json(state::RELATIONS)
         .unwrap_or_default()
 }
 
-fn save(_cluster: &Cluster, served: &ServedMap) -> Result<()> {
-    StateDir::unit()
+fn save(cluster: &Cluster, served: &ServedMap) -> Result<()> {
+    cluster
+        .state()
         .write_json(state::RELATIONS, served)
         .map(drop)
         .context("saving the relation state")
@@ -152,59 +155,36 @@ pub struct ClientsOutcome {
     pub only_waiting: bool,
 }
 
-/// The relation hook running now, if any.
-struct HookRelation {
-    id: RelationId,
-    kind: String,
-    remote_app: String,
-    departing: Option<String>,
-}
-
-fn hook_relation() -> Result<Option<HookRelation>> {
-    let Some(id) = RelationId::from_env()? else {
-        return Ok(None);
-    };
-    let hook = std::env::var("JUJU_HOOK_NAME").unwrap_or_default();
-    let kind = hook.rsplit('-').next().unwrap_or_default().to_string();
-    Ok(Some(HookRelation {
-        id,
-        kind,
-        remote_app: std::env::var("JUJU_REMOTE_APP").unwrap_or_default(),
-        departing: std::env::var("JUJU_DEPARTING_UNIT")
-            .ok()
-            .filter(|u| !u.is_empty()),
-    }))
-}
-
 /// Marks (in the charm directory) that this unit is leaving, so the
 /// `-broken` hooks of its removal do not revoke what the remaining units
 /// still serve (LP #1979811).
-fn departing_marker() -> Option<PathBuf> {
-    std::env::var_os("JUJU_CHARM_DIR").map(|d| PathBuf::from(d).join(".pg-charm-departing"))
-}
-
-fn unit_name() -> String {
-    std::env::var("JUJU_UNIT_NAME").unwrap_or_default()
+fn departing_marker(context: &HookContext) -> Option<PathBuf> {
+    context
+        .charm_dir
+        .as_ref()
+        .map(|d| d.join(".pg-charm-departing"))
 }
 
 /// Whether this unit is leaving the application (it saw itself depart).
-fn this_unit_is_leaving(hook: Option<&HookRelation>) -> bool {
-    let unit = unit_name();
-    if let (Some(h), Some(marker)) = (hook, departing_marker()) {
-        if h.kind == "departed" && h.departing.as_deref() == Some(unit.as_str()) {
+fn this_unit_is_leaving(context: &HookContext) -> bool {
+    if let (Some(h), Some(marker)) = (
+        context.relation_hook(RelationKind::Departed),
+        departing_marker(context),
+    ) {
+        if h.departing.as_deref() == Some(context.unit.as_str()) {
             std::fs::write(&marker, "departing\n").ok();
         }
     }
-    departing_marker().is_some_and(|m| m.exists())
+    departing_marker(context).is_some_and(|m| m.exists())
 }
 
 /// The live client relations (without the one breaking in this hook).
-fn live_relations(hook: Option<&HookRelation>) -> Result<Vec<RelationId>> {
+fn live_relations(context: &HookContext) -> Result<Vec<RelationId>> {
     let mut live = Vec::new();
     for endpoint in ["db", "db-admin"] {
         live.extend(juju::relation_ids(endpoint)?);
     }
-    if let Some(h) = hook.filter(|h| h.kind == "broken") {
+    if let Some(h) = context.relation_hook(RelationKind::Broken) {
         live.retain(|id| *id != h.id);
     }
     Ok(live)
@@ -234,10 +214,15 @@ struct Serving<'a> {
 }
 
 /// Serves every client relation of the running cluster.
-pub fn serve(cluster: &Cluster, major: u32, options: &ClientOptions) -> Result<ClientsOutcome> {
-    let hook = hook_relation()?;
-    let leaving = this_unit_is_leaving(hook.as_ref());
-    let live = live_relations(hook.as_ref())?;
+pub fn serve(
+    context: &HookContext,
+    cluster: &Cluster,
+    major: u32,
+    options: &ClientOptions,
+) -> Result<ClientsOutcome> {
+    let hook = context.relation.as_ref();
+    let leaving = this_unit_is_leaving(context);
+    let live = live_relations(context)?;
     let mut served = load(cluster);
     let removed = take_removed(&mut served, &live);
 
@@ -250,11 +235,11 @@ pub fn serve(cluster: &Cluster, major: u32, options: &ClientOptions) -> Result<C
     }
     // Asked only when some relation needs it: most hooks of a unit without
     // client relations then call no tool here beyond relation-ids.
-    let mut context: Option<Serving> = None;
+    let mut serving: Option<Serving> = None;
     let mut passwords: Option<Passwords> = None;
     for id in &live {
         let key = id.to_string();
-        let is_hook_relation = hook.as_ref().is_some_and(|h| h.id == *id);
+        let is_hook_relation = hook.is_some_and(|h| h.id == *id);
         let settled = served.get(&key).is_some_and(|s| s.problem.is_none());
         // Relation hooks refresh their own relation and any not served yet;
         // other hooks refresh everything.
@@ -262,23 +247,24 @@ pub fn serve(cluster: &Cluster, major: u32, options: &ClientOptions) -> Result<C
             continue;
         }
         let previous = served.get(&key).cloned().unwrap_or_default();
-        if context.is_none() {
-            context = Some(Serving {
+        if serving.is_none() {
+            serving = Some(Serving {
                 cluster,
                 options,
                 leader: juju::is_leader()?,
-                unit: unit_name(),
+                unit: context.unit.clone(),
                 live_users: std::mem::take(&mut live_users),
             });
         }
-        let context = context.as_ref().expect("just set");
-        let passwords = passwords.get_or_insert_with(|| Passwords::new(context.leader));
+        let serving = serving.as_ref().expect("just set");
+        let passwords =
+            passwords.get_or_insert_with(|| Passwords::new(serving.leader, context.has_secrets()));
         let outcome = serve_relation(
-            context,
+            serving,
             major,
             passwords,
             id,
-            hook.as_ref().filter(|_| is_hook_relation),
+            hook.filter(|_| is_hook_relation),
             &previous,
         );
         served.insert(key, outcome);
@@ -313,10 +299,9 @@ pub fn serve(cluster: &Cluster, major: u32, options: &ClientOptions) -> Result<C
 /// For a converge that stopped before serving the relations (bad config,
 /// storage in the way): the users of removed relations still lose their
 /// access, if the server runs. Relations still live are left as they are.
-pub fn revoke_removed(cluster: &Cluster) -> Result<()> {
-    let hook = hook_relation()?;
-    let leaving = this_unit_is_leaving(hook.as_ref());
-    let live = live_relations(hook.as_ref())?;
+pub fn revoke_removed(context: &HookContext, cluster: &Cluster) -> Result<()> {
+    let leaving = this_unit_is_leaving(context);
+    let live = live_relations(context)?;
     let mut served = load(cluster);
     let removed = take_removed(&mut served, &live);
     if removed.is_empty() {

@@ -28,13 +28,6 @@ pub struct StoredPassword {
     pub verifier: String,
 }
 
-fn juju_has_secrets() -> bool {
-    let version = std::env::var("JUJU_VERSION").unwrap_or_default();
-    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    (major, minor) >= (3, 1)
-}
-
 fn label(user: &Name) -> String {
     format!("pgsql-{}", user.as_str().replace('_', "-"))
 }
@@ -57,13 +50,17 @@ struct Entry {
 /// hook stored even before Juju commits it.
 pub struct Passwords {
     leader: bool,
+    /// In a Juju secret (Juju 3.1+), else in leader settings.
+    in_secrets: bool,
     known: BTreeMap<String, Entry>,
 }
 
 impl Passwords {
-    pub fn new(leader: bool) -> Self {
+    /// `in_secrets`: [`crate::juju::HookContext::has_secrets`].
+    pub fn new(leader: bool, in_secrets: bool) -> Self {
         Passwords {
             leader,
+            in_secrets,
             known: BTreeMap::new(),
         }
     }
@@ -79,7 +76,7 @@ impl Passwords {
     ) -> Result<Option<StoredPassword>> {
         let entry = match self.known.get(user.as_str()) {
             Some(entry) => entry.clone(),
-            None => read(user)?,
+            None => read(user, self.in_secrets)?,
         };
         let choice = choose_password(
             &entry.binding,
@@ -94,13 +91,13 @@ impl Passwords {
                 let password = entry
                     .password
                     .context("a stored password without its password")?;
-                write(user, &password, &ids, true)?;
+                write(user, &password, &ids, true, self.in_secrets)?;
                 (Some(password), StoredBinding::Bound(ids))
             }
             PasswordChoice::Renew(ids) => {
                 let password = new_password()?;
                 let exists = entry.binding != StoredBinding::Missing;
-                write(user, &password, &ids, exists)?;
+                write(user, &password, &ids, exists, self.in_secrets)?;
                 log::info!("issued a new password for {user} ({relation})");
                 (Some(password), StoredBinding::Bound(ids))
             }
@@ -116,8 +113,8 @@ impl Passwords {
     }
 }
 
-fn read(user: &Name) -> Result<Entry> {
-    let (password, verifier, relations) = if juju_has_secrets() {
+fn read(user: &Name, in_secrets: bool) -> Result<Entry> {
+    let (password, verifier, relations) = if in_secrets {
         let label = label(user);
         match juju::secret_get_by_label(&label) {
             Ok(content) => {
@@ -158,9 +155,10 @@ fn write(
     stored: &StoredPassword,
     relations: &BTreeSet<String>,
     exists: bool,
+    in_secrets: bool,
 ) -> Result<()> {
     let bound = format_binding(relations);
-    if !juju_has_secrets() {
+    if !in_secrets {
         return juju::leader_set(&[
             (
                 &format!("password-{user}"),

@@ -17,6 +17,7 @@ use anyhow::{Context, Result};
 
 use serde::{Deserialize, Serialize};
 
+use crate::charm::Hook;
 use crate::clients;
 use crate::cluster::conf::{self, Setting};
 use crate::cluster::{self, control, db, packages, reload, Cluster, OwnerRecord};
@@ -24,9 +25,10 @@ use crate::fsx::{self, Owner};
 use crate::juju::{self, WorkloadStatus};
 use crate::options::ClusterOptions;
 use crate::relations::hba;
-use crate::state::{self, StateDir};
+use crate::state;
 use crate::storage::{self, dir_state, DirState, Mounts, Placement, PlacementFacts};
 use crate::tuning::{self, DiskClass, MachineFacts, SysRoot};
+use crate::unit::Unit;
 
 /// How a converge ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,8 +39,8 @@ pub enum Outcome {
     Waiting(String),
 }
 
-pub fn set_status(status: WorkloadStatus, message: &str) -> Result<()> {
-    juju::status_set_if_changed(status, message).with_context(|| {
+pub fn set_status(unit: &Unit, status: WorkloadStatus, message: &str) -> Result<()> {
+    juju::status_set_if_changed(&unit.state, status, message).with_context(|| {
         format!(
             "could not set the unit status to {} \"{message}\" (Juju retries the hook)",
             status.as_str()
@@ -46,29 +48,29 @@ pub fn set_status(status: WorkloadStatus, message: &str) -> Result<()> {
     })
 }
 
-fn progress(message: &str) {
+fn progress(unit: &Unit, message: &str) {
     log::info!("{message}");
-    if let Err(e) = set_status(WorkloadStatus::Maintenance, message) {
+    if let Err(e) = set_status(unit, WorkloadStatus::Maintenance, message) {
         log::warn!("{e:#}");
     }
 }
 
 /// Runs the whole convergence and reports the outcome as the unit status.
-pub fn converge_and_report() -> Result<()> {
-    match converge()? {
-        Outcome::Active(message) => set_status(WorkloadStatus::Active, &message),
+pub fn converge_and_report(hook: &Hook) -> Result<()> {
+    match converge(hook)? {
+        Outcome::Active(message) => set_status(&hook.unit, WorkloadStatus::Active, &message),
         Outcome::Blocked(message) => {
             log::warn!("blocked: {message}");
-            set_status(WorkloadStatus::Blocked, &message)
+            set_status(&hook.unit, WorkloadStatus::Blocked, &message)
         }
-        Outcome::Waiting(message) => set_status(WorkloadStatus::Waiting, &message),
+        Outcome::Waiting(message) => set_status(&hook.unit, WorkloadStatus::Waiting, &message),
     }
 }
 
 /// The cluster this charm created on this machine, whatever its version.
-pub(crate) fn existing_cluster() -> Option<Cluster> {
-    let record = OwnerRecord::load().or_else(adopt_legacy_state)?;
-    Some(Cluster::for_unit(record.major)).filter(Cluster::exists)
+pub(crate) fn existing_cluster(unit: &Unit) -> Option<Cluster> {
+    let record = OwnerRecord::load(&unit.state).or_else(|| adopt_legacy_state(unit))?;
+    Some(unit.cluster(record.major)).filter(Cluster::exists)
 }
 
 /// Revisions before the state directory kept their files next to the
@@ -77,14 +79,14 @@ pub(crate) fn existing_cluster() -> Option<Cluster> {
 /// of them, the owner marker becomes the [`OwnerRecord`], the host record
 /// moves into the state directory, and the caches (rebuilt by the next
 /// converge) are deleted.
-fn adopt_legacy_state() -> Option<OwnerRecord> {
+fn adopt_legacy_state(unit: &Unit) -> Option<OwnerRecord> {
     let mut majors: Vec<u32> = std::fs::read_dir("/etc/postgresql")
         .ok()?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     majors.sort();
     let (major, marker) = majors.into_iter().rev().find_map(|major| {
-        let conf_dir = Cluster::for_unit(major).conf_dir();
+        let conf_dir = unit.cluster(major).conf_dir();
         let text = fsx::read_to_string(&conf_dir.join("juju-pg-charm.owner")).ok()?;
         Some((major, text))
     })?;
@@ -101,7 +103,7 @@ fn adopt_legacy_state() -> Option<OwnerRecord> {
         encoding: field("encoding"),
     };
     let moved = (|| -> Result<()> {
-        let state = StateDir::unit();
+        let state = &unit.state;
         for file in [state::HOST_ORIGINALS, state::HOST_APPLIED] {
             let legacy = std::path::Path::new(state::ROOT).join(file);
             if let Ok(bytes) = fsx::read(&legacy) {
@@ -109,8 +111,8 @@ fn adopt_legacy_state() -> Option<OwnerRecord> {
                 fsx::remove_file(&legacy)?;
             }
         }
-        record.save()?;
-        let conf_dir = Cluster::for_unit(major).conf_dir();
+        record.save(state)?;
+        let conf_dir = unit.cluster(major).conf_dir();
         for file in [
             "juju-pg-charm.owner",
             "juju-pg-charm.relations.json",
@@ -124,35 +126,37 @@ fn adopt_legacy_state() -> Option<OwnerRecord> {
     match moved {
         Ok(()) => log::info!(
             "moved the charm's records into {}",
-            StateDir::unit().path().display()
+            unit.state.path().display()
         ),
         Err(e) => log::warn!("could not move the charm's earlier records: {e:#}"),
     }
     Some(record)
 }
 
-pub fn converge() -> Result<Outcome> {
-    let outcome = converge_unit()?;
+pub fn converge(hook: &Hook) -> Result<Outcome> {
+    let outcome = converge_unit(hook)?;
     if !matches!(outcome, Outcome::Active(_)) {
         // A converge that stopped early (bad config, storage in the way)
         // never reached the relations: removed ones still lose their access.
-        if let Some(cluster) = existing_cluster().filter(|c| c.is_running()) {
-            clients::revoke_removed(&cluster).context("revoking the users of removed relations")?;
+        if let Some(cluster) = existing_cluster(&hook.unit).filter(|c| c.is_running()) {
+            clients::revoke_removed(&hook.context, &cluster)
+                .context("revoking the users of removed relations")?;
         }
     }
     Ok(outcome)
 }
 
-fn converge_unit() -> Result<Outcome> {
+fn converge_unit(hook: &Hook) -> Result<Outcome> {
+    let unit = &hook.unit;
     let config = juju::config_get().context("reading the charm config")?;
     let options = match ClusterOptions::from_config(&config) {
         Ok(options) => options,
-        Err(e) => return Ok(Outcome::Blocked(still_serving(&e.to_string()))),
+        Err(e) => return Ok(Outcome::Blocked(still_serving(unit, &e.to_string()))),
     };
-    let existing = existing_cluster();
+    let existing = existing_cluster(unit);
     if let (Some(cluster), Some(wanted)) = (&existing, options.version) {
         if cluster.major != wanted {
-            return Ok(Outcome::Blocked(still_serving(&format!(
+            return Ok(Outcome::Blocked(still_serving(unit, &format!(
                 "config version: cannot change from {} to {wanted} after install; set it back to {} or \"\"",
                 cluster.major, cluster.major
             ))));
@@ -160,23 +164,23 @@ fn converge_unit() -> Result<Outcome> {
     }
     let major = match &existing {
         Some(cluster) => cluster.major,
-        None => packages::ensure_installed(options.version, &progress)?,
+        None => packages::ensure_installed(options.version, &|m| progress(unit, m))?,
     };
-    let cluster = Cluster::for_unit(major);
+    let cluster = unit.cluster(major);
     let mounts = Mounts::attached(None)?;
 
-    let data_dir = match place_cluster(&cluster, &mounts, &options)? {
+    let data_dir = match place_cluster(hook, &cluster, &mounts, &options)? {
         Ok(dir) => dir,
         Err(blocked) => return Ok(Outcome::Blocked(blocked)),
     };
-    if let Err(blocked) =
-        storage::place_wal(&cluster, &data_dir, mounts.pgwal.as_deref(), &progress)?
-    {
+    if let Err(blocked) = storage::place_wal(&cluster, &data_dir, mounts.pgwal.as_deref(), &|m| {
+        progress(unit, m)
+    })? {
         return Ok(Outcome::Blocked(blocked));
     }
-    storage::forget_blocked_move()?;
-    if let Some(problem) = immutable_option_changed(&options) {
-        return Ok(Outcome::Blocked(still_serving(&problem)));
+    storage::forget_blocked_move(&unit.state)?;
+    if let Some(problem) = immutable_option_changed(unit, &options) {
+        return Ok(Outcome::Blocked(still_serving(unit, &problem)));
     }
     let facts = machine_facts(&cluster, &data_dir, &mounts);
     let mut settings = desired_settings(&options, &facts);
@@ -184,6 +188,7 @@ fn converge_unit() -> Result<Outcome> {
     // so huge_pages is `on` only when the reserved pool really holds the
     // server's shared memory. Also records the machine for update-status.
     let host_notes = tuning::apply::tune_host(
+        &unit.host,
         &cluster,
         &data_dir,
         mounts.pgwal.as_deref(),
@@ -197,10 +202,10 @@ fn converge_unit() -> Result<Outcome> {
     // The live file was validated when it was written.
     if !unchanged {
         if let Err(rejected) = conf::validate(&cluster, &candidate)? {
-            return Ok(Outcome::Blocked(still_serving(&rejection_message(
-                &rejected,
-                &options.extra_pg_conf,
-            ))));
+            return Ok(Outcome::Blocked(still_serving(
+                unit,
+                &rejection_message(&rejected, &options.extra_pg_conf),
+            )));
         }
     }
     let hba_path = cluster.conf_dir().join("pg_hba.conf");
@@ -221,12 +226,12 @@ fn converge_unit() -> Result<Outcome> {
     if cluster.is_running() {
         reload::sync_with_files(&cluster)?;
     } else {
-        progress(&format!("starting PostgreSQL {}", cluster.major));
+        progress(unit, &format!("starting PostgreSQL {}", cluster.major));
         control::start(&cluster)?;
     }
     let version = db::wait_for_version(&cluster, Duration::from_secs(60))?;
     storage::retire_leftovers(&cluster, &data_dir)?;
-    let mut served = clients::serve(&cluster, major, &options.clients)?;
+    let mut served = clients::serve(&hook.context, &cluster, major, &options.clients)?;
     conf::write_if_changed(&hba_path, &render_pg_hba(&options, served.access), 0o640)?;
     // Access rules need a reload only, never a restart.
     let hba_problems = reload::sync_with_files(&cluster)?;
@@ -241,7 +246,7 @@ fn converge_unit() -> Result<Outcome> {
     {
         juju::open_port(cluster.port).context("opening the PostgreSQL port")?;
     }
-    juju::memo::unless_unchanged("version", &version, || {
+    juju::memo::unless_unchanged(&unit.state, "version", &version, || {
         juju::application_version_set(&version)
     })
     .context("setting the workload version")?;
@@ -282,8 +287,8 @@ fn rejection_message(rejected: &conf::Rejected, extra_pg_conf: &[(String, String
     }
 }
 
-fn still_serving(problem: &str) -> String {
-    let serving = existing_cluster().is_some_and(|c| c.is_running());
+fn still_serving(unit: &Unit, problem: &str) -> String {
+    let serving = existing_cluster(unit).is_some_and(|c| c.is_running());
     if serving {
         format!("{problem} (still serving with the last good configuration)")
     } else {
@@ -395,8 +400,8 @@ fn render_pg_hba(options: &ClusterOptions, relations: Vec<hba::RelationAccess>) 
 }
 
 /// `locale` and `encoding` only apply when the cluster is created.
-fn immutable_option_changed(options: &ClusterOptions) -> Option<String> {
-    let record = OwnerRecord::load()?;
+fn immutable_option_changed(unit: &Unit, options: &ClusterOptions) -> Option<String> {
+    let record = OwnerRecord::load(&unit.state)?;
     for (option, recorded, wanted) in [
         ("locale", &record.locale, &options.locale),
         ("encoding", &record.encoding, &options.encoding),
@@ -414,11 +419,12 @@ fn immutable_option_changed(options: &ClusterOptions) -> Option<String> {
 
 /// Puts the cluster where it belongs; `Ok(Err(message))` means blocked.
 fn place_cluster(
+    hook: &Hook,
     cluster: &Cluster,
     mounts: &Mounts,
     options: &ClusterOptions,
 ) -> Result<std::result::Result<PathBuf, String>> {
-    finish_interrupted_creation(cluster, options)?;
+    finish_interrupted_creation(hook, cluster, options)?;
     let desired = match &mounts.pgdata {
         Some(mount) => cluster.data_dir_on(mount),
         None => cluster.root_disk_data_dir(),
@@ -446,15 +452,18 @@ fn place_cluster(
         Placement::Blocked(message) => Ok(Err(message)),
         Placement::InPlace { data_dir } => Ok(Ok(data_dir)),
         Placement::Create { data_dir } => {
-            create_cluster(cluster, &data_dir, mounts.pgwal.as_deref(), options)?;
+            create_cluster(hook, cluster, &data_dir, mounts.pgwal.as_deref(), options)?;
             Ok(Ok(data_dir))
         }
         Placement::Adopt { data_dir } => {
-            adopt_cluster(cluster, &data_dir, options)?;
+            adopt_cluster(hook, cluster, &data_dir, options)?;
             Ok(Ok(data_dir))
         }
         Placement::Move { from, to } => {
-            Ok(storage::move_cluster(cluster, &from, &to, &progress)?.map(|()| to))
+            Ok(
+                storage::move_cluster(cluster, &from, &to, &|m| progress(&hook.unit, m))?
+                    .map(|()| to),
+            )
         }
     }
 }
@@ -473,13 +482,18 @@ fn start_creating(cluster: &Cluster, adopting: bool) -> Result<()> {
         major: cluster.major,
         adopting,
     };
-    StateDir::unit()
+    cluster
+        .state()
         .write_json(state::CREATING, &creating)
         .map(drop)
 }
 
-fn finish_interrupted_creation(cluster: &Cluster, options: &ClusterOptions) -> Result<()> {
-    let state = StateDir::unit();
+fn finish_interrupted_creation(
+    hook: &Hook,
+    cluster: &Cluster,
+    options: &ClusterOptions,
+) -> Result<()> {
+    let state = cluster.state();
     let Some(creating) = state.read_json::<Creating>(state::CREATING) else {
         return Ok(());
     };
@@ -497,36 +511,36 @@ fn finish_interrupted_creation(cluster: &Cluster, options: &ClusterOptions) -> R
             ]))?;
         } else {
             // An adoption: the data is the operator's; just finish the bookkeeping.
-            owner_record(cluster, options).save()?;
+            owner_record(hook, cluster, options).save(&state)?;
         }
     }
     state.remove(state::CREATING)
 }
 
-fn unit_name() -> String {
-    std::env::var("JUJU_UNIT_NAME").unwrap_or_default()
-}
-
-fn owner_record(cluster: &Cluster, options: &ClusterOptions) -> OwnerRecord {
+fn owner_record(hook: &Hook, cluster: &Cluster, options: &ClusterOptions) -> OwnerRecord {
     OwnerRecord {
         major: cluster.major,
-        unit: unit_name(),
+        unit: hook.context.unit.clone(),
         locale: Some(options.locale.clone()),
         encoding: Some(options.encoding.clone()),
     }
 }
 
 fn create_cluster(
+    hook: &Hook,
     cluster: &Cluster,
     data_dir: &Path,
     wal_mount: Option<&Path>,
     options: &ClusterOptions,
 ) -> Result<()> {
-    progress(&format!(
-        "creating the PostgreSQL {} cluster in {}",
-        cluster.major,
-        data_dir.display()
-    ));
+    progress(
+        &hook.unit,
+        &format!(
+            "creating the PostgreSQL {} cluster in {}",
+            cluster.major,
+            data_dir.display()
+        ),
+    );
     storage::create_parents(data_dir)?;
     start_creating(cluster, false)?;
     let mut command = pg_createcluster(cluster, data_dir);
@@ -543,8 +557,8 @@ fn create_cluster(
         command.arg(format!("--waldir={}", wal_dir.display()));
     }
     cluster::run(&mut command).context("pg_createcluster failed")?;
-    owner_record(cluster, options).save()?;
-    StateDir::unit().remove(state::CREATING)
+    owner_record(hook, cluster, options).save(&cluster.state())?;
+    cluster.state().remove(state::CREATING)
 }
 
 /// `pg_createcluster <major> <name> --datadir .. --port .. --start-conf=auto`:
@@ -565,12 +579,20 @@ fn pg_createcluster(cluster: &Cluster, data_dir: &Path) -> Command {
 /// Integrates an existing data directory (a re-attached disk) into
 /// postgresql-common without touching its data: pg_createcluster adopts a
 /// data directory that holds its own postgresql.conf.
-fn adopt_cluster(cluster: &Cluster, data_dir: &Path, options: &ClusterOptions) -> Result<()> {
-    progress(&format!(
-        "adopting the PostgreSQL {} cluster found in {}",
-        cluster.major,
-        data_dir.display()
-    ));
+fn adopt_cluster(
+    hook: &Hook,
+    cluster: &Cluster,
+    data_dir: &Path,
+    options: &ClusterOptions,
+) -> Result<()> {
+    progress(
+        &hook.unit,
+        &format!(
+            "adopting the PostgreSQL {} cluster found in {}",
+            cluster.major,
+            data_dir.display()
+        ),
+    );
     start_creating(cluster, true)?;
     let postgres = Owner::postgres()?;
     for (file, content, mode) in [
@@ -604,25 +626,27 @@ fn adopt_cluster(cluster: &Cluster, data_dir: &Path, options: &ClusterOptions) -
         )?;
     }
     fsx::create_dir_all(&cluster.conf_dir().join("conf.d"), postgres, 0o755)?;
-    owner_record(cluster, options).save()?;
-    StateDir::unit().remove(state::CREATING)
+    owner_record(hook, cluster, options).save(&cluster.state())?;
+    cluster.state().remove(state::CREATING)
 }
 
 /// `<storage>-storage-detaching`: a clean, fast shutdown with a checkpoint,
 /// and the data stays where it is.
-pub fn storage_detaching(storage: &str) -> Result<()> {
-    let Some(cluster) = existing_cluster() else {
+pub fn storage_detaching(hook: &Hook, storage: &str) -> Result<()> {
+    let Some(cluster) = existing_cluster(&hook.unit) else {
         return Ok(());
     };
-    if storage == "pgdata" && !data_is_on_detaching_storage(&cluster) {
+    if storage == "pgdata" && !data_is_on_detaching_storage(hook, &cluster) {
         // The data never moved onto this disk (or already left it).
         return Ok(());
     }
-    progress(&format!(
-        "stopping PostgreSQL: {storage} storage is detaching"
-    ));
+    progress(
+        &hook.unit,
+        &format!("stopping PostgreSQL: {storage} storage is detaching"),
+    );
     control::stop(&cluster)?;
     set_status(
+        &hook.unit,
         WorkloadStatus::Blocked,
         &format!("{storage} storage detached: PostgreSQL stopped, data kept on the disk"),
     )
@@ -630,20 +654,20 @@ pub fn storage_detaching(storage: &str) -> Result<()> {
 
 /// Whether the cluster's data directory is under the detaching storage
 /// (when unsure, assume it is: stopping is the safe side).
-fn data_is_on_detaching_storage(cluster: &Cluster) -> bool {
-    let id = std::env::var("JUJU_STORAGE_ID").unwrap_or_default();
-    match (juju::storage_get(&id), cluster.data_directory()) {
+fn data_is_on_detaching_storage(hook: &Hook, cluster: &Cluster) -> bool {
+    let id = hook.context.storage_id.as_deref().unwrap_or_default();
+    match (juju::storage_get(id), cluster.data_directory()) {
         (Ok(info), Ok(data_dir)) => data_dir.starts_with(&info.location),
         _ => true,
     }
 }
 
 /// `stop`: no server is left running; nothing is deleted.
-pub fn stop_server(reason: &str) -> Result<()> {
-    if let Some(cluster) = existing_cluster() {
+pub fn stop_server(hook: &Hook, reason: &str) -> Result<()> {
+    if let Some(cluster) = existing_cluster(&hook.unit) {
         control::stop(&cluster)?;
     }
-    set_status(WorkloadStatus::Maintenance, reason)
+    set_status(&hook.unit, WorkloadStatus::Maintenance, reason)
 }
 
 /// `remove`: the unit leaves and hands the machine back. The server is
@@ -651,8 +675,8 @@ pub fn stop_server(reason: &str) -> Result<()> {
 /// started at boot. Every host setting the charm changed gets its recorded
 /// value back, its files under /etc go (units disabled first), and its
 /// state directory is deleted.
-pub fn remove_unit() -> Result<()> {
-    if let Some(cluster) = existing_cluster() {
+pub fn remove_unit(hook: &Hook) -> Result<()> {
+    if let Some(cluster) = existing_cluster(&hook.unit) {
         control::stop(&cluster)?;
         let start_conf = cluster.conf_dir().join("start.conf");
         conf::write_if_changed(
@@ -663,13 +687,17 @@ pub fn remove_unit() -> Result<()> {
             0o644,
         )?;
     }
-    set_status(WorkloadStatus::Maintenance, "removing unit; data kept")?;
-    let handed_back = tuning::apply::hand_back_host()?;
+    set_status(
+        &hook.unit,
+        WorkloadStatus::Maintenance,
+        "removing unit; data kept",
+    )?;
+    let handed_back = tuning::apply::hand_back_host(&hook.unit.host)?;
     for problem in &handed_back.problems {
         log::warn!("left on the host: {problem}");
     }
     packages::remove_no_default_cluster_file()?;
-    StateDir::unit().remove_all()?;
+    hook.unit.state.remove_all()?;
     fsx::remove_scratch_root();
     Ok(())
 }
@@ -683,22 +711,23 @@ fn data_in_place(cluster: &Cluster) -> bool {
         .is_ok_and(|dir| dir.join("PG_VERSION").is_file())
 }
 
-pub fn update_status() -> Result<()> {
-    match existing_cluster() {
+pub fn update_status(hook: &Hook) -> Result<()> {
+    let state = &hook.unit.state;
+    match existing_cluster(&hook.unit) {
         // Re-tuning (src/tuning/apply.rs): compares sysfs/procfs with the
         // machine the last converge recorded; spawns nothing.
-        Some(cluster) if cluster.is_running() && tuning::machine::machine_changed() => {
-            converge_and_report()
+        Some(cluster) if cluster.is_running() && tuning::machine::machine_changed(state) => {
+            converge_and_report(hook)
         }
         // A relation failed in an earlier hook (a consumer held a lock, its
         // database refused a statement): try it again.
         Some(cluster) if cluster.is_running() && clients::needs_retry(&cluster) => {
-            converge_and_report()
+            converge_and_report(hook)
         }
         // A storage move that was blocked, and whose destination changed
         // since (space freed, something moved aside): try again.
-        Some(cluster) if cluster.is_running() && storage::blocked_move_may_go_ahead() => {
-            converge_and_report()
+        Some(cluster) if cluster.is_running() && storage::blocked_move_may_go_ahead(state) => {
+            converge_and_report(hook)
         }
         Some(cluster) if cluster.is_running() => Ok(()),
         // Down with its data in place: it died or was stopped by hand.
@@ -707,12 +736,13 @@ pub fn update_status() -> Result<()> {
         Some(cluster) if data_in_place(&cluster) => {
             log::warn!("PostgreSQL {} is not running; starting it", cluster.id());
             set_status(
+                &hook.unit,
                 WorkloadStatus::Maintenance,
                 "PostgreSQL was down; restarting it",
             )?;
-            converge_and_report()
+            converge_and_report(hook)
         }
-        Some(_) | None => converge_and_report(),
+        Some(_) | None => converge_and_report(hook),
     }
 }
 

@@ -54,9 +54,10 @@ pub fn memo(key: &str) -> String {
 pub struct StateDir(PathBuf);
 
 impl StateDir {
-    /// This unit's: `/var/lib/juju-pg-charm/<cluster name>`.
-    pub fn unit() -> Self {
-        StateDir(Path::new(ROOT).join(crate::cluster::unit_cluster_name()))
+    /// The unit's, whose cluster is `cluster_name`:
+    /// `/var/lib/juju-pg-charm/<cluster name>`.
+    pub fn of_cluster(cluster_name: &str) -> Self {
+        StateDir(Path::new(ROOT).join(cluster_name))
     }
 
     /// A directory of the caller's choosing (unit tests).

@@ -6,7 +6,8 @@
 //!
 //! One unit runs one cluster, `<major>/main`. Tests on a shared machine give
 //! each emulated unit its own cluster name and port through
-//! `PG_CHARM_CLUSTER` and `PG_CHARM_PORT` (Juju never sets them).
+//! `PG_CHARM_CLUSTER` and `PG_CHARM_PORT` (Juju never sets them; see
+//! [`crate::knobs`]).
 //!
 //! Everything here reads the cluster's files (owned by `postgres`) through
 //! [`crate::fsx`], never following a link postgres could plant; that the
@@ -32,14 +33,6 @@ use crate::state::{self, StateDir};
 pub const SOCKET_DIR: &str = "/var/run/postgresql";
 pub const DEFAULT_PORT: u16 = 5432;
 
-/// The unit's cluster name: `main` unless a test says otherwise.
-pub fn unit_cluster_name() -> String {
-    std::env::var("PG_CHARM_CLUSTER")
-        .ok()
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "main".into())
-}
-
 /// That the charm created (or adopted) the unit's cluster: [`state::CLUSTER`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OwnerRecord {
@@ -52,12 +45,12 @@ pub struct OwnerRecord {
 }
 
 impl OwnerRecord {
-    pub fn load() -> Option<Self> {
-        StateDir::unit().read_json(state::CLUSTER)
+    pub fn load(state: &StateDir) -> Option<Self> {
+        state.read_json(state::CLUSTER)
     }
 
-    pub fn save(&self) -> Result<()> {
-        StateDir::unit()
+    pub fn save(&self, state: &StateDir) -> Result<()> {
+        state
             .write_json(state::CLUSTER, self)
             .map(drop)
             .context("recording that the charm owns the cluster")
@@ -72,14 +65,9 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// The unit's cluster for `major`: `main` on 5432 unless a test says otherwise.
-    pub fn for_unit(major: u32) -> Self {
-        let name = unit_cluster_name();
-        let port = std::env::var("PG_CHARM_PORT")
-            .ok()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(DEFAULT_PORT);
-        Self { major, name, port }
+    /// The charm's state directory for this cluster (and so for this unit).
+    pub fn state(&self) -> StateDir {
+        StateDir::of_cluster(&self.name)
     }
 
     pub fn conf_dir(&self) -> PathBuf {
@@ -124,7 +112,7 @@ impl Cluster {
 
     /// Whether this charm created or adopted the cluster.
     pub fn is_ours(&self) -> bool {
-        OwnerRecord::load().is_some_and(|record| record.major == self.major)
+        OwnerRecord::load(&self.state()).is_some_and(|record| record.major == self.major)
     }
 
     /// The `data_directory` postgresql.conf names.

@@ -23,11 +23,11 @@ use super::tool::{Invocation, ToolError};
 pub const LOG_FILTER_ENV: &str = "PG_CHARM_LOG";
 const DEFAULT_FILTER: &str = "info";
 
-/// Installs the logger. Call once, early in `main`; later calls are no-ops.
-pub fn init() {
-    let filter = std::env::var(LOG_FILTER_ENV).unwrap_or_default();
-    let in_hook = std::env::var_os("JUJU_CONTEXT_ID").is_some_and(|id| !id.is_empty());
-    let logger = HookLogger::new(&filter, in_hook);
+/// Installs the logger with `filter` ([`LOG_FILTER_ENV`]'s value), sending
+/// to `juju-log` when `in_hook`. Call once, early in `main`; later calls
+/// are no-ops.
+pub fn init(filter: &str, in_hook: bool) {
+    let logger = HookLogger::new(filter, in_hook);
     let max_level = logger.max_level();
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(max_level);

@@ -19,11 +19,11 @@ use crate::state::{self, StateDir};
 
 /// Runs `tell` unless `value` is what was told last time under `key`.
 pub fn unless_unchanged(
+    dir: &StateDir,
     key: &str,
     value: &str,
     tell: impl FnOnce() -> Result<(), ToolError>,
 ) -> Result<(), ToolError> {
-    let dir = StateDir::unit();
     let file = state::memo(key);
     if dir.read(&file).is_some_and(|last| last == value.as_bytes()) {
         return Ok(());

@@ -40,17 +40,6 @@ impl RelationId {
     pub fn number(&self) -> u32 {
         self.number
     }
-
-    /// The relation of the running relation hook (`JUJU_RELATION_ID`).
-    pub fn from_env() -> anyhow::Result<Option<RelationId>> {
-        match std::env::var("JUJU_RELATION_ID") {
-            Ok(id) if !id.is_empty() => id
-                .parse()
-                .map(Some)
-                .context("JUJU_RELATION_ID set by Juju is not `<endpoint>:<number>`"),
-            _ => Ok(None),
-        }
-    }
 }
 
 impl fmt::Display for RelationId {

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::tool::{Invocation, ToolError};
+use crate::state::StateDir;
 
 /// The statuses a charm may set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,9 +54,13 @@ pub fn status_set(status: WorkloadStatus, message: &str) -> Result<(), ToolError
 /// Only the charm sets its workload status, so the last value it set is
 /// remembered (see [`super::memo`]) and an unchanged status costs no hook
 /// tool call: most `update-status` runs then spawn nothing at all.
-pub fn status_set_if_changed(status: WorkloadStatus, message: &str) -> Result<(), ToolError> {
+pub fn status_set_if_changed(
+    memo: &StateDir,
+    status: WorkloadStatus,
+    message: &str,
+) -> Result<(), ToolError> {
     let wanted = format!("{}\n{message}", status.as_str());
-    super::memo::unless_unchanged("status", &wanted, || status_set(status, message))
+    super::memo::unless_unchanged(memo, "status", &wanted, || status_set(status, message))
 }
 
 /// Sets the application's status (leader only):

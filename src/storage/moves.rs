@@ -62,7 +62,7 @@ pub fn move_cluster(
     let outcome = copy_data(cluster, from, to, progress);
     let problem = match outcome {
         Ok(Ok(())) => {
-            StateDir::unit().remove(state::PENDING_MOVE)?;
+            cluster.state().remove(state::PENDING_MOVE)?;
             retire_unless_used(from, to);
             return Ok(Ok(()));
         }
@@ -72,7 +72,7 @@ pub fn move_cluster(
     log::warn!("moving the data to {} failed: {problem}", to.display());
     remove_as_postgres(&staging_dir(to))?;
     let serving = serve_again(cluster, from)?;
-    remember_blocked(to);
+    remember_blocked(&cluster.state(), to);
     Ok(Err(format!(
         "moving the data to {} failed: {problem}; PostgreSQL was started again from {}",
         to.display(),
@@ -272,7 +272,7 @@ pub fn place_wal(
     control::stop(cluster)?;
     let problem = match move_wal(&source, &wanted, &link, &aside, progress) {
         Ok(Ok(())) => {
-            StateDir::unit().remove(state::PENDING_MOVE)?;
+            cluster.state().remove(state::PENDING_MOVE)?;
             return Ok(Ok(()));
         }
         Ok(Err(problem)) => problem,
@@ -284,7 +284,7 @@ pub fn place_wal(
         as_postgres("mv", &[Path::new("-T"), &aside, &link])?;
     }
     let serving = serve_again(cluster, data_dir)?;
-    remember_blocked(&wanted);
+    remember_blocked(&cluster.state(), &wanted);
     Ok(Err(format!(
         "moving the write-ahead log to {} failed: {problem}; PostgreSQL was started again \
          from {}",
@@ -388,7 +388,7 @@ fn blocked_while_serving(
 ) -> Result<Step> {
     let was_running = cluster.is_running();
     let serving = serve_again(cluster, data_dir)?;
-    remember_blocked(target);
+    remember_blocked(&cluster.state(), target);
     let how = if was_running {
         "keeps running"
     } else {
@@ -574,9 +574,9 @@ impl PendingMove {
     }
 }
 
-fn remember_blocked(target: &Path) {
+fn remember_blocked(state: &StateDir, target: &Path) {
     if let Some(pending) = PendingMove::now(target) {
-        if let Err(e) = StateDir::unit().write_json(state::PENDING_MOVE, &pending) {
+        if let Err(e) = state.write_json(state::PENDING_MOVE, &pending) {
             log::warn!("not remembering the blocked move: {e:#}");
         }
     }
@@ -585,15 +585,14 @@ fn remember_blocked(target: &Path) {
 /// Whether a move that was blocked may go ahead now: its destination
 /// changed (space freed, remounted read-write, something moved aside).
 /// Spawns nothing.
-pub fn blocked_move_may_go_ahead() -> bool {
-    StateDir::unit()
+pub fn blocked_move_may_go_ahead(state: &StateDir) -> bool {
+    state
         .read_json::<PendingMove>(state::PENDING_MOVE)
         .is_some_and(|pending| PendingMove::now(&pending.target).as_ref() != Some(&pending))
 }
 
 /// Forgets a blocked move (the placement no longer needs one).
-pub fn forget_blocked_move() -> Result<()> {
-    let state = StateDir::unit();
+pub fn forget_blocked_move(state: &StateDir) -> Result<()> {
     if state.exists(state::PENDING_MOVE) {
         state.remove(state::PENDING_MOVE)?;
     }

@@ -60,6 +60,7 @@ use serde::{Deserialize, Serialize};
 use crate::cluster::conf::{self, Setting};
 use crate::cluster::Cluster;
 use crate::fsx::{self, Owner};
+use crate::knobs::TestKnobs;
 use crate::options::ClusterOptions;
 use crate::state::{self, StateDir};
 use crate::tuning::detect::{self, SysRoot};
@@ -103,7 +104,7 @@ WantedBy=basic.target
 // ------------------------------------------------------------------ roots
 
 /// Where the host's files and kernel knobs are, and which live changes are
-/// allowed. [`HostRoots::from_env`] is the real machine unless a test says
+/// allowed. [`HostRoots::for_unit`] is the real machine unless a test says
 /// otherwise (see the module documentation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostRoots {
@@ -127,7 +128,7 @@ pub struct HostRoots {
 
 impl HostRoots {
     /// The real machine, every change allowed.
-    pub fn host() -> Self {
+    pub fn host(state: StateDir) -> Self {
         HostRoots {
             etc: PathBuf::from("/etc"),
             proc: PathBuf::from("/proc"),
@@ -144,32 +145,25 @@ impl HostRoots {
             .into_iter()
             .map(PathBuf::from)
             .collect(),
-            state: StateDir::unit(),
+            state,
             global: true,
             devices: None,
         }
     }
 
     /// [`HostRoots::host`] adjusted by the test-only `PG_CHARM_HOST_*`
-    /// variables.
-    pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let mut roots = HostRoots::host();
-        if let Some(etc) = var("PG_CHARM_HOST_ETC") {
-            roots.etc = PathBuf::from(etc);
+    /// variables ([`TestKnobs`]).
+    pub fn for_unit(knobs: &TestKnobs, state: StateDir) -> Self {
+        let mut roots = HostRoots::host(state);
+        if let Some(etc) = &knobs.host_etc {
+            roots.etc = etc.clone();
             roots.sysctl_dirs = vec![roots.etc.join("sysctl.d")];
         }
-        let devices = var("PG_CHARM_HOST_DEVICES").map(|list| {
-            list.split(|c: char| c == ',' || c.is_whitespace())
-                .filter(|name| !name.is_empty())
-                .map(str::to_string)
-                .collect::<BTreeSet<_>>()
-        });
-        if var("PG_CHARM_HOST_GLOBAL").is_some_and(|v| v.trim() == "off") {
-            roots.global = false;
-            roots.devices = Some(devices.unwrap_or_default());
+        if knobs.host_global {
+            roots.devices = knobs.host_devices.clone();
         } else {
-            roots.devices = devices;
+            roots.global = false;
+            roots.devices = Some(knobs.host_devices.clone().unwrap_or_default());
         }
         roots
     }
@@ -1017,6 +1011,7 @@ fn host_facts(roots: &HostRoots) -> HostFacts {
 /// Returns notes for the unit's status: settings left to the host's own
 /// sysctl files.
 pub fn tune_host(
+    roots: &HostRoots,
     cluster: &Cluster,
     data_dir: &Path,
     wal_dir: Option<&Path>,
@@ -1024,10 +1019,10 @@ pub fn tune_host(
     options: &ClusterOptions,
     settings: &mut [Setting],
 ) -> Vec<String> {
-    if let Err(e) = record_machine(data_dir, wal_dir) {
+    if let Err(e) = record_machine(&roots.state, data_dir, wal_dir) {
         log::warn!("could not record the machine for re-tuning: {e:#}");
     }
-    match tune(cluster, data_dir, facts, options, settings) {
+    match tune(roots, cluster, data_dir, facts, options, settings) {
         Ok(notes) => notes,
         Err(e) => {
             log::warn!("host tuning: {e:#}");
@@ -1038,8 +1033,8 @@ pub fn tune_host(
 
 /// Hands the host back: every setting the charm changed restored, its
 /// files and records removed (host-tuning off, unit removal).
-pub fn hand_back_host() -> Result<HostChanges> {
-    let changes = apply_host_plan(&empty_plan(), false, &HostRoots::from_env())?;
+pub fn hand_back_host(roots: &HostRoots) -> Result<HostChanges> {
+    let changes = apply_host_plan(&empty_plan(), false, roots)?;
     if !changes.changed.is_empty() {
         log::info!("the charm's host changes are reverted");
     }
@@ -1047,15 +1042,15 @@ pub fn hand_back_host() -> Result<HostChanges> {
 }
 
 fn tune(
+    roots: &HostRoots,
     cluster: &Cluster,
     data_dir: &Path,
     facts: &MachineFacts,
     options: &ClusterOptions,
     settings: &mut [Setting],
 ) -> Result<Vec<String>> {
-    let roots = HostRoots::from_env();
     if !options.host_tuning {
-        hand_back_host()?;
+        hand_back_host(roots)?;
         return Ok(Vec::new());
     }
     let candidate = conf::render_charm_conf(settings);
@@ -1099,10 +1094,10 @@ fn tune(
         None
     };
     let planned = host_plan(facts, options.tuning.storage_type, needed, false);
-    let (plan, mut notes) = for_this_host(&planned, &host_facts(&roots));
+    let (plan, mut notes) = for_this_host(&planned, &host_facts(roots));
     notes.extend(live_only_devices(&plan, |name| roots.device_allowed(name)));
-    let changes = apply_host_plan(&plan, true, &roots)?;
-    record_applied(&roots, &plan, needed, &changes.pool, &notes)?;
+    let changes = apply_host_plan(&plan, true, roots)?;
+    record_applied(roots, &plan, needed, &changes.pool, &notes)?;
 
     let operator_says = options
         .extra_pg_conf

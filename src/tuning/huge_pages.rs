@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::{self, conf, Cluster};
 use crate::fsx::{self, Owner, Scratch};
-use crate::state::{self, StateDir};
+use crate::state;
 use crate::tuning::units::{parse_memory, GIB, KIB};
 
 /// Huge pages are worth reserving from this much shared_buffers on
@@ -104,7 +104,7 @@ pub fn remembered_huge_pages(
     data_dir: &Path,
     candidate: &str,
 ) -> Result<Option<u64>> {
-    let state = StateDir::unit();
+    let state = cluster.state();
     let key = format!(
         "{:016x}",
         crate::relations::names::fnv1a_64(candidate.as_bytes())

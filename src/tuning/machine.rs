@@ -52,22 +52,20 @@ pub fn machine_digest(data_dir: &Path, wal_dir: Option<&Path>) -> String {
     .to_string()
 }
 
-pub fn record_machine(data_dir: &Path, wal_dir: Option<&Path>) -> Result<()> {
+pub fn record_machine(state: &StateDir, data_dir: &Path, wal_dir: Option<&Path>) -> Result<()> {
     let record = MachineRecord {
         data_dir: data_dir.to_path_buf(),
         wal_dir: wal_dir.map(Path::to_path_buf),
         digest: machine_digest(data_dir, wal_dir),
     };
-    StateDir::unit()
-        .write_json(state::MACHINE, &record)
-        .map(drop)
+    state.write_json(state::MACHINE, &record).map(drop)
 }
 
 /// Whether the machine differs from what the last converge tuned for (more
 /// memory, another disk, a disk that now says it does not spin). Spawns
 /// nothing; `false` when there is no record yet.
-pub fn machine_changed() -> bool {
-    let Some(record) = StateDir::unit().read_json::<MachineRecord>(state::MACHINE) else {
+pub fn machine_changed(state: &StateDir) -> bool {
+    let Some(record) = state.read_json::<MachineRecord>(state::MACHINE) else {
         return false;
     };
     let now = machine_digest(&record.data_dir, record.wal_dir.as_deref());

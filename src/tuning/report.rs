@@ -17,12 +17,13 @@
 
 use anyhow::{Context, Result};
 
+use crate::charm::Hook;
 use crate::cluster::{conf, db};
 use crate::juju;
 use crate::lifecycle;
 use crate::options::ClusterOptions;
 use crate::storage::Mounts;
-use crate::tuning::apply::{self, AppliedRecord, HostRoots, Originals};
+use crate::tuning::apply::{self, AppliedRecord, Originals};
 use crate::tuning::facts::MachineFacts;
 use crate::tuning::units::{floor_mib, format_memory};
 use crate::tuning::{volume_class, StorageTypeOverride};
@@ -271,8 +272,8 @@ pub fn summary(facts: &MachineFacts, storage_type: StorageTypeOverride, host: bo
 }
 
 /// The action: gathers the inputs and sets the results.
-pub fn run() -> Result<()> {
-    let Some(cluster) = lifecycle::existing_cluster() else {
+pub fn run(hook: &Hook) -> Result<()> {
+    let Some(cluster) = lifecycle::existing_cluster(&hook.unit) else {
         return juju::action_fail("no PostgreSQL cluster on this unit yet; nothing is tuned")
             .context("marking the action failed");
     };
@@ -297,13 +298,13 @@ pub fn run() -> Result<()> {
     let storage_type = options
         .as_ref()
         .map_or(StorageTypeOverride::Auto, |o| o.tuning.storage_type);
-    let roots = HostRoots::from_env();
-    let record = AppliedRecord::load(&roots);
-    let originals = Originals::load(&roots);
+    let roots = &hook.unit.host;
+    let record = AppliedRecord::load(roots);
+    let originals = Originals::load(roots);
     let live = |knob: Knob| match knob {
-        Knob::Sysctl(key) => apply::live_sysctl(&roots, key),
-        Knob::Device(device, attribute) => apply::live_device(&roots, device, attribute),
-        Knob::TransparentHugepage => apply::live_thp(&roots),
+        Knob::Sysctl(key) => apply::live_sysctl(roots, key),
+        Knob::Device(device, attribute) => apply::live_device(roots, device, attribute),
+        Knob::TransparentHugepage => apply::live_thp(roots),
     };
     let hardware = serde_yaml::to_string(&facts).context("rendering the machine facts")?;
     let settings = render_settings(&parse_conf_settings(&conf_text), &pending);
