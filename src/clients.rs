@@ -46,6 +46,7 @@ use crate::credentials::{Passwords, StoredPassword};
 use crate::event::RelationKind;
 use crate::juju::{self, HookContext, HookRelation, RelationData, RelationId};
 use crate::options::ClientOptions;
+use crate::outcome::Problem;
 use crate::relations::cidr::Cidr;
 use crate::relations::extensions::{
     plan_extensions, schemas_to_check, ExtensionFacts, SchemaFacts, DEFAULT_SCHEMA,
@@ -101,6 +102,15 @@ impl Served {
         !self.database.is_empty() && matches!(self.condition, Condition::Served | Condition::Failed)
     }
 
+    /// What the unit's status shows for it.
+    fn problem(&self) -> Option<Problem> {
+        let message = self.problem.clone()?;
+        Some(match self.condition {
+            Condition::Waiting => Problem::Waiting(message),
+            Condition::Served | Condition::Refused | Condition::Failed => Problem::Blocked(message),
+        })
+    }
+
     fn standing(&self) -> Standing {
         if self.has_access() {
             return Standing::Serving;
@@ -150,9 +160,7 @@ pub fn needs_retry(cluster: &Cluster) -> bool {
 /// The outcome for the unit: access for `pg_hba.conf`, and problems to show.
 pub struct ClientsOutcome {
     pub access: Vec<RelationAccess>,
-    pub problems: Vec<String>,
-    /// Every problem is only a wait (for Juju or the leader).
-    pub only_waiting: bool,
+    pub problems: Vec<Problem>,
 }
 
 /// Marks (in the charm directory) that this unit is leaving, so the
@@ -269,31 +277,27 @@ pub fn serve(
         );
         served.insert(key, outcome);
     }
-    let mut problems = revoke(cluster, &mut served, removed, leaving);
+    let mut problems: Vec<Problem> = revoke(cluster, &mut served, removed, leaving)
+        .into_iter()
+        .map(Problem::Blocked)
+        .collect();
     save(cluster, &served)?;
 
     let mut access = Vec::new();
-    let mut only_waiting = problems.is_empty();
     for (id, s) in &served {
-        if let Some(problem) = &s.problem {
-            problems.push(problem.clone());
-            only_waiting &= s.condition == Condition::Waiting;
+        if let Some(problem) = s.problem() {
+            problems.push(problem);
         }
         if s.has_access() {
             match rebuild_access(id, s) {
                 Some(a) => access.push(a),
-                None => {
-                    problems.push(format!("{id}: could not rebuild its access rules"));
-                    only_waiting = false;
-                }
+                None => problems.push(Problem::Blocked(format!(
+                    "{id}: could not rebuild its access rules"
+                ))),
             }
         }
     }
-    Ok(ClientsOutcome {
-        access,
-        problems,
-        only_waiting,
-    })
+    Ok(ClientsOutcome { access, problems })
 }
 
 /// For a converge that stopped before serving the relations (bad config,

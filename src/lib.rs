@@ -25,6 +25,7 @@ pub mod juju;
 pub mod knobs;
 pub mod lifecycle;
 pub mod options;
+pub mod outcome;
 pub mod process_env;
 pub mod relations;
 pub mod secret;

@@ -24,20 +24,12 @@ use crate::cluster::{self, control, db, packages, reload, Cluster, OwnerRecord};
 use crate::fsx::{self, Owner};
 use crate::juju::{self, WorkloadStatus};
 use crate::options::ClusterOptions;
+use crate::outcome::{Outcome, Problem, Step};
 use crate::relations::hba;
 use crate::state;
 use crate::storage::{self, dir_state, DirState, Mounts, Placement, PlacementFacts};
 use crate::tuning::{self, DiskClass, MachineFacts, SysRoot};
 use crate::unit::Unit;
-
-/// How a converge ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Serving; the message describes what and where.
-    Active(String),
-    Blocked(String),
-    Waiting(String),
-}
 
 pub fn set_status(unit: &Unit, status: WorkloadStatus, message: &str) -> Result<()> {
     juju::status_set_if_changed(&unit.state, status, message).with_context(|| {
@@ -170,12 +162,14 @@ fn converge_unit(hook: &Hook) -> Result<Outcome> {
     let mounts = Mounts::attached(None)?;
 
     let data_dir = match place_cluster(hook, &cluster, &mounts, &options)? {
-        Ok(dir) => dir,
-        Err(blocked) => return Ok(Outcome::Blocked(blocked)),
+        Step::Done(dir) => dir,
+        Step::Blocked(blocked) => return Ok(Outcome::Blocked(blocked)),
     };
-    if let Err(blocked) = storage::place_wal(&cluster, &data_dir, mounts.pgwal.as_deref(), &|m| {
-        progress(unit, m)
-    })? {
+    if let Step::Blocked(blocked) =
+        storage::place_wal(&cluster, &data_dir, mounts.pgwal.as_deref(), &|m| {
+            progress(unit, m)
+        })?
+    {
         return Ok(Outcome::Blocked(blocked));
     }
     storage::forget_blocked_move(&unit.state)?;
@@ -235,8 +229,9 @@ fn converge_unit(hook: &Hook) -> Result<Outcome> {
     conf::write_if_changed(&hba_path, &render_pg_hba(&options, served.access), 0o640)?;
     // Access rules need a reload only, never a restart.
     let hba_problems = reload::sync_with_files(&cluster)?;
-    served.only_waiting &= hba_problems.is_empty();
-    served.problems.extend(hba_problems);
+    served
+        .problems
+        .extend(hba_problems.into_iter().map(Problem::Blocked));
     // open-port is committed with the hook, so what is open is asked of
     // Juju (opened-ports lists committed ports only), never remembered.
     let port = format!("{}/tcp", cluster.port);
@@ -250,20 +245,14 @@ fn converge_unit(hook: &Hook) -> Result<Outcome> {
         juju::application_version_set(&version)
     })
     .context("setting the workload version")?;
-    if !served.problems.is_empty() {
-        let summary = served.problems.join("; ");
-        return Ok(if served.only_waiting {
-            Outcome::Waiting(summary)
-        } else {
-            Outcome::Blocked(summary)
-        });
-    }
-    let mut message = active_message(&version, &data_dir, &mounts, &options);
-    if !host_notes.is_empty() {
-        // The live value and the one after a reboot would differ otherwise.
-        message.push_str(&format!("; host: {}", host_notes.join("; ")));
-    }
-    Ok(Outcome::Active(message))
+    Ok(Outcome::from_problems(&served.problems, || {
+        let mut message = active_message(&version, &data_dir, &mounts, &options);
+        if !host_notes.is_empty() {
+            // The live value and the one after a reboot would differ otherwise.
+            message.push_str(&format!("; host: {}", host_notes.join("; ")));
+        }
+        message
+    }))
 }
 
 /// Why the server refuses the candidate configuration. `extra-pg-conf` is
@@ -417,13 +406,13 @@ fn immutable_option_changed(unit: &Unit, options: &ClusterOptions) -> Option<Str
     None
 }
 
-/// Puts the cluster where it belongs; `Ok(Err(message))` means blocked.
+/// Puts the cluster where it belongs, or says why it cannot.
 fn place_cluster(
     hook: &Hook,
     cluster: &Cluster,
     mounts: &Mounts,
     options: &ClusterOptions,
-) -> Result<std::result::Result<PathBuf, String>> {
+) -> Result<Step<PathBuf>> {
     finish_interrupted_creation(hook, cluster, options)?;
     let desired = match &mounts.pgdata {
         Some(mount) => cluster.data_dir_on(mount),
@@ -449,15 +438,15 @@ fn place_cluster(
         on_storage: mounts.pgdata.is_some(),
     };
     match storage::plan_placement(&facts) {
-        Placement::Blocked(message) => Ok(Err(message)),
-        Placement::InPlace { data_dir } => Ok(Ok(data_dir)),
+        Placement::Blocked(message) => Ok(Step::Blocked(message)),
+        Placement::InPlace { data_dir } => Ok(Step::Done(data_dir)),
         Placement::Create { data_dir } => {
             create_cluster(hook, cluster, &data_dir, mounts.pgwal.as_deref(), options)?;
-            Ok(Ok(data_dir))
+            Ok(Step::Done(data_dir))
         }
         Placement::Adopt { data_dir } => {
             adopt_cluster(hook, cluster, &data_dir, options)?;
-            Ok(Ok(data_dir))
+            Ok(Step::Done(data_dir))
         }
         Placement::Move { from, to } => {
             Ok(

@@ -16,7 +16,7 @@ use crate::juju;
 
 pub use moves::{
     blocked_move_may_go_ahead, create_parents, forget_blocked_move, move_cluster, place_wal,
-    retire_leftovers, Step,
+    retire_leftovers,
 };
 pub use trees::{compare_trees, tablespaces, usage, Tablespace, Usage};
 

@@ -40,10 +40,8 @@ use super::trees::{compare_trees, tablespaces, usage, Usage};
 use super::{dir_state, DirState};
 use crate::cluster::{self, conf, control, db, Cluster};
 use crate::fsx::{self, Owner};
+use crate::outcome::Step;
 use crate::state::{self, StateDir};
-
-/// `Ok(())`: done; `Err(message)`: blocked, with the message for the status.
-pub type Step = std::result::Result<(), String>;
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -61,19 +59,19 @@ pub fn move_cluster(
     control::stop(cluster)?;
     let outcome = copy_data(cluster, from, to, progress);
     let problem = match outcome {
-        Ok(Ok(())) => {
+        Ok(Step::Done(())) => {
             cluster.state().remove(state::PENDING_MOVE)?;
             retire_unless_used(from, to);
-            return Ok(Ok(()));
+            return Ok(Step::Done(()));
         }
-        Ok(Err(problem)) => problem,
+        Ok(Step::Blocked(problem)) => problem,
         Err(e) => first_line(&format!("{e:#}")),
     };
     log::warn!("moving the data to {} failed: {problem}", to.display());
     remove_as_postgres(&staging_dir(to))?;
     let serving = serve_again(cluster, from)?;
     remember_blocked(&cluster.state(), to);
-    Ok(Err(format!(
+    Ok(Step::Blocked(format!(
         "moving the data to {} failed: {problem}; PostgreSQL was started again from {}",
         to.display(),
         serving.display()
@@ -161,8 +159,8 @@ fn copy_data(cluster: &Cluster, from: &Path, to: &Path, progress: &dyn Fn(&str))
             to.display()
         ));
         let staging = staging_dir(to);
-        if let Err(difference) = copy_verified(from, to, &staging)? {
-            return Ok(Err(difference));
+        if let Step::Blocked(difference) = copy_verified(from, to, &staging)? {
+            return Ok(Step::Blocked(difference));
         }
         point_tablespaces_at_copy(from, to, &staging)?;
         if to.exists() {
@@ -175,7 +173,7 @@ fn copy_data(cluster: &Cluster, from: &Path, to: &Path, progress: &dyn Fn(&str))
     progress(&format!("starting PostgreSQL from {}", to.display()));
     control::start(cluster)?;
     db::wait_for_version(cluster, START_TIMEOUT)?;
-    Ok(Ok(()))
+    Ok(Step::Done(()))
 }
 
 /// Copies `source` (as postgres) to `staging`, next to where it goes
@@ -184,12 +182,13 @@ fn copy_verified(source: &Path, target: &Path, staging: &Path) -> Result<Step> {
     create_parents(target)?;
     as_postgres("cp", &[Path::new("-a"), source, staging])?;
     as_postgres("sync", &[Path::new("-f"), staging])?;
-    Ok(compare_trees(source, staging)?.map_err(|difference| {
-        format!(
+    Ok(match compare_trees(source, staging)? {
+        None => Step::Done(()),
+        Some(difference) => Step::Blocked(format!(
             "the copy of {} differs from the original: {difference}",
             source.display()
-        )
-    }))
+        )),
+    })
 }
 
 /// Links in the copy's `pg_tblspc` that point into the original PGDATA
@@ -239,22 +238,22 @@ pub fn place_wal(
     let current = std::fs::read_link(&link).ok();
     if let Some(target) = &current {
         if !target.exists() {
-            return Ok(Err(format!(
+            return Ok(Step::Blocked(format!(
                 "the write-ahead log at {} is missing (pgwal storage detached?); reattach it",
                 target.display()
             )));
         }
     }
     let Some(mount) = wal_mount else {
-        return Ok(Ok(()));
+        return Ok(Step::Done(()));
     };
     let wanted = cluster.data_dir_on(mount).join("pg_wal");
     if current.as_deref() == Some(wanted.as_path()) {
         remove_as_postgres(&aside)?;
-        return Ok(Ok(()));
+        return Ok(Step::Done(()));
     }
     if let Some(current) = current {
-        return Ok(Err(format!(
+        return Ok(Step::Blocked(format!(
             "the write-ahead log is already at {}, not on pgwal storage {}; move it by hand",
             current.display(),
             mount.display()
@@ -271,11 +270,11 @@ pub fn place_wal(
     }
     control::stop(cluster)?;
     let problem = match move_wal(&source, &wanted, &link, &aside, progress) {
-        Ok(Ok(())) => {
+        Ok(Step::Done(())) => {
             cluster.state().remove(state::PENDING_MOVE)?;
-            return Ok(Ok(()));
+            return Ok(Step::Done(()));
         }
-        Ok(Err(problem)) => problem,
+        Ok(Step::Blocked(problem)) => problem,
         Err(e) => first_line(&format!("{e:#}")),
     };
     log::warn!("moving the write-ahead log failed: {problem}");
@@ -285,7 +284,7 @@ pub fn place_wal(
     }
     let serving = serve_again(cluster, data_dir)?;
     remember_blocked(&cluster.state(), &wanted);
-    Ok(Err(format!(
+    Ok(Step::Blocked(format!(
         "moving the write-ahead log to {} failed: {problem}; PostgreSQL was started again \
          from {}",
         wanted.display(),
@@ -337,7 +336,7 @@ fn move_wal(
     aside: &Path,
     progress: &dyn Fn(&str),
 ) -> Result<Step> {
-    if wanted.exists() && compare_trees(source, wanted)?.is_err() {
+    if wanted.exists() && compare_trees(source, wanted)?.is_some() {
         // An earlier copy of this cluster's WAL (checked before stopping).
         remove_as_postgres(wanted)?;
     }
@@ -347,8 +346,8 @@ fn move_wal(
             wanted.parent().unwrap_or(wanted).display()
         ));
         let staging = staging_dir(wanted);
-        if let Err(difference) = copy_verified(source, wanted, &staging)? {
-            return Ok(Err(difference));
+        if let Step::Blocked(difference) = copy_verified(source, wanted, &staging)? {
+            return Ok(Step::Blocked(difference));
         }
         as_postgres("mv", &[Path::new("-T"), &staging, wanted])?;
     }
@@ -357,7 +356,7 @@ fn move_wal(
     }
     as_postgres("ln", &[Path::new("-sT"), wanted, link])?;
     remove_as_postgres(aside)?;
-    Ok(Ok(()))
+    Ok(Step::Done(()))
 }
 
 /// The system identifier in the long header of the first WAL segment in
@@ -394,7 +393,7 @@ fn blocked_while_serving(
     } else {
         "was started again"
     };
-    Ok(Err(format!(
+    Ok(Step::Blocked(format!(
         "{problem}; PostgreSQL {how} from {}",
         serving.display()
     )))
