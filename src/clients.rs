@@ -37,7 +37,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
 use crate::cluster::records::{self, Kind as Record};
@@ -63,86 +62,12 @@ use crate::relations::publish::{
 use crate::relations::revocation::{users_to_revoke, Standing};
 use crate::relations::sql::{quote_ident, quote_literal, Name, NameKind};
 use crate::relations::Endpoint;
-use crate::state;
-
-/// Where a relation stands, as the last hook left it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum Condition {
-    #[default]
-    Served,
-    /// Hostile, or asking for what it may not have.
-    Refused,
-    /// Waiting for Juju or the leader.
-    Waiting,
-    /// Serving it failed; the next hook tries again.
-    Failed,
-}
-
-/// What the charm concluded about one relation.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Served {
-    remote_app: String,
-    endpoint: String,
-    /// The relation's user, known as soon as its remote application is.
-    #[serde(default)]
-    user: String,
-    /// The access `pg_hba.conf` grants it; an empty database means none.
-    database: String,
-    cidrs: Vec<String>,
-    /// Why the relation is refused, waiting or failing; `None` when served.
-    problem: Option<String>,
-    #[serde(default)]
-    condition: Condition,
-}
-
-impl Served {
-    /// Whether `pg_hba.conf` lets it in: served, or failing after it was.
-    fn has_access(&self) -> bool {
-        !self.database.is_empty() && matches!(self.condition, Condition::Served | Condition::Failed)
-    }
-
-    /// What the unit's status shows for it.
-    fn problem(&self) -> Option<Problem> {
-        let message = self.problem.clone()?;
-        Some(match self.condition {
-            Condition::Waiting => Problem::Waiting(message),
-            Condition::Served | Condition::Refused | Condition::Failed => Problem::Blocked(message),
-        })
-    }
-
-    fn standing(&self) -> Standing {
-        if self.has_access() {
-            return Standing::Serving;
-        }
-        match self.condition {
-            Condition::Waiting | Condition::Failed => Standing::Pending,
-            Condition::Refused | Condition::Served => Standing::Refused,
-        }
-    }
-}
-
-type ServedMap = BTreeMap<String, Served>;
-
-fn load(cluster: &Cluster) -> ServedMap {
-    cluster
-        .state()
-        .read_json(state::RELATIONS)
-        .unwrap_or_default()
-}
-
-fn save(cluster: &Cluster, served: &ServedMap) -> Result<()> {
-    cluster
-        .state()
-        .write_json(state::RELATIONS, served)
-        .map(drop)
-        .context("saving the relation state")
-}
+use crate::state::relations::{self as results, Condition, Served, ServedMap};
 
 /// The access rules of the relations served so far, for writing
 /// `pg_hba.conf` before the server starts.
 pub fn cached_access(cluster: &Cluster) -> Vec<RelationAccess> {
-    load(cluster)
+    results::load(&cluster.state())
         .iter()
         .filter(|(_, s)| s.has_access())
         .filter_map(|(id, s)| rebuild_access(id, s))
@@ -152,7 +77,7 @@ pub fn cached_access(cluster: &Cluster) -> Vec<RelationAccess> {
 /// Whether a relation failed in the last hook and waits for another try
 /// (which `update-status` then gives it). Reads one file; spawns nothing.
 pub fn needs_retry(cluster: &Cluster) -> bool {
-    load(cluster)
+    results::load(&cluster.state())
         .values()
         .any(|s| s.condition == Condition::Failed)
 }
@@ -231,7 +156,7 @@ pub fn serve(
     let hook = context.relation.as_ref();
     let leaving = this_unit_is_leaving(context);
     let live = live_relations(context)?;
-    let mut served = load(cluster);
+    let mut served = results::load(&cluster.state());
     let removed = take_removed(&mut served, &live);
 
     let mut live_users: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -281,7 +206,7 @@ pub fn serve(
         .into_iter()
         .map(Problem::Blocked)
         .collect();
-    save(cluster, &served)?;
+    results::save(&cluster.state(), &served)?;
 
     let mut access = Vec::new();
     for (id, s) in &served {
@@ -306,7 +231,7 @@ pub fn serve(
 pub fn revoke_removed(context: &HookContext, cluster: &Cluster) -> Result<()> {
     let leaving = this_unit_is_leaving(context);
     let live = live_relations(context)?;
-    let mut served = load(cluster);
+    let mut served = results::load(&cluster.state());
     let removed = take_removed(&mut served, &live);
     if removed.is_empty() {
         return Ok(());
@@ -314,7 +239,7 @@ pub fn revoke_removed(context: &HookContext, cluster: &Cluster) -> Result<()> {
     for problem in revoke(cluster, &mut served, removed, leaving) {
         log::warn!("{problem}");
     }
-    save(cluster, &served)
+    results::save(&cluster.state(), &served)
 }
 
 /// Revokes the users that neither a serving relation nor this unit's
@@ -1011,43 +936,7 @@ fn revoke_login(cluster: &Cluster, user: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn served(database: &str, cidrs: &[&str], condition: Condition) -> Served {
-        Served {
-            user: "juju_app".into(),
-            database: database.into(),
-            cidrs: cidrs.iter().map(|c| c.to_string()).collect(),
-            problem: (condition != Condition::Served).then(|| "problem".to_string()),
-            condition,
-            ..Served::default()
-        }
-    }
-
-    #[test]
-    fn standing_follows_access_and_condition() {
-        use Condition::{Failed, Refused, Waiting};
-        let cases = [
-            (
-                served("app", &["10.0.0.1/32"], Condition::Served),
-                Standing::Serving,
-            ),
-            (served("app", &["10.0.0.1/32"], Failed), Standing::Serving),
-            (served("", &[], Failed), Standing::Pending),
-            (served("", &[], Waiting), Standing::Pending),
-            (served("", &[], Refused), Standing::Refused),
-            // A refused entry never has access, whatever it still names.
-            (served("app", &["10.0.0.1/32"], Refused), Standing::Refused),
-        ];
-        for (s, want) in cases {
-            assert_eq!(s.standing(), want, "{s:?}");
-        }
-        // A refusal cached by an older charm: a problem, no database.
-        let legacy: Served =
-            serde_json::from_str(r#"{"remote_app":"a","endpoint":"db","database":"","user":"","cidrs":[],"problem":"db:1: x","published":0}"#)
-                .unwrap();
-        assert!(!legacy.has_access());
-        assert_eq!(legacy.standing(), Standing::Refused);
-    }
+    use crate::state::relations::example as served;
 
     #[test]
     fn a_failing_relation_keeps_at_most_what_it_had() {

@@ -15,18 +15,17 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use serde::{Deserialize, Serialize};
-
 use crate::charm::Hook;
 use crate::clients;
 use crate::cluster::conf::{self, Setting};
-use crate::cluster::{self, control, db, packages, reload, Cluster, OwnerRecord};
+use crate::cluster::{self, control, db, packages, reload, Cluster};
 use crate::fsx::{self, Owner};
 use crate::juju::{self, WorkloadStatus};
 use crate::options::ClusterOptions;
 use crate::outcome::{Outcome, Problem, Step};
 use crate::relations::hba;
 use crate::state;
+use crate::state::cluster::{Creating, OwnerRecord};
 use crate::storage::{self, dir_state, DirState, Mounts, Placement, PlacementFacts};
 use crate::tuning::{self, DiskClass, MachineFacts, SysRoot};
 use crate::unit::Unit;
@@ -61,68 +60,9 @@ pub fn converge_and_report(hook: &Hook) -> Result<()> {
 
 /// The cluster this charm created on this machine, whatever its version.
 pub(crate) fn existing_cluster(unit: &Unit) -> Option<Cluster> {
-    let record = OwnerRecord::load(&unit.state).or_else(|| adopt_legacy_state(unit))?;
+    let record = OwnerRecord::load(&unit.state)
+        .or_else(|| state::legacy::adopt(&unit.state, &|major| unit.cluster(major).conf_dir()))?;
     Some(unit.cluster(record.major)).filter(Cluster::exists)
-}
-
-/// Revisions before the state directory kept their files next to the
-/// cluster (`juju-pg-charm.*` in its configuration directory) and the host
-/// record in `/var/lib/juju-pg-charm` itself. After `upgrade-charm` from one
-/// of them, the owner marker becomes the [`OwnerRecord`], the host record
-/// moves into the state directory, and the caches (rebuilt by the next
-/// converge) are deleted.
-fn adopt_legacy_state(unit: &Unit) -> Option<OwnerRecord> {
-    let mut majors: Vec<u32> = std::fs::read_dir("/etc/postgresql")
-        .ok()?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    majors.sort();
-    let (major, marker) = majors.into_iter().rev().find_map(|major| {
-        let conf_dir = unit.cluster(major).conf_dir();
-        let text = fsx::read_to_string(&conf_dir.join("juju-pg-charm.owner")).ok()?;
-        Some((major, text))
-    })?;
-    let field = |key: &str| {
-        marker
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{key}=")))
-            .map(str::to_string)
-    };
-    let record = OwnerRecord {
-        major,
-        unit: marker.lines().next().unwrap_or_default().to_string(),
-        locale: field("locale"),
-        encoding: field("encoding"),
-    };
-    let moved = (|| -> Result<()> {
-        let state = &unit.state;
-        for file in [state::HOST_ORIGINALS, state::HOST_APPLIED] {
-            let legacy = std::path::Path::new(state::ROOT).join(file);
-            if let Ok(bytes) = fsx::read(&legacy) {
-                state.write(file, &bytes)?;
-                fsx::remove_file(&legacy)?;
-            }
-        }
-        record.save(state)?;
-        let conf_dir = unit.cluster(major).conf_dir();
-        for file in [
-            "juju-pg-charm.owner",
-            "juju-pg-charm.relations.json",
-            "juju-pg-charm.machine.json",
-            "juju-pg-charm.hugepages",
-        ] {
-            fsx::remove_file(&conf_dir.join(file))?;
-        }
-        Ok(())
-    })();
-    match moved {
-        Ok(()) => log::info!(
-            "moved the charm's records into {}",
-            unit.state.path().display()
-        ),
-        Err(e) => log::warn!("could not move the charm's earlier records: {e:#}"),
-    }
-    Some(record)
 }
 
 pub fn converge(hook: &Hook) -> Result<Outcome> {
@@ -457,24 +397,12 @@ fn place_cluster(
     }
 }
 
-/// Recorded ([`state::CREATING`]) before pg_createcluster runs, so a retry
-/// after a kill can finish or redo the creation or adoption.
-#[derive(Debug, Serialize, Deserialize)]
-struct Creating {
-    major: u32,
-    /// Adopting an existing data directory rather than running initdb.
-    adopting: bool,
-}
-
 fn start_creating(cluster: &Cluster, adopting: bool) -> Result<()> {
-    let creating = Creating {
+    Creating {
         major: cluster.major,
         adopting,
-    };
-    cluster
-        .state()
-        .write_json(state::CREATING, &creating)
-        .map(drop)
+    }
+    .save(&cluster.state())
 }
 
 fn finish_interrupted_creation(
@@ -483,7 +411,7 @@ fn finish_interrupted_creation(
     options: &ClusterOptions,
 ) -> Result<()> {
     let state = cluster.state();
-    let Some(creating) = state.read_json::<Creating>(state::CREATING) else {
+    let Some(creating) = Creating::load(&state) else {
         return Ok(());
     };
     if creating.major == cluster.major && cluster.exists() && !cluster.is_ours() {
@@ -503,7 +431,7 @@ fn finish_interrupted_creation(
             owner_record(hook, cluster, options).save(&state)?;
         }
     }
-    state.remove(state::CREATING)
+    Creating::clear(&state)
 }
 
 fn owner_record(hook: &Hook, cluster: &Cluster, options: &ClusterOptions) -> OwnerRecord {
@@ -547,7 +475,7 @@ fn create_cluster(
     }
     cluster::run(&mut command).context("pg_createcluster failed")?;
     owner_record(hook, cluster, options).save(&cluster.state())?;
-    cluster.state().remove(state::CREATING)
+    Creating::clear(&cluster.state())
 }
 
 /// `pg_createcluster <major> <name> --datadir .. --port .. --start-conf=auto`:
@@ -616,7 +544,7 @@ fn adopt_cluster(
     }
     fsx::create_dir_all(&cluster.conf_dir().join("conf.d"), postgres, 0o755)?;
     owner_record(hook, cluster, options).save(&cluster.state())?;
-    cluster.state().remove(state::CREATING)
+    Creating::clear(&cluster.state())
 }
 
 /// `<storage>-storage-detaching`: a clean, fast shutdown with a checkpoint,

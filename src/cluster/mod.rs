@@ -24,38 +24,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 
 use crate::fsx;
-use crate::state::{self, StateDir};
+use crate::state::cluster::OwnerRecord;
+use crate::state::StateDir;
 
 /// Where the server's unix socket lives (Debian's default).
 pub const SOCKET_DIR: &str = "/var/run/postgresql";
 pub const DEFAULT_PORT: u16 = 5432;
-
-/// That the charm created (or adopted) the unit's cluster: [`state::CLUSTER`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OwnerRecord {
-    pub major: u32,
-    /// The unit that created or adopted it.
-    pub unit: String,
-    /// `locale` and `encoding` at creation: they cannot change later.
-    pub locale: Option<String>,
-    pub encoding: Option<String>,
-}
-
-impl OwnerRecord {
-    pub fn load(state: &StateDir) -> Option<Self> {
-        state.read_json(state::CLUSTER)
-    }
-
-    pub fn save(&self, state: &StateDir) -> Result<()> {
-        state
-            .write_json(state::CLUSTER, self)
-            .map(drop)
-            .context("recording that the charm owns the cluster")
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cluster {

@@ -15,7 +15,7 @@
 //! removal deletes, and a lost memo only costs one call.
 
 use super::ToolError;
-use crate::state::{self, StateDir};
+use crate::state::{memo, StateDir};
 
 /// Runs `tell` unless `value` is what was told last time under `key`.
 pub fn unless_unchanged(
@@ -24,13 +24,12 @@ pub fn unless_unchanged(
     value: &str,
     tell: impl FnOnce() -> Result<(), ToolError>,
 ) -> Result<(), ToolError> {
-    let file = state::memo(key);
-    if dir.read(&file).is_some_and(|last| last == value.as_bytes()) {
+    if memo::holds(dir, key, value) {
         return Ok(());
     }
     tell()?;
     // Best effort: without the memo the next hook simply tells Juju again.
-    if let Err(e) = dir.write(&file, value.as_bytes()) {
+    if let Err(e) = memo::remember(dir, key, value) {
         log::debug!("not remembering {key}: {e:#}");
     }
     Ok(())

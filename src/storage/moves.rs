@@ -34,14 +34,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
 
 use super::trees::{compare_trees, tablespaces, usage, Usage};
 use super::{dir_state, DirState};
 use crate::cluster::{self, conf, control, db, Cluster};
 use crate::fsx::{self, Owner};
 use crate::outcome::Step;
-use crate::state::{self, StateDir};
+use crate::state::pending_move::PendingMove;
+use crate::state::StateDir;
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -60,7 +60,7 @@ pub fn move_cluster(
     let outcome = copy_data(cluster, from, to, progress);
     let problem = match outcome {
         Ok(Step::Done(())) => {
-            cluster.state().remove(state::PENDING_MOVE)?;
+            PendingMove::clear(&cluster.state())?;
             retire_unless_used(from, to);
             return Ok(Step::Done(()));
         }
@@ -271,7 +271,7 @@ pub fn place_wal(
     control::stop(cluster)?;
     let problem = match move_wal(&source, &wanted, &link, &aside, progress) {
         Ok(Step::Done(())) => {
-            cluster.state().remove(state::PENDING_MOVE)?;
+            PendingMove::clear(&cluster.state())?;
             return Ok(Step::Done(()));
         }
         Ok(Step::Blocked(problem)) => problem,
@@ -541,41 +541,26 @@ fn is_read_only(path: &Path) -> bool {
         .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
 }
 
-/// What `update-status` compares to notice that a blocked move may go
-/// ahead now: the destination's file system and directory as they were.
-#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct PendingMove {
-    target: PathBuf,
-    free_bytes: u64,
-    free_inodes: u64,
-    read_only: bool,
-    /// The nearest existing directory and its change time in nanoseconds:
-    /// a move aside changes them.
-    nearest: PathBuf,
-    changed_at_ns: i128,
-}
-
-impl PendingMove {
-    fn now(target: &Path) -> Option<Self> {
-        let existing = nearest_existing(target);
-        let stat = nix::sys::statvfs::statvfs(existing).ok()?;
-        Some(PendingMove {
-            target: target.to_path_buf(),
-            free_bytes: stat.blocks_available() as u64 * stat.fragment_size() as u64,
-            free_inodes: stat.files_available() as u64,
-            read_only: stat.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY),
-            nearest: existing.to_path_buf(),
-            changed_at_ns: {
-                let meta = std::fs::metadata(existing).ok()?;
-                i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec())
-            },
-        })
-    }
+/// The destination's file system and directory as they are now.
+fn pending_move(target: &Path) -> Option<PendingMove> {
+    let existing = nearest_existing(target);
+    let stat = nix::sys::statvfs::statvfs(existing).ok()?;
+    Some(PendingMove {
+        target: target.to_path_buf(),
+        free_bytes: stat.blocks_available() as u64 * stat.fragment_size() as u64,
+        free_inodes: stat.files_available() as u64,
+        read_only: stat.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY),
+        nearest: existing.to_path_buf(),
+        changed_at_ns: {
+            let meta = std::fs::metadata(existing).ok()?;
+            i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec())
+        },
+    })
 }
 
 fn remember_blocked(state: &StateDir, target: &Path) {
-    if let Some(pending) = PendingMove::now(target) {
-        if let Err(e) = state.write_json(state::PENDING_MOVE, &pending) {
+    if let Some(pending) = pending_move(target) {
+        if let Err(e) = pending.save(state) {
             log::warn!("not remembering the blocked move: {e:#}");
         }
     }
@@ -585,17 +570,13 @@ fn remember_blocked(state: &StateDir, target: &Path) {
 /// changed (space freed, remounted read-write, something moved aside).
 /// Spawns nothing.
 pub fn blocked_move_may_go_ahead(state: &StateDir) -> bool {
-    state
-        .read_json::<PendingMove>(state::PENDING_MOVE)
-        .is_some_and(|pending| PendingMove::now(&pending.target).as_ref() != Some(&pending))
+    PendingMove::load(state)
+        .is_some_and(|pending| pending_move(&pending.target).as_ref() != Some(&pending))
 }
 
 /// Forgets a blocked move (the placement no longer needs one).
 pub fn forget_blocked_move(state: &StateDir) -> Result<()> {
-    if state.exists(state::PENDING_MOVE) {
-        state.remove(state::PENDING_MOVE)?;
-    }
-    Ok(())
+    PendingMove::clear(state)
 }
 
 fn pg_control(dir: &Path) -> Option<Vec<u8>> {

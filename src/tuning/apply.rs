@@ -55,14 +55,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
 
 use crate::cluster::conf::{self, Setting};
 use crate::cluster::Cluster;
 use crate::fsx::{self, Owner};
 use crate::knobs::TestKnobs;
 use crate::options::ClusterOptions;
-use crate::state::{self, StateDir};
+use crate::state::host::{
+    AppliedDevice, AppliedRecord, AppliedSysctl, HugePagePool, Original, Originals,
+};
+use crate::state::StateDir;
 use crate::tuning::detect::{self, SysRoot};
 use crate::tuning::facts::{MachineFacts, StableId};
 use crate::tuning::host::{
@@ -217,63 +219,7 @@ impl HostRoots {
     }
 }
 
-// ------------------------------------------------------------------ state
-
-/// One live knob as the charm found it, and what the charm set it to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "OriginalRecord")]
-pub struct Original {
-    /// The value before the charm changed it (for `vm.nr_hugepages`: the
-    /// pages others had reserved when the charm last set it).
-    pub was: String,
-    /// What the charm set; `None` in records of earlier revisions.
-    pub set: Option<String>,
-    /// For a `*_bytes` twin whose original was 0: the `*_ratio` key and the
-    /// value it had, which is what restores it.
-    pub twin: Option<(String, String)>,
-}
-
-/// How [`Original`] is read: earlier revisions kept the bare value.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OriginalRecord {
-    Bare(String),
-    Full {
-        was: String,
-        #[serde(default)]
-        set: Option<String>,
-        #[serde(default)]
-        twin: Option<(String, String)>,
-    },
-}
-
-impl From<OriginalRecord> for Original {
-    fn from(record: OriginalRecord) -> Self {
-        match record {
-            OriginalRecord::Bare(was) => Original {
-                was,
-                set: None,
-                twin: None,
-            },
-            OriginalRecord::Full { was, set, twin } => Original { was, set, twin },
-        }
-    }
-}
-
 impl Original {
-    #[cfg(test)]
-    pub fn new_for_tests(was: &str, set: &str) -> Self {
-        Original::new(was, set)
-    }
-
-    fn new(was: &str, set: &str) -> Self {
-        Original {
-            was: was.to_string(),
-            set: Some(set.to_string()),
-            twin: None,
-        }
-    }
-
     /// Whether `live` is still what the charm set (or the record is too
     /// old to say).
     fn still_ours(&self, live: &str) -> bool {
@@ -281,105 +227,6 @@ impl Original {
             .as_deref()
             .is_none_or(|set| normalize(set) == normalize(live))
     }
-}
-
-/// The queue settings of one device as the charm found them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "DeviceRecord")]
-pub struct DeviceOriginals {
-    /// Which disk it was (`None`: none known, or a record of an earlier
-    /// revision).
-    pub identity: Option<StableId>,
-    /// `scheduler`, `read_ahead_kb` → value.
-    pub attributes: BTreeMap<String, Original>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum DeviceRecord {
-    Full {
-        #[serde(default)]
-        identity: Option<StableId>,
-        attributes: BTreeMap<String, Original>,
-    },
-    Bare(BTreeMap<String, Original>),
-}
-
-impl From<DeviceRecord> for DeviceOriginals {
-    fn from(record: DeviceRecord) -> Self {
-        match record {
-            DeviceRecord::Full {
-                identity,
-                attributes,
-            } => DeviceOriginals {
-                identity,
-                attributes,
-            },
-            DeviceRecord::Bare(attributes) => DeviceOriginals {
-                identity: None,
-                attributes,
-            },
-        }
-    }
-}
-
-/// Everything the charm changed on the host, as it was before.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Originals {
-    /// sysctl key → value.
-    #[serde(default)]
-    pub sysctls: BTreeMap<String, Original>,
-    /// Device kernel name → its queue settings.
-    #[serde(default)]
-    pub devices: BTreeMap<String, DeviceOriginals>,
-    #[serde(default)]
-    pub transparent_hugepage: Option<Original>,
-    /// Directories the charm created for its files (removed when empty).
-    #[serde(default)]
-    pub created_dirs: Vec<PathBuf>,
-}
-
-impl Originals {
-    pub fn load(roots: &HostRoots) -> Self {
-        roots
-            .state
-            .read_json(state::HOST_ORIGINALS)
-            .unwrap_or_default()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.sysctls.is_empty()
-            && self.devices.is_empty()
-            && self.transparent_hugepage.is_none()
-            && self.created_dirs.is_empty()
-    }
-
-    /// Saved before the change it records, so a kill in between loses nothing.
-    fn save(&self, roots: &HostRoots) -> Result<()> {
-        if self.is_empty() {
-            return roots.state.remove(state::HOST_ORIGINALS);
-        }
-        roots
-            .state
-            .write_json(state::HOST_ORIGINALS, self)
-            .map(drop)
-    }
-}
-
-/// The huge page pool as the kernel reports it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct HugePagePool {
-    /// `/proc/sys/vm/nr_hugepages`.
-    pub nr_hugepages: Option<u64>,
-    /// `HugePages_Total` in `/proc/meminfo`.
-    pub total: Option<u64>,
-    /// `HugePages_Free`.
-    pub free: Option<u64>,
-    /// `Hugepagesize`, in kB.
-    pub page_size_kb: Option<u64>,
-    /// Reserved by others, not by the charm.
-    #[serde(default)]
-    pub others: u64,
 }
 
 impl HugePagePool {
@@ -396,7 +243,7 @@ impl HugePagePool {
             total: field("HugePages_Total"),
             free: field("HugePages_Free"),
             page_size_kb: field("Hugepagesize"),
-            others: huge_pages_of_others(roots, &Originals::load(roots)),
+            others: huge_pages_of_others(roots, &Originals::load(&roots.state)),
         }
     }
 
@@ -436,48 +283,6 @@ fn huge_pages_of_others(roots: &HostRoots, originals: &Originals) -> u64 {
         .get(NR_HUGEPAGES)
         .map_or(0, |record| charm_share(record, live));
     live - ours
-}
-
-/// The plan in force, as recorded for `tuning-report`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct AppliedRecord {
-    pub global: bool,
-    /// `None`: every planned device.
-    pub devices_allowed: Option<Vec<String>>,
-    pub files: Vec<PathBuf>,
-    pub sysctls: Vec<AppliedSysctl>,
-    pub devices: Vec<AppliedDevice>,
-    pub transparent_hugepage: String,
-    /// `shared_memory_size_in_huge_pages`, when huge pages are planned.
-    pub huge_pages_needed: Option<u64>,
-    /// `vm.nr_hugepages` asked for by the charm (needed + margin).
-    pub huge_pages_reserved: Option<u64>,
-    pub pool: HugePagePool,
-    /// What differs after a reboot: settings left to the host's own sysctl
-    /// files, devices tuned live only.
-    #[serde(default)]
-    pub left_to_host: Vec<String>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct AppliedSysctl {
-    pub key: String,
-    pub value: String,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct AppliedDevice {
-    pub name: String,
-    pub scheduler: Option<String>,
-    pub read_ahead_kb: Option<u32>,
-    pub reason: String,
-}
-
-impl AppliedRecord {
-    pub fn load(roots: &HostRoots) -> Option<Self> {
-        roots.state.read_json(state::HOST_APPLIED)
-    }
 }
 
 /// What one [`apply_host_plan`] did.
@@ -520,7 +325,7 @@ pub fn apply_host_plan(plan: &HostPlan, enabled: bool, roots: &HostRoots) -> Res
         enabled,
         ..HostChanges::default()
     };
-    let mut originals = Originals::load(roots);
+    let mut originals = Originals::load(&roots.state);
     if enabled {
         apply(plan, roots, &mut originals, &mut changes)?;
     } else {
@@ -604,7 +409,7 @@ fn apply(
                 record.was = others.to_string();
             }
             originals.sysctls.insert(sysctl.key.to_string(), record);
-            originals.save(roots)?;
+            originals.save(&roots.state)?;
             if normalize(&old) != normalize(wanted) {
                 set_knob(&path, sysctl.key, &old, wanted, changes);
             }
@@ -616,7 +421,7 @@ fn apply(
                 {
                     if record.set.as_deref() != Some(given.as_str()) {
                         record.set = Some(given);
-                        originals.save(roots)?;
+                        originals.save(&roots.state)?;
                     }
                 }
             }
@@ -678,7 +483,7 @@ fn apply(
                 .entry(attribute.to_string())
                 .or_insert_with(|| Original::new(&old, wanted))
                 .set = Some(wanted.clone());
-            originals.save(roots)?;
+            originals.save(&roots.state)?;
             set_knob(
                 &path,
                 &format!("{device} {attribute}"),
@@ -698,7 +503,7 @@ fn apply(
                 originals
                     .transparent_hugepage
                     .get_or_insert_with(|| Original::new(&old, plan.transparent_hugepage));
-                originals.save(roots)?;
+                originals.save(&roots.state)?;
                 set_knob(
                     &path,
                     "transparent_hugepage",
@@ -740,7 +545,7 @@ fn revert(roots: &HostRoots, originals: &mut Originals, changes: &mut HostChange
         };
         if restored {
             originals.transparent_hugepage = None;
-            originals.save(roots)?;
+            originals.save(&roots.state)?;
         }
     }
     let unit = roots.thp_unit();
@@ -764,8 +569,8 @@ fn revert(roots: &HostRoots, originals: &mut Originals, changes: &mut HostChange
             changes.change(format!("removed {}", dir.display()));
         }
     }
-    originals.save(roots)?;
-    roots.state.remove(state::HOST_APPLIED)?;
+    originals.save(&roots.state)?;
+    AppliedRecord::clear(&roots.state)?;
     Ok(())
 }
 
@@ -815,7 +620,7 @@ fn restore_sysctl(
     };
     if restored {
         originals.sysctls.remove(key);
-        originals.save(roots)?;
+        originals.save(&roots.state)?;
     }
     Ok(())
 }
@@ -860,7 +665,7 @@ fn restore_device(
                 originals.devices.remove(device);
             }
         }
-        originals.save(roots)?;
+        originals.save(&roots.state)?;
     }
     Ok(())
 }
@@ -941,7 +746,7 @@ fn write_file(
                     originals.created_dirs.push(made);
                 }
             }
-            originals.save(roots)?;
+            originals.save(&roots.state)?;
         }
         fsx::create_dir_all(dir, Owner::current(), 0o755)?;
     }
@@ -996,7 +801,7 @@ fn host_facts(roots: &HostRoots) -> HostFacts {
         .to_string();
     HostFacts {
         boot_overrides: sysctl_boot_overrides(&ours, &host_sysctl_files(roots)),
-        huge_pages_of_others: huge_pages_of_others(roots, &Originals::load(roots)),
+        huge_pages_of_others: huge_pages_of_others(roots, &Originals::load(&roots.state)),
     }
 }
 
@@ -1179,10 +984,7 @@ fn record_applied(
         pool: pool.clone(),
         left_to_host: notes.to_vec(),
     };
-    roots
-        .state
-        .write_json(state::HOST_APPLIED, &record)
-        .map(drop)
+    record.save(&roots.state)
 }
 
 /// Live values for the report.
@@ -1336,7 +1138,7 @@ mod tests {
         assert!(host
             .get("etc/systemd/system/juju-pg-charm-thp.service")
             .contains("echo never"));
-        let originals = Originals::load(&roots);
+        let originals = Originals::load(&roots.state);
         assert_eq!(originals.sysctls["vm.swappiness"].was, "60");
         assert_eq!(
             originals.sysctls["vm.swappiness"].set.as_deref(),
@@ -1408,13 +1210,13 @@ mod tests {
         apply_host_plan(&plan(), false, &roots).unwrap();
         assert_eq!(host.get("proc/sys/vm/dirty_ratio"), "20");
         assert_ne!(host.get("proc/sys/vm/dirty_bytes"), "0");
-        assert!(Originals::load(&roots)
+        assert!(Originals::load(&roots.state)
             .sysctls
             .contains_key("vm.dirty_bytes"));
         // Once the bytes read 0 (the kernel's doing), it is done.
         host.put("proc/sys/vm/dirty_bytes", "0");
         apply_host_plan(&plan(), false, &roots).unwrap();
-        assert!(Originals::load(&roots).sysctls.is_empty());
+        assert!(Originals::load(&roots.state).sysctls.is_empty());
     }
 
     #[test]
@@ -1512,7 +1314,7 @@ mod tests {
         assert_eq!(host.get("sys/block/sda/queue/scheduler"), "mq-deadline");
         assert_eq!(host.get("sys/block/loop3/queue/read_ahead_kb"), "128");
         assert_eq!(host.get("sys/block/loop3/queue/scheduler"), "mq-deadline");
-        let originals = Originals::load(&roots);
+        let originals = Originals::load(&roots.state);
         assert!(!originals.sysctls.contains_key("vm.swappiness"));
         assert!(!originals.devices.contains_key("sda"));
     }
@@ -1530,7 +1332,7 @@ mod tests {
             host.get("sys/block/sda/queue/scheduler"),
             "[none] mq-deadline\n"
         );
-        assert!(Originals::load(&roots).devices.is_empty());
+        assert!(Originals::load(&roots.state).devices.is_empty());
     }
 
     #[test]

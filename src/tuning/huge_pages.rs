@@ -7,13 +7,11 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
-
 use crate::cluster::{self, conf, Cluster};
 use crate::fsx::{self, Owner, Scratch};
-use crate::state;
+use crate::state::huge_pages::HugePagesMemo;
 use crate::tuning::units::{parse_memory, GIB, KIB};
+use anyhow::{bail, Context, Result};
 
 /// Huge pages are worth reserving from this much shared_buffers on
 /// (the same threshold as [`crate::tuning::host::host_plan`]'s documentation).
@@ -88,14 +86,6 @@ pub fn shared_memory_huge_pages(
     Ok(u64::try_from(pages).ok().filter(|&pages| pages > 0))
 }
 
-/// What [`remembered_huge_pages`] keeps in the state directory.
-#[derive(Debug, Serialize, Deserialize)]
-struct HugePagesMemo {
-    /// FNV-1a of the candidate configuration it was computed for.
-    candidate: String,
-    pages: Option<u64>,
-}
-
 /// [`shared_memory_huge_pages`], remembered in the state directory for the
 /// candidate it was computed for: the answer only changes with the
 /// configuration, and asking the server costs a process and ~20 MB.
@@ -109,7 +99,7 @@ pub fn remembered_huge_pages(
         "{:016x}",
         crate::relations::names::fnv1a_64(candidate.as_bytes())
     );
-    if let Some(memo) = state.read_json::<HugePagesMemo>(state::HUGE_PAGES) {
+    if let Some(memo) = HugePagesMemo::load(&state) {
         if memo.candidate == key {
             return Ok(memo.pages);
         }
@@ -119,7 +109,7 @@ pub fn remembered_huge_pages(
         candidate: key,
         pages,
     };
-    if let Err(e) = state.write_json(state::HUGE_PAGES, &memo) {
+    if let Err(e) = memo.save(&state) {
         log::warn!("not remembering the huge page count: {e:#}");
     }
     Ok(pages)

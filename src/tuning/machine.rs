@@ -4,22 +4,13 @@
 //! as it is now ([`machine_changed`], no process spawned) and converges
 //! again when they differ, which re-tunes PostgreSQL and the host.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
 
-use crate::state::{self, StateDir};
+use crate::state::machine::MachineRecord;
+use crate::state::StateDir;
 use crate::tuning::detect::{self, SysRoot};
-
-/// What the last converge saw ([`state::MACHINE`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct MachineRecord {
-    data_dir: PathBuf,
-    wal_dir: Option<PathBuf>,
-    /// [`machine_digest`] then.
-    digest: String,
-}
 
 /// The facts the tuning depends on and that change with the hardware:
 /// memory, CPUs, and the identity, size and class of the disks under
@@ -58,14 +49,14 @@ pub fn record_machine(state: &StateDir, data_dir: &Path, wal_dir: Option<&Path>)
         wal_dir: wal_dir.map(Path::to_path_buf),
         digest: machine_digest(data_dir, wal_dir),
     };
-    state.write_json(state::MACHINE, &record).map(drop)
+    record.save(state)
 }
 
 /// Whether the machine differs from what the last converge tuned for (more
 /// memory, another disk, a disk that now says it does not spin). Spawns
 /// nothing; `false` when there is no record yet.
 pub fn machine_changed(state: &StateDir) -> bool {
-    let Some(record) = state.read_json::<MachineRecord>(state::MACHINE) else {
+    let Some(record) = MachineRecord::load(state) else {
         return false;
     };
     let now = machine_digest(&record.data_dir, record.wal_dir.as_deref());

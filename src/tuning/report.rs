@@ -22,8 +22,9 @@ use crate::cluster::{conf, db};
 use crate::juju;
 use crate::lifecycle;
 use crate::options::ClusterOptions;
+use crate::state::host::{AppliedRecord, Originals};
 use crate::storage::Mounts;
-use crate::tuning::apply::{self, AppliedRecord, Originals};
+use crate::tuning::apply;
 use crate::tuning::facts::MachineFacts;
 use crate::tuning::units::{floor_mib, format_memory};
 use crate::tuning::{volume_class, StorageTypeOverride};
@@ -299,8 +300,8 @@ pub fn run(hook: &Hook) -> Result<()> {
         .as_ref()
         .map_or(StorageTypeOverride::Auto, |o| o.tuning.storage_type);
     let roots = &hook.unit.host;
-    let record = AppliedRecord::load(roots);
-    let originals = Originals::load(roots);
+    let record = AppliedRecord::load(&roots.state);
+    let originals = Originals::load(&roots.state);
     let live = |knob: Knob| match knob {
         Knob::Sysctl(key) => apply::live_sysctl(roots, key),
         Knob::Device(device, attribute) => apply::live_device(roots, device, attribute),
@@ -323,7 +324,7 @@ pub fn run(hook: &Hook) -> Result<()> {
 mod tests {
     use super::*;
     use crate::cluster::conf::{render_charm_conf, Setting};
-    use crate::tuning::apply::{AppliedDevice, AppliedSysctl, HugePagePool, Original};
+    use crate::state::host::{AppliedDevice, AppliedSysctl, HugePagePool, Original};
 
     #[test]
     fn settings_come_back_with_their_reasons() {
@@ -390,10 +391,7 @@ mod tests {
             .entry("loop3".into())
             .or_default()
             .attributes
-            .insert(
-                "scheduler".into(),
-                Original::new_for_tests("none", "mq-deadline"),
-            );
+            .insert("scheduler".into(), Original::new("none", "mq-deadline"));
         let live = |knob: Knob| match knob {
             Knob::Sysctl(_) => Some("60".to_string()),
             Knob::Device(..) => Some("mq-deadline".to_string()),

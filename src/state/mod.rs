@@ -7,11 +7,37 @@
 //! can plant reaches it. Tests on a shared machine give each unit its own
 //! cluster name (`PG_CHARM_CLUSTER`), which keeps their state apart too.
 //!
+//! Each file has one submodule here, which owns its name and its format
+//! and is the only code that reads or writes it (the raw reads and writes
+//! of [`StateDir`] are private to this module):
+//!
+//! * [`cluster`]: `cluster.json` (the charm created or adopted the
+//!   cluster) and `creating.json` (a creation under way);
+//! * [`relations`]: `relations.json` (what was concluded about each client
+//!   relation);
+//! * [`machine`]: `machine.json` (the machine the last converge tuned for);
+//! * [`huge_pages`]: `huge-pages.json` (the server's huge page count for a
+//!   configuration);
+//! * [`host`]: `host-originals.json` (each host setting before the charm
+//!   changed it) and `host-applied.json` (the host plan in force);
+//! * [`pending_move`]: `pending-move.json` (a storage move that was blocked);
+//! * [`memo`]: `memo-<key>` (what an immediate hook tool was last told);
+//! * [`legacy`]: adopting the records of revisions before this directory.
+//!
 //! Files are written through [`crate::fsx::write_atomic`] (exclusive
 //! temporary file, `fsync`, rename, `fsync` of the directory) and read with
 //! [`crate::fsx::read`]. ARCHITECTURE.md has the table of the files: who
 //! writes and reads each, its format, and when it is deleted. Unit removal
 //! deletes the whole directory ([`StateDir::remove_all`]).
+
+pub mod cluster;
+pub mod host;
+pub mod huge_pages;
+pub mod legacy;
+pub mod machine;
+pub mod memo;
+pub mod pending_move;
+pub mod relations;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -24,30 +50,6 @@ use crate::fsx::{self, Owner};
 
 /// Parent of every unit's state directory.
 pub const ROOT: &str = "/var/lib/juju-pg-charm";
-
-/// That the charm created (or adopted) the cluster, and with which
-/// `locale`/`encoding` (`cluster::OwnerRecord`).
-pub const CLUSTER: &str = "cluster.json";
-/// A creation or adoption under way (`lifecycle`), so a retry after a kill
-/// can finish or redo it.
-pub const CREATING: &str = "creating.json";
-/// What the charm concluded about each client relation (`clients`).
-pub const RELATIONS: &str = "relations.json";
-/// The machine the last converge tuned for (`tuning::apply`).
-pub const MACHINE: &str = "machine.json";
-/// The server's `shared_memory_size_in_huge_pages` for a configuration.
-pub const HUGE_PAGES: &str = "huge-pages.json";
-/// Every host setting's value before the charm changed it.
-pub const HOST_ORIGINALS: &str = "host-originals.json";
-/// The host plan in force, for the `tuning-report` action.
-pub const HOST_APPLIED: &str = "host-applied.json";
-/// A storage move that could not go ahead, so `update-status` retries it.
-pub const PENDING_MOVE: &str = "pending-move.json";
-
-/// The file remembering what the charm last told Juju under `key`.
-pub fn memo(key: &str) -> String {
-    format!("memo-{key}")
-}
 
 /// One unit's state directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +77,7 @@ impl StateDir {
 
     /// The file's bytes; `None` when it is missing (or unreadable: state is
     /// always rebuilt or re-decided when a file is gone).
-    pub fn read(&self, name: &str) -> Option<Vec<u8>> {
+    fn read(&self, name: &str) -> Option<Vec<u8>> {
         match fsx::read(&self.file(name)) {
             Ok(bytes) => Some(bytes),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -86,7 +88,7 @@ impl StateDir {
         }
     }
 
-    pub fn read_json<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
+    fn read_json<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
         let bytes = self.read(name)?;
         match serde_json::from_slice(&bytes) {
             Ok(value) => Some(value),
@@ -97,25 +99,25 @@ impl StateDir {
         }
     }
 
-    pub fn exists(&self, name: &str) -> bool {
+    fn exists(&self, name: &str) -> bool {
         fsx::is_file(&self.file(name))
     }
 
     /// Writes the file (and the directory, when missing) unless it already
     /// holds `bytes`; returns whether it wrote.
-    pub fn write(&self, name: &str, bytes: &[u8]) -> Result<bool> {
+    fn write(&self, name: &str, bytes: &[u8]) -> Result<bool> {
         self.ensure()?;
         fsx::write_atomic(&self.file(name), bytes, Owner::current(), 0o600)
     }
 
-    pub fn write_json<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<bool> {
+    fn write_json<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<bool> {
         let mut bytes = serde_json::to_vec_pretty(value)
             .with_context(|| format!("encoding {}", self.file(name).display()))?;
         bytes.push(b'\n');
         self.write(name, &bytes)
     }
 
-    pub fn remove(&self, name: &str) -> Result<()> {
+    fn remove(&self, name: &str) -> Result<()> {
         fsx::remove_file(&self.file(name)).map(drop)
     }
 
