@@ -5,10 +5,11 @@
 //! (storage detaching, stop, remove, the cheap update-status check, actions).
 //! Events the charm does not handle are logged at debug level and succeed.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
+use crate::actions;
 use crate::event::Event;
-use crate::juju::{self, HookContext};
+use crate::juju::HookContext;
 use crate::knobs::TestKnobs;
 use crate::lifecycle;
 use crate::unit::Unit;
@@ -37,7 +38,7 @@ const ENDPOINTS: [&str; 3] = ["db", "db-admin", "replication"];
 pub fn handle(hook: &Hook) -> Result<()> {
     let event = &hook.context.event;
     match event {
-        Event::Action { name } => run_action(hook, name),
+        Event::Action { name } => actions::run(hook, name),
         Event::UpdateStatus => lifecycle::update_status(hook),
         Event::Stop => lifecycle::stop_server(hook, "stopped"),
         Event::Remove => lifecycle::remove_unit(hook),
@@ -64,20 +65,4 @@ fn is_our_storage(name: &str) -> bool {
 
 fn is_our_endpoint(name: &str) -> bool {
     ENDPOINTS.contains(&name)
-}
-
-/// Actions report failure through `action-fail` and still exit 0, so the
-/// operator sees the message in `juju show-task` rather than a crash.
-fn run_action(hook: &Hook, name: &str) -> Result<()> {
-    match name {
-        "tuning-report" => crate::tuning::report::run(hook),
-        other => fail_action(&format!(
-            "unknown action {other:?}: this charm only defines the actions in actions.yaml"
-        )),
-    }
-}
-
-fn fail_action(message: &str) -> Result<()> {
-    juju::action_fail(message)
-        .with_context(|| format!("could not mark the action failed (\"{message}\")"))
 }

@@ -15,6 +15,7 @@
 //! * [`state`]: every file the charm keeps between hooks, in one root-only
 //!   directory; [`fsx`]: the file operations root may do where others write.
 
+pub mod actions;
 pub mod charm;
 pub mod clients;
 pub mod cluster;

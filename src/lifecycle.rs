@@ -24,7 +24,6 @@ use crate::juju::{self, WorkloadStatus};
 use crate::options::ClusterOptions;
 use crate::outcome::{Outcome, Problem, Step};
 use crate::relations::hba;
-use crate::state;
 use crate::state::cluster::{Creating, OwnerRecord};
 use crate::storage::{self, dir_state, DirState, Mounts, Placement, PlacementFacts};
 use crate::tuning::{self, DiskClass, MachineFacts, SysRoot};
@@ -58,19 +57,12 @@ pub fn converge_and_report(hook: &Hook) -> Result<()> {
     }
 }
 
-/// The cluster this charm created on this machine, whatever its version.
-pub(crate) fn existing_cluster(unit: &Unit) -> Option<Cluster> {
-    let record = OwnerRecord::load(&unit.state)
-        .or_else(|| state::legacy::adopt(&unit.state, &|major| unit.cluster(major).conf_dir()))?;
-    Some(unit.cluster(record.major)).filter(Cluster::exists)
-}
-
 pub fn converge(hook: &Hook) -> Result<Outcome> {
     let outcome = converge_unit(hook)?;
     if !matches!(outcome, Outcome::Active(_)) {
         // A converge that stopped early (bad config, storage in the way)
         // never reached the relations: removed ones still lose their access.
-        if let Some(cluster) = existing_cluster(&hook.unit).filter(|c| c.is_running()) {
+        if let Some(cluster) = hook.unit.existing_cluster().filter(|c| c.is_running()) {
             clients::revoke_removed(&hook.context, &cluster)
                 .context("revoking the users of removed relations")?;
         }
@@ -85,7 +77,7 @@ fn converge_unit(hook: &Hook) -> Result<Outcome> {
         Ok(options) => options,
         Err(e) => return Ok(Outcome::Blocked(still_serving(unit, &e.to_string()))),
     };
-    let existing = existing_cluster(unit);
+    let existing = unit.existing_cluster();
     if let (Some(cluster), Some(wanted)) = (&existing, options.version) {
         if cluster.major != wanted {
             return Ok(Outcome::Blocked(still_serving(unit, &format!(
@@ -116,12 +108,12 @@ fn converge_unit(hook: &Hook) -> Result<Outcome> {
     if let Some(problem) = immutable_option_changed(unit, &options) {
         return Ok(Outcome::Blocked(still_serving(unit, &problem)));
     }
-    let facts = machine_facts(&cluster, &data_dir, &mounts);
+    let facts = tuning::machine::machine_facts(cluster.major, &data_dir, mounts.pgwal.as_deref());
     let mut settings = desired_settings(&options, &facts);
     // Host tuning (src/tuning/apply.rs): before the conf file is rendered,
     // so huge_pages is `on` only when the reserved pool really holds the
     // server's shared memory. Also records the machine for update-status.
-    let host_notes = tuning::apply::tune_host(
+    let host_notes = tuning::host_tuning::tune_host(
         &unit.host,
         &cluster,
         &data_dir,
@@ -217,7 +209,7 @@ fn rejection_message(rejected: &conf::Rejected, extra_pg_conf: &[(String, String
 }
 
 fn still_serving(unit: &Unit, problem: &str) -> String {
-    let serving = existing_cluster(unit).is_some_and(|c| c.is_running());
+    let serving = unit.existing_cluster().is_some_and(|c| c.is_running());
     if serving {
         format!("{problem} (still serving with the last good configuration)")
     } else {
@@ -250,46 +242,6 @@ fn disk_hint(path: &Path, options: &ClusterOptions) -> String {
         },
         Err(_) => String::new(),
     }
-}
-
-/// What the tuning plan needs to know about this machine. Detection never
-/// fails a hook: what cannot be read is left out and the plan falls back to
-/// PostgreSQL's defaults for it.
-pub(crate) fn machine_facts(cluster: &Cluster, data_dir: &Path, mounts: &Mounts) -> MachineFacts {
-    let root = SysRoot::host();
-    let volume = |path: &Path| match tuning::detect::volume_for_path(&root, path) {
-        Ok(volume) => Some(volume),
-        Err(e) => {
-            log::debug!("no volume facts for {}: {e:#}", path.display());
-            None
-        }
-    };
-    let data = volume(data_dir);
-    let wal = mounts
-        .pgwal
-        .as_deref()
-        .and_then(volume)
-        .filter(|wal| data.as_ref().is_none_or(|d| !d.same_file_system(wal)));
-    MachineFacts {
-        memory_bytes: tuning::detect::memory_bytes(&root).unwrap_or(1 << 30),
-        cpus: tuning::detect::usable_cpus(&root).unwrap_or(1),
-        data,
-        wal,
-        pg_major: cluster.major,
-        has_lz4: has_lz4(),
-    }
-}
-
-/// Debian's and Ubuntu's PostgreSQL builds link lz4 where the library is
-/// installed (the server package depends on it); checking for the library
-/// avoids reading the server binary on every hook.
-fn has_lz4() -> bool {
-    ["/usr/lib", "/lib"].iter().any(|base| {
-        std::fs::read_dir(base).is_ok_and(|dirs| {
-            dirs.filter_map(|d| d.ok())
-                .any(|d| d.path().join("liblz4.so.1").exists())
-        })
-    })
 }
 
 /// The charm's settings: its own, then the tuning plan, then
@@ -550,7 +502,7 @@ fn adopt_cluster(
 /// `<storage>-storage-detaching`: a clean, fast shutdown with a checkpoint,
 /// and the data stays where it is.
 pub fn storage_detaching(hook: &Hook, storage: &str) -> Result<()> {
-    let Some(cluster) = existing_cluster(&hook.unit) else {
+    let Some(cluster) = hook.unit.existing_cluster() else {
         return Ok(());
     };
     if storage == "pgdata" && !data_is_on_detaching_storage(hook, &cluster) {
@@ -581,7 +533,7 @@ fn data_is_on_detaching_storage(hook: &Hook, cluster: &Cluster) -> bool {
 
 /// `stop`: no server is left running; nothing is deleted.
 pub fn stop_server(hook: &Hook, reason: &str) -> Result<()> {
-    if let Some(cluster) = existing_cluster(&hook.unit) {
+    if let Some(cluster) = hook.unit.existing_cluster() {
         control::stop(&cluster)?;
     }
     set_status(&hook.unit, WorkloadStatus::Maintenance, reason)
@@ -593,7 +545,7 @@ pub fn stop_server(hook: &Hook, reason: &str) -> Result<()> {
 /// value back, its files under /etc go (units disabled first), and its
 /// state directory is deleted.
 pub fn remove_unit(hook: &Hook) -> Result<()> {
-    if let Some(cluster) = existing_cluster(&hook.unit) {
+    if let Some(cluster) = hook.unit.existing_cluster() {
         control::stop(&cluster)?;
         let start_conf = cluster.conf_dir().join("start.conf");
         conf::write_if_changed(
@@ -609,7 +561,7 @@ pub fn remove_unit(hook: &Hook) -> Result<()> {
         WorkloadStatus::Maintenance,
         "removing unit; data kept",
     )?;
-    let handed_back = tuning::apply::hand_back_host(&hook.unit.host)?;
+    let handed_back = tuning::host_tuning::hand_back_host(&hook.unit.host)?;
     for problem in &handed_back.problems {
         log::warn!("left on the host: {problem}");
     }
@@ -630,7 +582,7 @@ fn data_in_place(cluster: &Cluster) -> bool {
 
 pub fn update_status(hook: &Hook) -> Result<()> {
     let state = &hook.unit.state;
-    match existing_cluster(&hook.unit) {
+    match hook.unit.existing_cluster() {
         // Re-tuning (src/tuning/apply.rs): compares sysfs/procfs with the
         // machine the last converge recorded; spawns nothing.
         Some(cluster) if cluster.is_running() && tuning::machine::machine_changed(state) => {

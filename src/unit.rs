@@ -5,8 +5,9 @@
 use crate::cluster::Cluster;
 use crate::juju::HookContext;
 use crate::knobs::TestKnobs;
-use crate::state::StateDir;
-use crate::tuning::apply::HostRoots;
+use crate::state::cluster::OwnerRecord;
+use crate::state::{self, StateDir};
+use crate::tuning::HostRoots;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unit {
@@ -28,6 +29,15 @@ impl Unit {
             host: HostRoots::for_unit(knobs, state.clone()),
             state,
         }
+    }
+
+    /// The cluster this charm created on this machine, whatever its
+    /// version (adopting the records of an earlier revision on the way).
+    pub fn existing_cluster(&self) -> Option<Cluster> {
+        let record = OwnerRecord::load(&self.state).or_else(|| {
+            state::legacy::adopt(&self.state, &|major| self.cluster(major).conf_dir())
+        })?;
+        Some(self.cluster(record.major)).filter(Cluster::exists)
     }
 
     /// The unit's cluster for `major`.

@@ -1,7 +1,7 @@
 //! The host tuning plan: kernel settings for a dedicated database machine,
 //! rendered as a sysctl.d file and a udev rules file. Pure: applying them
 //! (writing `/proc/sys` and sysfs knobs, reading back HugePages_Total) is
-//! [`crate::tuning::apply`]'s job.
+//! [`crate::tuning::host_apply`]'s job.
 //!
 //! [`host_plan`] is what the machine's hardware calls for; [`for_this_host`]
 //! fits it to what else is on the host: huge pages are added to a

@@ -16,23 +16,29 @@
 //! * [`host`]: a pure plan for kernel settings (sysctl, huge pages, I/O
 //!   scheduler, read-ahead) rendered as a sysctl.d file and udev rules.
 //!
-//! * [`apply`]: the imperative shell that applies the host plan and hands
-//!   the host back; [`huge_pages`] asks the server how many huge pages it
-//!   needs; [`machine`] notices a changed machine.
-//! * [`report`]: the `tuning-report` action.
+//! The shell around them:
 //!
-//! Writing `conf.d` is the caller's job (`lifecycle::converge`).
+//! * [`roots`]: where the host's files and knobs are ([`HostRoots`]);
+//! * [`host_apply`]: applying the host plan ([`host_apply::apply_host_plan`])
+//!   and handing the host back ([`host_apply::revert_host`]);
+//! * [`huge_pages`]: how many huge pages the server needs;
+//! * [`machine`]: the machine's facts, and noticing that it changed;
+//! * [`host_tuning`]: the host-tuning step of the converge.
+//!
+//! Writing `conf.d` is the caller's job (`lifecycle::converge`); the
+//! `tuning-report` action is in [`crate::actions`].
 
-pub mod apply;
 pub mod classify;
 pub mod config;
 pub mod detect;
 pub mod facts;
 pub mod host;
+pub mod host_apply;
+pub mod host_tuning;
 pub mod huge_pages;
 pub mod machine;
 pub mod plan;
-pub mod report;
+pub mod roots;
 pub mod units;
 
 pub use classify::{classify, volume_class};
@@ -41,3 +47,4 @@ pub use detect::{DeviceNumber, FsSpace, SysRoot};
 pub use facts::{DiskClass, DiskFacts, MachineFacts, RaidFacts, StableId, VolumeFacts};
 pub use host::{host_plan, render_sysctl_conf, render_udev_rules, DeviceTuning, HostPlan, Sysctl};
 pub use plan::{memory_budget, memory_commitment, plan, Setting};
+pub use roots::HostRoots;

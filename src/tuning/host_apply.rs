@@ -1,6 +1,6 @@
 //! Applying the host plan ([`crate::tuning::host`]) to the machine, and
 //! handing the machine back: the imperative shell around the pure plan,
-//! called from every converge and from unit removal.
+//! run by every converge and by unit removal.
 //!
 //! Idempotent: files are written only when their content changes and live
 //! kernel knobs only when their value differs; every change is logged at
@@ -15,14 +15,14 @@
 //!   now.
 //! * `/etc/systemd/system/juju-pg-charm-thp.service` for boot (enabled when
 //!   systemd runs), and `/sys/kernel/mm/transparent_hugepage/enabled` now.
-//! * `host-originals.json` in the unit's state directory ([`crate::state`]):
-//!   before changing anything the charm records what was there and what it
-//!   sets, plus any directory it has to create.
+//! * `host-originals.json` in the unit's state directory
+//!   ([`crate::state::host`]): before changing anything the charm records
+//!   what was there and what it sets, plus any directory it has to create.
 //!
-//! Handing back ([`apply_host_plan`] with `enabled = false`: `host-tuning`
-//! turned off, or the unit removed) puts every recorded value back, removes
-//! the files (disabling the unit first) and the directories it created, and
-//! deletes the records. Some settings need care:
+//! Handing back ([`revert_host`]: `host-tuning` turned off, or the unit
+//! removed) puts every recorded value back, removes the files (disabling
+//! the unit first) and the directories it created, and deletes the
+//! records. Some settings need care:
 //!
 //! * The kernel refuses `vm.dirty_bytes = 0` and `vm.dirty_background_bytes
 //!   = 0`: an original 0 meant the `*_ratio` twin was in force, so the twin's
@@ -35,19 +35,8 @@
 //! * A device is restored only while it is still the same disk (its stable
 //!   identity); kernel names can point at another disk after a reboot.
 //!
-//! Huge pages: [`tune_host`] asks the server how many it needs
-//! ([`crate::tuning::huge_pages`]), reserves them through `vm.nr_hugepages`,
-//! reads the pool back and sets `huge_pages = on` only when the pages the
-//! charm added really hold them (`try` otherwise), so a shortfall never
-//! stops PostgreSQL from starting.
-//!
-//! Test-only environment (Juju never sets these; tests on a shared machine
-//! do, through the emulator's `test_env`): `PG_CHARM_HOST_ETC` moves the
-//! files under /etc above to a scratch directory;
-//! `PG_CHARM_HOST_GLOBAL=off` leaves global kernel settings alone (no
-//! sysctl, THP or systemd change) and changes live device settings only for
-//! the devices named in `PG_CHARM_HOST_DEVICES` (comma-separated kernel
-//! names, e.g. the test's own `loop7`).
+//! Which of these a test may change is in [`HostRoots`] (its `global` and
+//! `devices`, from [`crate::knobs`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -56,35 +45,14 @@ use std::process::Command;
 
 use anyhow::Result;
 
-use crate::cluster::conf::{self, Setting};
-use crate::cluster::Cluster;
+use super::roots::{HostRoots, LEGACY_UDEV_FILE, SYSCTL_FILE, THP_UNIT};
 use crate::fsx::{self, Owner};
-use crate::knobs::TestKnobs;
-use crate::options::ClusterOptions;
-use crate::state::host::{
-    AppliedDevice, AppliedRecord, AppliedSysctl, HugePagePool, Original, Originals,
-};
-use crate::state::StateDir;
-use crate::tuning::detect::{self, SysRoot};
-use crate::tuning::facts::{MachineFacts, StableId};
+use crate::state::host::{AppliedRecord, HugePagePool, Original, Originals};
 use crate::tuning::host::{
-    for_this_host, host_plan, live_only_devices, render_sysctl_conf, render_udev_rules,
-    sysctl_boot_overrides, HostFacts, HostPlan, SysctlFile, TWINS,
+    render_sysctl_conf, render_udev_rules, sysctl_boot_overrides, HostFacts, HostPlan, SysctlFile,
+    TWINS,
 };
-use crate::tuning::huge_pages::{remembered_huge_pages, shared_buffers_bytes, HUGE_PAGES_FROM};
-use crate::tuning::machine::record_machine;
 
-/// Below `etc`.
-pub const SYSCTL_FILE: &str = "sysctl.d/60-juju-pg-charm.conf";
-/// Below `etc`; sorts after `60-persistent-storage.rules` and
-/// `63-md-raid-arrays.rules`, which set the identities the rules match.
-pub const UDEV_FILE: &str = "udev/rules.d/69-juju-pg-charm.rules";
-/// Earlier revisions' name for [`UDEV_FILE`], removed when found.
-const LEGACY_UDEV_FILE: &str = "udev/rules.d/61-juju-pg-charm.rules";
-pub const THP_UNIT: &str = "juju-pg-charm-thp.service";
-const THP_UNIT_DIR: &str = "systemd/system";
-/// Below `sys`.
-const THP_KNOB: &str = "kernel/mm/transparent_hugepage/enabled";
 const NR_HUGEPAGES: &str = "vm.nr_hugepages";
 
 const THP_UNIT_TEXT: &str = "\
@@ -102,122 +70,6 @@ ExecStart=/bin/sh -c 'echo never > /sys/kernel/mm/transparent_hugepage/enabled'
 [Install]
 WantedBy=basic.target
 ";
-
-// ------------------------------------------------------------------ roots
-
-/// Where the host's files and kernel knobs are, and which live changes are
-/// allowed. [`HostRoots::for_unit`] is the real machine unless a test says
-/// otherwise (see the module documentation).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostRoots {
-    /// `/etc`: sysctl.d, udev rules, systemd units.
-    pub etc: PathBuf,
-    /// `/proc`: `sys/...` knobs and `meminfo`.
-    pub proc: PathBuf,
-    /// `/sys`: block device queues, THP.
-    pub sys: PathBuf,
-    /// udev's database, for devices' stable identities.
-    pub udev_data: PathBuf,
-    /// The sysctl.d directories boot reads, highest priority first.
-    pub sysctl_dirs: Vec<PathBuf>,
-    /// The unit's state directory: original values and the applied plan.
-    pub state: StateDir,
-    /// Whether global settings (sysctls, THP, systemd) may change now.
-    pub global: bool,
-    /// Devices whose live settings may change; `None`: every planned one.
-    pub devices: Option<BTreeSet<String>>,
-}
-
-impl HostRoots {
-    /// The real machine, every change allowed.
-    pub fn host(state: StateDir) -> Self {
-        HostRoots {
-            etc: PathBuf::from("/etc"),
-            proc: PathBuf::from("/proc"),
-            sys: PathBuf::from("/sys"),
-            udev_data: PathBuf::from("/run/udev/data"),
-            // systemd-sysctl's search path (sysctl.d(5)).
-            sysctl_dirs: [
-                "/etc/sysctl.d",
-                "/run/sysctl.d",
-                "/usr/local/lib/sysctl.d",
-                "/usr/lib/sysctl.d",
-                "/lib/sysctl.d",
-            ]
-            .into_iter()
-            .map(PathBuf::from)
-            .collect(),
-            state,
-            global: true,
-            devices: None,
-        }
-    }
-
-    /// [`HostRoots::host`] adjusted by the test-only `PG_CHARM_HOST_*`
-    /// variables ([`TestKnobs`]).
-    pub fn for_unit(knobs: &TestKnobs, state: StateDir) -> Self {
-        let mut roots = HostRoots::host(state);
-        if let Some(etc) = &knobs.host_etc {
-            roots.etc = etc.clone();
-            roots.sysctl_dirs = vec![roots.etc.join("sysctl.d")];
-        }
-        if knobs.host_global {
-            roots.devices = knobs.host_devices.clone();
-        } else {
-            roots.global = false;
-            roots.devices = Some(knobs.host_devices.clone().unwrap_or_default());
-        }
-        roots
-    }
-
-    pub fn sysctl_file(&self) -> PathBuf {
-        self.etc.join(SYSCTL_FILE)
-    }
-
-    pub fn udev_file(&self) -> PathBuf {
-        self.etc.join(UDEV_FILE)
-    }
-
-    pub fn thp_unit(&self) -> PathBuf {
-        self.etc.join(THP_UNIT_DIR).join(THP_UNIT)
-    }
-
-    fn sysctl(&self, key: &str) -> PathBuf {
-        self.proc.join("sys").join(key.replace('.', "/"))
-    }
-
-    fn queue(&self, device: &str, attribute: &str) -> PathBuf {
-        self.sys
-            .join("block")
-            .join(device)
-            .join("queue")
-            .join(attribute)
-    }
-
-    fn thp(&self) -> PathBuf {
-        self.sys.join(THP_KNOB)
-    }
-
-    fn device_allowed(&self, name: &str) -> bool {
-        self.devices.as_ref().is_none_or(|set| set.contains(name))
-    }
-
-    /// The stable identity of the device the kernel calls `name` now.
-    fn device_id(&self, name: &str) -> Option<StableId> {
-        let root = SysRoot {
-            sys: self.sys.clone(),
-            proc: self.proc.clone(),
-            udev_data: self.udev_data.clone(),
-        };
-        detect::device_stable_id(&root, name)
-    }
-
-    /// systemctl only for the real /etc, with global changes allowed, on a
-    /// machine that runs systemd.
-    fn systemd(&self) -> bool {
-        self.global && self.etc == Path::new("/etc") && Path::new("/run/systemd/system").is_dir()
-    }
-}
 
 impl Original {
     /// Whether `live` is still what the charm set (or the record is too
@@ -285,10 +137,9 @@ fn huge_pages_of_others(roots: &HostRoots, originals: &Originals) -> u64 {
     live - ours
 }
 
-/// What one [`apply_host_plan`] did.
+/// What one [`apply_host_plan`] or [`revert_host`] did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HostChanges {
-    pub enabled: bool,
     /// One line per change made now (`vm.swappiness: 60 → 10`).
     pub changed: Vec<String>,
     /// What could not be done (a read-only `/proc/sys` in a container, a
@@ -310,27 +161,28 @@ impl HostChanges {
     }
 }
 
-// ------------------------------------------------------------------ apply
-
-/// Brings the host in line with `plan` (`enabled`; a plan already fitted
-/// [`for_this_host`]), or hands it back: puts back everything the charm
-/// changed and removes its files, directories and records (`!enabled`,
-/// `plan` unused).
+/// Brings the host in line with `plan` (a plan already fitted
+/// [`for_this_host`](crate::tuning::host::for_this_host)), recording every
+/// value before it changes.
 ///
 /// Errors are for the charm's own files (state, /etc); a live knob that
 /// cannot be written is a [`HostChanges::problems`] entry instead, and its
 /// record is kept so the next hook tries again.
-pub fn apply_host_plan(plan: &HostPlan, enabled: bool, roots: &HostRoots) -> Result<HostChanges> {
-    let mut changes = HostChanges {
-        enabled,
-        ..HostChanges::default()
-    };
+pub fn apply_host_plan(plan: &HostPlan, roots: &HostRoots) -> Result<HostChanges> {
+    let mut changes = HostChanges::default();
     let mut originals = Originals::load(&roots.state);
-    if enabled {
-        apply(plan, roots, &mut originals, &mut changes)?;
-    } else {
-        revert(roots, &mut originals, &mut changes)?;
-    }
+    apply(plan, roots, &mut originals, &mut changes)?;
+    changes.pool = HugePagePool::read(roots);
+    Ok(changes)
+}
+
+/// Hands the host back: puts back everything the charm changed and removes
+/// its files, directories and records. Errors and problems as for
+/// [`apply_host_plan`].
+pub fn revert_host(roots: &HostRoots) -> Result<HostChanges> {
+    let mut changes = HostChanges::default();
+    let mut originals = Originals::load(&roots.state);
+    revert(roots, &mut originals, &mut changes)?;
     changes.pool = HugePagePool::read(roots);
     Ok(changes)
 }
@@ -793,7 +645,7 @@ fn host_sysctl_files(roots: &HostRoots) -> Vec<SysctlFile> {
 }
 
 /// What else on the host the plan must fit ([`for_this_host`]).
-fn host_facts(roots: &HostRoots) -> HostFacts {
+pub(super) fn host_facts(roots: &HostRoots) -> HostFacts {
     let ours = Path::new(SYSCTL_FILE)
         .file_name()
         .and_then(|n| n.to_str())
@@ -803,188 +655,6 @@ fn host_facts(roots: &HostRoots) -> HostFacts {
         boot_overrides: sysctl_boot_overrides(&ours, &host_sysctl_files(roots)),
         huge_pages_of_others: huge_pages_of_others(roots, &Originals::load(&roots.state)),
     }
-}
-
-// ---------------------------------------------------------------- converge
-
-/// The host-tuning step of `converge()`, run after the PostgreSQL settings
-/// are computed and before the charm's conf file is rendered: records the
-/// machine for [`crate::tuning::machine::machine_changed`], applies (or
-/// reverts) the host plan, and sets `huge_pages` to `on` when the pages the
-/// charm reserved really hold PostgreSQL's shared memory. Never fails the
-/// hook: what goes wrong is logged and PostgreSQL keeps `huge_pages = try`.
-/// Returns notes for the unit's status: settings left to the host's own
-/// sysctl files.
-pub fn tune_host(
-    roots: &HostRoots,
-    cluster: &Cluster,
-    data_dir: &Path,
-    wal_dir: Option<&Path>,
-    facts: &MachineFacts,
-    options: &ClusterOptions,
-    settings: &mut [Setting],
-) -> Vec<String> {
-    if let Err(e) = record_machine(&roots.state, data_dir, wal_dir) {
-        log::warn!("could not record the machine for re-tuning: {e:#}");
-    }
-    match tune(roots, cluster, data_dir, facts, options, settings) {
-        Ok(notes) => notes,
-        Err(e) => {
-            log::warn!("host tuning: {e:#}");
-            Vec::new()
-        }
-    }
-}
-
-/// Hands the host back: every setting the charm changed restored, its
-/// files and records removed (host-tuning off, unit removal).
-pub fn hand_back_host(roots: &HostRoots) -> Result<HostChanges> {
-    let changes = apply_host_plan(&empty_plan(), false, roots)?;
-    if !changes.changed.is_empty() {
-        log::info!("the charm's host changes are reverted");
-    }
-    Ok(changes)
-}
-
-fn tune(
-    roots: &HostRoots,
-    cluster: &Cluster,
-    data_dir: &Path,
-    facts: &MachineFacts,
-    options: &ClusterOptions,
-    settings: &mut [Setting],
-) -> Result<Vec<String>> {
-    if !options.host_tuning {
-        hand_back_host(roots)?;
-        return Ok(Vec::new());
-    }
-    let candidate = conf::render_charm_conf(settings);
-    let live = fsx::read_to_string(&cluster.conf_dir().join(conf::CHARM_CONF)).ok();
-    let shared_buffers = settings
-        .iter()
-        .rev()
-        .find(|s| s.name == "shared_buffers")
-        .and_then(|s| shared_buffers_bytes(&s.value))
-        .unwrap_or(0);
-    // A configuration the server rejects is blocked by converge right after
-    // this: the host stays as it is for the configuration in force. Sizing
-    // huge pages runs the server on the candidate, which checks it too.
-    let needed = if shared_buffers >= HUGE_PAGES_FROM && cluster.major >= 15 {
-        match remembered_huge_pages(cluster, data_dir, &candidate) {
-            Ok(needed) => needed,
-            Err(e) => {
-                // Keep huge_pages as it is in force: a transient failure
-                // must not turn `on` into `try` and restart the server.
-                let in_force = live
-                    .as_deref()
-                    .and_then(|text| conf::setting_in(text, "huge_pages"));
-                if let (Some(value), Some(setting)) = (
-                    in_force,
-                    settings.iter_mut().find(|s| s.name == "huge_pages"),
-                ) {
-                    setting.value = value;
-                    setting.reason = "kept as it was: the huge page pool could not be sized \
-                                      this time (see the unit log)"
-                        .into();
-                }
-                return Err(e.context("sizing huge pages; host settings left as they are"));
-            }
-        }
-    } else {
-        if live.as_deref() != Some(candidate.as_str())
-            && conf::validate(cluster, &candidate)?.is_err()
-        {
-            return Ok(Vec::new());
-        }
-        None
-    };
-    let planned = host_plan(facts, options.tuning.storage_type, needed, false);
-    let (plan, mut notes) = for_this_host(&planned, &host_facts(roots));
-    notes.extend(live_only_devices(&plan, |name| roots.device_allowed(name)));
-    let changes = apply_host_plan(&plan, true, roots)?;
-    record_applied(roots, &plan, needed, &changes.pool, &notes)?;
-
-    let operator_says = options
-        .extra_pg_conf
-        .iter()
-        .any(|(name, _)| name == "huge_pages");
-    if let (Some(needed), false) = (needed, operator_says) {
-        if let Some(setting) = settings.iter_mut().find(|s| s.name == "huge_pages") {
-            let total = changes.pool.total.unwrap_or(0);
-            let others = changes.pool.others;
-            if plan.huge_pages.is_some() && changes.pool.holds(needed) {
-                setting.value = "on".into();
-                setting.reason = format!(
-                    "the host reserved huge pages and HugePages_Total ({total}, {others} of them \
-                     others') holds the {needed} PostgreSQL needs \
-                     (shared_memory_size_in_huge_pages), read back after reserving: `on` makes \
-                     a later shortfall fail loudly at start"
-                );
-            } else {
-                setting.value = "try".into();
-                setting.reason = format!(
-                    "PostgreSQL needs {needed} huge pages (shared_memory_size_in_huge_pages) but \
-                     the charm's share of HugePages_Total ({total}, {others} of them others') \
-                     is smaller: `on` would refuse to start, `try` falls back to normal pages"
-                );
-            }
-        }
-    }
-    Ok(notes)
-}
-
-fn empty_plan() -> HostPlan {
-    HostPlan {
-        sysctls: Vec::new(),
-        devices: Vec::new(),
-        transparent_hugepage: "never",
-        huge_pages: None,
-    }
-}
-
-fn record_applied(
-    roots: &HostRoots,
-    plan: &HostPlan,
-    needed: Option<u64>,
-    pool: &HugePagePool,
-    notes: &[String],
-) -> Result<()> {
-    let record = AppliedRecord {
-        global: roots.global,
-        devices_allowed: roots
-            .devices
-            .as_ref()
-            .map(|set| set.iter().cloned().collect()),
-        files: [roots.sysctl_file(), roots.udev_file(), roots.thp_unit()]
-            .into_iter()
-            .filter(|path| path.exists())
-            .collect(),
-        sysctls: plan
-            .sysctls
-            .iter()
-            .map(|s| AppliedSysctl {
-                key: s.key.into(),
-                value: s.value.clone(),
-                reason: s.reason.clone(),
-            })
-            .collect(),
-        devices: plan
-            .devices
-            .iter()
-            .map(|d| AppliedDevice {
-                name: d.name.clone(),
-                scheduler: d.scheduler.map(str::to_string),
-                read_ahead_kb: d.read_ahead_kb,
-                reason: d.reason.clone(),
-            })
-            .collect(),
-        transparent_hugepage: plan.transparent_hugepage.into(),
-        huge_pages_needed: needed,
-        huge_pages_reserved: plan.huge_pages,
-        pool: pool.clone(),
-        left_to_host: notes.to_vec(),
-    };
-    record.save(&roots.state)
 }
 
 /// Live values for the report.
@@ -1003,7 +673,9 @@ pub fn live_thp(roots: &HostRoots) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tuning::host::{DeviceTuning, Sysctl};
+    use crate::state::StateDir;
+    use crate::tuning::facts::StableId;
+    use crate::tuning::host::{for_this_host, DeviceTuning, Sysctl};
     use crate::tuning::huge_pages::shared_buffers_bytes;
     use crate::tuning::units::GIB;
 
@@ -1112,7 +784,7 @@ mod tests {
     fn applies_then_reverts_exactly_what_was_there() {
         let host = FakeHost::new("roundtrip");
         let roots = host.roots();
-        let changes = apply_host_plan(&plan(), true, &roots).unwrap();
+        let changes = apply_host_plan(&plan(), &roots).unwrap();
         assert!(changes.problems.is_empty(), "{:?}", changes.problems);
         // Plain files accept any text; the bracket is how the kernel shows it.
         assert_eq!(host.get("proc/sys/vm/swappiness"), "10");
@@ -1169,13 +841,13 @@ mod tests {
             .contains(&host.0.join("etc/udev/rules.d")));
 
         // A second run changes nothing.
-        let again = apply_host_plan(&plan(), true, &roots).unwrap();
+        let again = apply_host_plan(&plan(), &roots).unwrap();
         assert!(again.changed.is_empty(), "{:?}", again.changed);
 
         // The fake dirty_bytes does not zero itself like the kernel's when
         // the ratio is written: do it here, as the kernel would.
         host.put("proc/sys/vm/dirty_bytes", "0");
-        let reverted = apply_host_plan(&plan(), false, &roots).unwrap();
+        let reverted = revert_host(&roots).unwrap();
         assert!(reverted.problems.is_empty(), "{:?}", reverted.problems);
         assert_eq!(host.get("proc/sys/vm/swappiness"), "60");
         assert_eq!(host.get("proc/sys/vm/dirty_ratio"), "20\n");
@@ -1202,12 +874,12 @@ mod tests {
     fn an_original_zero_dirty_bytes_is_restored_through_its_ratio() {
         let host = FakeHost::new("twin");
         let roots = host.roots();
-        apply_host_plan(&plan(), true, &roots).unwrap();
+        apply_host_plan(&plan(), &roots).unwrap();
         // The kernel zeroed the ratio when the bytes were set.
         host.put("proc/sys/vm/dirty_ratio", "0");
         // The fake does not zero the bytes on the ratio write: the restore
         // is not confirmed, so it is kept for the next hook, not lost.
-        apply_host_plan(&plan(), false, &roots).unwrap();
+        revert_host(&roots).unwrap();
         assert_eq!(host.get("proc/sys/vm/dirty_ratio"), "20");
         assert_ne!(host.get("proc/sys/vm/dirty_bytes"), "0");
         assert!(Originals::load(&roots.state)
@@ -1215,7 +887,7 @@ mod tests {
             .contains_key("vm.dirty_bytes"));
         // Once the bytes read 0 (the kernel's doing), it is done.
         host.put("proc/sys/vm/dirty_bytes", "0");
-        apply_host_plan(&plan(), false, &roots).unwrap();
+        revert_host(&roots).unwrap();
         assert!(Originals::load(&roots.state).sysctls.is_empty());
     }
 
@@ -1223,12 +895,12 @@ mod tests {
     fn what_someone_else_changed_since_is_left_alone() {
         let host = FakeHost::new("others");
         let roots = host.roots();
-        apply_host_plan(&plan(), true, &roots).unwrap();
+        apply_host_plan(&plan(), &roots).unwrap();
         host.put("proc/sys/vm/swappiness", "30");
         host.put("sys/kernel/mm/transparent_hugepage/enabled", "always");
         host.put("sys/block/sda/queue/scheduler", "none [mq-deadline] kyber");
         host.put("proc/sys/vm/dirty_bytes", "0"); // the kernel's doing, see above
-        let reverted = apply_host_plan(&plan(), false, &roots).unwrap();
+        let reverted = revert_host(&roots).unwrap();
         assert!(reverted.problems.is_empty(), "{:?}", reverted.problems);
         assert_eq!(host.get("proc/sys/vm/swappiness"), "30");
         assert_eq!(
@@ -1262,7 +934,7 @@ mod tests {
             .find(|s| s.key == NR_HUGEPAGES)
             .unwrap();
         assert_eq!(nr.value, "150");
-        apply_host_plan(&fitted, true, &roots).unwrap();
+        apply_host_plan(&fitted, &roots).unwrap();
         assert_eq!(host.get("proc/sys/vm/nr_hugepages"), "150");
         host.put("proc/meminfo", "HugePages_Total:     150\n");
         let pool = HugePagePool::read(&roots);
@@ -1274,7 +946,7 @@ mod tests {
         assert_eq!(again, fitted);
         // The tenant takes 20 more meanwhile; the charm gives back its 50.
         host.put("proc/sys/vm/nr_hugepages", "170");
-        apply_host_plan(&fitted, false, &roots).unwrap();
+        revert_host(&roots).unwrap();
         assert_eq!(host.get("proc/sys/vm/nr_hugepages"), "120");
     }
 
@@ -1293,7 +965,7 @@ mod tests {
                 && notes[0].contains("99-local.conf"),
             "{notes:?}"
         );
-        apply_host_plan(&fitted, true, &roots).unwrap();
+        apply_host_plan(&fitted, &roots).unwrap();
         assert_eq!(host.get("proc/sys/vm/swappiness"), "60\n");
         assert!(!host
             .get("etc/sysctl.d/60-juju-pg-charm.conf")
@@ -1304,12 +976,12 @@ mod tests {
     fn a_dropped_setting_gets_its_original_back() {
         let host = FakeHost::new("dropped");
         let roots = host.roots();
-        apply_host_plan(&plan(), true, &roots).unwrap();
+        apply_host_plan(&plan(), &roots).unwrap();
         let mut smaller = plan();
         smaller.sysctls.retain(|s| s.key != "vm.swappiness");
         smaller.devices.retain(|d| d.name != "sda");
         smaller.devices[0].read_ahead_kb = None;
-        apply_host_plan(&smaller, true, &roots).unwrap();
+        apply_host_plan(&smaller, &roots).unwrap();
         assert_eq!(host.get("proc/sys/vm/swappiness"), "60");
         assert_eq!(host.get("sys/block/sda/queue/scheduler"), "mq-deadline");
         assert_eq!(host.get("sys/block/loop3/queue/read_ahead_kb"), "128");
@@ -1323,11 +995,11 @@ mod tests {
     fn a_device_that_is_another_disk_now_is_not_restored() {
         let host = FakeHost::new("renamed");
         let roots = host.roots();
-        apply_host_plan(&plan(), true, &roots).unwrap();
+        apply_host_plan(&plan(), &roots).unwrap();
         // After a reboot, sda is another disk.
         host.put("run/udev/data/b8:0", "E:ID_WWN=0x5000c500ffffffff\n");
         host.put("sys/block/sda/queue/scheduler", "[none] mq-deadline\n");
-        apply_host_plan(&plan(), false, &roots).unwrap();
+        revert_host(&roots).unwrap();
         assert_eq!(
             host.get("sys/block/sda/queue/scheduler"),
             "[none] mq-deadline\n"
@@ -1349,7 +1021,7 @@ mod tests {
             "sys/kernel/mm/transparent_hugepage/enabled",
             "always madvise [never]",
         );
-        apply_host_plan(&plan(), false, &roots).unwrap();
+        revert_host(&roots).unwrap();
         assert_eq!(host.get("proc/sys/vm/swappiness"), "60");
         assert_eq!(host.get("sys/block/sda/queue/scheduler"), "mq-deadline");
         assert_eq!(
@@ -1364,7 +1036,7 @@ mod tests {
         let mut roots = host.roots();
         roots.global = false;
         roots.devices = Some(["loop3".to_string()].into());
-        let changes = apply_host_plan(&plan(), true, &roots).unwrap();
+        let changes = apply_host_plan(&plan(), &roots).unwrap();
         assert!(changes.problems.is_empty(), "{:?}", changes.problems);
         assert_eq!(host.get("proc/sys/vm/swappiness"), "60\n");
         assert_eq!(
@@ -1384,7 +1056,7 @@ mod tests {
     fn a_missing_scheduler_is_a_problem_not_an_error() {
         let host = FakeHost::new("no-scheduler");
         host.put("sys/block/sda/queue/scheduler", "[mq-deadline] kyber\n");
-        let changes = apply_host_plan(&plan(), true, &host.roots()).unwrap();
+        let changes = apply_host_plan(&plan(), &host.roots()).unwrap();
         assert_eq!(changes.problems.len(), 1, "{:?}", changes.problems);
         assert!(changes.problems[0].contains("sda: scheduler none is not available"));
     }

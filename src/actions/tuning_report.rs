@@ -20,12 +20,12 @@ use anyhow::{Context, Result};
 use crate::charm::Hook;
 use crate::cluster::{conf, db};
 use crate::juju;
-use crate::lifecycle;
 use crate::options::ClusterOptions;
 use crate::state::host::{AppliedRecord, Originals};
 use crate::storage::Mounts;
-use crate::tuning::apply;
 use crate::tuning::facts::MachineFacts;
+use crate::tuning::host_apply;
+use crate::tuning::machine::machine_facts;
 use crate::tuning::units::{floor_mib, format_memory};
 use crate::tuning::{volume_class, StorageTypeOverride};
 
@@ -274,7 +274,7 @@ pub fn summary(facts: &MachineFacts, storage_type: StorageTypeOverride, host: bo
 
 /// The action: gathers the inputs and sets the results.
 pub fn run(hook: &Hook) -> Result<()> {
-    let Some(cluster) = lifecycle::existing_cluster(&hook.unit) else {
+    let Some(cluster) = hook.unit.existing_cluster() else {
         return juju::action_fail("no PostgreSQL cluster on this unit yet; nothing is tuned")
             .context("marking the action failed");
     };
@@ -282,7 +282,7 @@ pub fn run(hook: &Hook) -> Result<()> {
     let options = ClusterOptions::from_config(&config).ok();
     let data_dir = cluster.data_directory()?;
     let mounts = Mounts::attached(None).unwrap_or_default();
-    let facts = lifecycle::machine_facts(&cluster, &data_dir, &mounts);
+    let facts = machine_facts(cluster.major, &data_dir, mounts.pgwal.as_deref());
     let conf_text =
         crate::fsx::read_to_string(&cluster.conf_dir().join(conf::CHARM_CONF)).unwrap_or_default();
     let pending: Vec<String> = if cluster.is_running() {
@@ -303,9 +303,9 @@ pub fn run(hook: &Hook) -> Result<()> {
     let record = AppliedRecord::load(&roots.state);
     let originals = Originals::load(&roots.state);
     let live = |knob: Knob| match knob {
-        Knob::Sysctl(key) => apply::live_sysctl(roots, key),
-        Knob::Device(device, attribute) => apply::live_device(roots, device, attribute),
-        Knob::TransparentHugepage => apply::live_thp(roots),
+        Knob::Sysctl(key) => host_apply::live_sysctl(roots, key),
+        Knob::Device(device, attribute) => host_apply::live_device(roots, device, attribute),
+        Knob::TransparentHugepage => host_apply::live_thp(roots),
     };
     let hardware = serde_yaml::to_string(&facts).context("rendering the machine facts")?;
     let settings = render_settings(&parse_conf_settings(&conf_text), &pending);
