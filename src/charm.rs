@@ -12,6 +12,7 @@ use crate::event::Event;
 use crate::juju::HookContext;
 use crate::knobs::TestKnobs;
 use crate::lifecycle;
+use crate::relations::ClientEndpoint;
 use crate::unit::Unit;
 
 /// What a handler knows before it looks at the world: what Juju says about
@@ -31,8 +32,9 @@ impl Hook {
 
 /// Storage names declared in `metadata.yaml`.
 const STORAGE_NAMES: [&str; 2] = ["pgdata", "pgwal"];
-/// Relation endpoints declared in `metadata.yaml`.
-const ENDPOINTS: [&str; 3] = ["db", "db-admin", "replication"];
+/// The peer endpoint declared in `metadata.yaml` (the client endpoints are
+/// [`crate::relations::CLIENT_ENDPOINTS`]).
+const PEER_ENDPOINT: &str = "replication";
 
 /// Runs the handler for the hook's event. An `Err` fails the hook (exit 1).
 pub fn handle(hook: &Hook) -> Result<()> {
@@ -64,5 +66,51 @@ fn is_our_storage(name: &str) -> bool {
 }
 
 fn is_our_endpoint(name: &str) -> bool {
-    ENDPOINTS.contains(&name)
+    name == PEER_ENDPOINT || ClientEndpoint::named(name).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::relations::CLIENT_ENDPOINTS;
+
+    #[test]
+    fn the_endpoints_and_storage_are_those_of_metadata_yaml() {
+        let text = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/metadata.yaml"));
+        let metadata: serde_yaml::Value = serde_yaml::from_str(text).unwrap();
+        let interfaces = |section: &str| -> BTreeMap<String, String> {
+            metadata[section]
+                .as_mapping()
+                .unwrap()
+                .iter()
+                .map(|(name, spec)| {
+                    let name = name.as_str().unwrap().to_string();
+                    (name, spec["interface"].as_str().unwrap().to_string())
+                })
+                .collect()
+        };
+        let clients: BTreeMap<String, String> = CLIENT_ENDPOINTS
+            .iter()
+            .map(|e| (e.name.to_string(), e.interface.name().to_string()))
+            .collect();
+        assert_eq!(interfaces("provides"), clients);
+        assert_eq!(
+            interfaces("peers").into_keys().collect::<Vec<_>>(),
+            [PEER_ENDPOINT]
+        );
+        assert!(metadata["requires"].is_null());
+        let storage: Vec<&str> = metadata["storage"]
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        assert_eq!(storage, STORAGE_NAMES);
+        for name in ["db", "db-admin", "replication", "pgdata"] {
+            assert!(is_our_endpoint(name) || is_our_storage(name), "{name}");
+        }
+        assert!(!is_our_endpoint("website") && !is_our_storage("logs"));
+    }
 }

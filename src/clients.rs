@@ -3,8 +3,8 @@
 //!
 //! For each client relation the charm reads the remote bags, plans the
 //! relation, checks what it asks for against what belongs to other
-//! consumers ([`crate::relations::ownership`],
-//! [`crate::relations::extensions`]), creates its database objects,
+//! consumers ([`crate::relations::tenancy::ownership`],
+//! [`crate::relations::tenancy::extensions`]), creates its database objects,
 //! publishes the connection data and grants access in `pg_hba.conf`. What it
 //! concluded about each relation is kept in the unit's state directory
 //! (`relations.json`, [`crate::state`]) so that a relation hook only re-reads its
@@ -46,22 +46,22 @@ use crate::event::RelationKind;
 use crate::juju::{self, HookContext, HookRelation, RelationData, RelationId};
 use crate::options::ClientOptions;
 use crate::outcome::Problem;
-use crate::relations::cidr::Cidr;
-use crate::relations::extensions::{
+use crate::relations::access::cidr::Cidr;
+use crate::relations::access::RelationAccess;
+use crate::relations::names::relation_user;
+use crate::relations::pgsql::plan::{
+    bag_changes, plan_relation, retraction, Credentials, RelationPlan, ServerFacts, ServerState,
+};
+use crate::relations::sql::{quote_ident, quote_literal, Name, NameKind};
+use crate::relations::tenancy::extensions::{
     plan_extensions, schemas_to_check, ExtensionFacts, SchemaFacts, DEFAULT_SCHEMA,
 };
-use crate::relations::hba::RelationAccess;
-use crate::relations::names::relation_user;
-use crate::relations::ownership::{
+use crate::relations::tenancy::ownership::{
     decide_database, decide_role, DatabaseFacts, Owner, RoleAction, RoleFact,
 };
-use crate::relations::publish::{
-    bag_changes, plan_relation, retraction, Credentials, RelationFacts, RelationPlan, ServerFacts,
-    ServerState,
-};
-use crate::relations::revocation::{users_to_revoke, Standing};
-use crate::relations::sql::{quote_ident, quote_literal, Name, NameKind};
-use crate::relations::Endpoint;
+use crate::relations::tenancy::revocation::{users_to_revoke, Standing};
+use crate::relations::ClientEndpoint;
+use crate::relations::RelationFacts;
 use crate::state::relations::{self as results, Condition, Served, ServedMap};
 
 /// The access rules of the relations served so far, for writing
@@ -297,11 +297,11 @@ fn revoke(
 
 fn rebuild_access(id: &str, s: &Served) -> Option<RelationAccess> {
     let relation: RelationId = id.parse().ok()?;
+    let database = Name::parse(NameKind::Database, &s.database).ok()?;
     Some(RelationAccess {
-        endpoint: Endpoint::from_name(relation.endpoint())?,
+        scope: ClientEndpoint::named(relation.endpoint())?.hba_scope(&database),
         relation,
         remote_app: s.remote_app.clone(),
-        database: Name::parse(NameKind::Database, &s.database).ok()?,
         user: Name::parse(NameKind::User, &s.user).ok()?,
         cidrs: s
             .cidrs
@@ -397,7 +397,7 @@ fn try_serve(
         Some(h) if !h.remote_app.is_empty() => h.remote_app.clone(),
         _ => juju::relation_remote_app(id)?.unwrap_or_default(),
     };
-    let endpoint = Endpoint::from_name(id.endpoint()).context("not a client endpoint")?;
+    let endpoint = ClientEndpoint::named(id.endpoint()).context("not a client endpoint")?;
     let outcome = |user: &str, condition: Condition, problem: String| Served {
         remote_app: remote_app.clone(),
         endpoint: id.endpoint().to_string(),
@@ -480,7 +480,7 @@ fn try_serve(
         remote_app,
         endpoint: id.endpoint().to_string(),
         user: user.to_string(),
-        database: plan.access.database.to_string(),
+        database: plan.objects.database.to_string(),
         cidrs: plan.access.cidrs.iter().map(|c| c.to_string()).collect(),
         problem: None,
         condition: Condition::Served,
@@ -790,7 +790,7 @@ async fn role_closure(client: &Client, role: &Name) -> Result<Vec<RoleFact>> {
                 row.get::<_, Option<&str>>(10),
             ) {
                 (Some(remote_app), Some(endpoint)) => {
-                    Endpoint::from_name(endpoint).map(|endpoint| Owner {
+                    ClientEndpoint::named(endpoint).map(|endpoint| Owner {
                         remote_app,
                         endpoint,
                     })

@@ -2,7 +2,7 @@
 //! stored where every unit can read them (a Juju secret on Juju 3.1+,
 //! leader settings before that), and bound to the relations they were
 //! issued to, so that a new relation never gets an old password
-//! ([`crate::relations::revocation::choose_password`]).
+//! ([`crate::relations::tenancy::revocation::choose_password`]).
 //!
 //! Next to each password the store keeps its SCRAM-SHA-256 verifier, so
 //! the SQL layer can set the role's password without the password ever
@@ -14,10 +14,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{Context, Result};
 
 use crate::juju::{self, RelationId, SecretContent, SecretOptions};
-use crate::relations::revocation::{
+use crate::relations::sql::Name;
+use crate::relations::tenancy::revocation::{
     choose_password, format_binding, parse_binding, PasswordChoice, StoredBinding,
 };
-use crate::relations::sql::Name;
 use crate::secret::{Password, Secret};
 
 /// A relation user's password and the verifier PostgreSQL stores for it.

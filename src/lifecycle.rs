@@ -23,7 +23,7 @@ use crate::fsx::{self, Owner};
 use crate::juju::{self, WorkloadStatus};
 use crate::options::ClusterOptions;
 use crate::outcome::{Outcome, Problem, Step};
-use crate::relations::hba;
+use crate::relations::access::{hba, RelationAccess};
 use crate::state::cluster::{Creating, OwnerRecord};
 use crate::storage::{self, dir_state, DirState, Mounts, Placement, PlacementFacts};
 use crate::tuning::{self, DiskClass, MachineFacts, SysRoot};
@@ -273,7 +273,7 @@ fn desired_settings(options: &ClusterOptions, facts: &MachineFacts) -> Vec<Setti
     settings
 }
 
-fn render_pg_hba(options: &ClusterOptions, relations: Vec<hba::RelationAccess>) -> String {
+fn render_pg_hba(options: &ClusterOptions, relations: Vec<RelationAccess>) -> String {
     hba::render_pg_hba(&hba::HbaInput {
         relations,
         admin_addresses: options.admin_addresses.clone(),

@@ -6,9 +6,9 @@
 use std::fmt;
 
 use crate::juju::Config;
-use crate::relations::cidr::{AddressLimits, Cidr};
-use crate::relations::extensions::AllowedExtensions;
-use crate::relations::ownership::SharedDatabases;
+use crate::relations::access::cidr::{AddressLimits, Cidr};
+use crate::relations::tenancy::extensions::AllowedExtensions;
+use crate::relations::tenancy::ownership::SharedDatabases;
 use crate::tuning::TuningConfig;
 
 /// One rejected option and why.

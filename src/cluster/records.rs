@@ -1,7 +1,7 @@
 //! The charm's records inside PostgreSQL: the table `juju_charm.owners` in
 //! the `postgres` database, saying which consumer (remote application and
 //! endpoint) each database and role was created for (the decisions are in
-//! [`crate::relations::ownership`]).
+//! [`crate::relations::tenancy::ownership`]).
 //!
 //! Why in PostgreSQL rather than a file next to the cluster: the record
 //! belongs with the data it describes. It survives the unit being replaced
@@ -16,8 +16,8 @@
 use anyhow::{bail, Result};
 use tokio_postgres::Client;
 
-use crate::relations::ownership::Owner;
-use crate::relations::Endpoint;
+use crate::relations::tenancy::ownership::Owner;
+use crate::relations::ClientEndpoint;
 
 /// What a record is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +85,7 @@ pub async fn owner(client: &Client, kind: Kind, name: &str) -> Result<Option<Own
     Ok(row.and_then(|row| {
         Some(Owner {
             remote_app: row.get(0),
-            endpoint: Endpoint::from_name(row.get(1))?,
+            endpoint: ClientEndpoint::named(row.get(1))?,
         })
     }))
 }

@@ -1,28 +1,25 @@
-//! Client relations `db` and `db-admin` (the legacy `pgsql` interface): the
-//! pure core.
+//! The client relations' pure core: everything the charm decides about a
+//! consumer, as functions of what it read.
 //!
-//! Everything in this module is a function of its inputs. It runs no hook
-//! tools, no SQL and touches no files; the charm feeds it what it read from
-//! Juju and PostgreSQL, and carries out what it returns. That keeps every
-//! decision about untrusted relation data in one place that table tests cover.
+//! Nothing here runs hook tools or SQL or touches files; the charm feeds it
+//! what it read from Juju and PostgreSQL and carries out what it returns.
+//! That keeps every decision about untrusted relation data in one place that
+//! table tests cover.
 //!
-//! The flow for one relation:
+//! * [`CLIENT_ENDPOINTS`]: the table of client endpoints (name and
+//!   interface), which `metadata.yaml` must match.
+//! * [`access`]: who may connect from where, for every interface: the remote
+//!   units' addresses, what each relation may reach ([`access::HbaScope`])
+//!   and `pg_hba.conf`.
+//! * [`tenancy`]: consumers are tenants: ownership of databases and roles,
+//!   extensions, revocation and passwords bound to relations.
+//! * [`pgsql`]: the `pgsql` interface (`db`, `db-admin`): the request, the
+//!   plan and the published data.
+//! * A new interface is a module beside [`pgsql`] with its request parser
+//!   and its [`Publication`] arm, plus a row in [`CLIENT_ENDPOINTS`].
 //!
-//! 1. [`request`] reads what the consumer asked for (`database`, `roles`,
-//!    `extensions`) from its application bag and unit bags.
-//! 2. [`names`] derives the default database name and the relation's user.
-//! 3. [`publish`] turns the relation, the server's facts and the credentials
-//!    into the data to publish, the `pg_hba.conf` access to grant, and the
-//!    database objects to create.
-//! 4. [`ownership`] decides whether the relation may have its database and
-//!    roles (consumers are tenants); [`extensions`] which extensions to
-//!    create and where; [`revocation`] whose access to take back and when a
-//!    relation needs a new password.
-//! 5. [`hba`] renders `pg_hba.conf` from every relation's access.
-//!
-//! Helpers for the boundaries: [`cidr`] (addresses from relation data),
-//! [`sql`] (quoting and validating names for SQL), [`libpq`] (connection
-//! strings).
+//! Helpers for the boundaries: [`sql`] (quoting and validating names for
+//! SQL), [`names`] (the names the charm chooses).
 //!
 //! **Trust.** Everything the remote application writes (its bags) is hostile
 //! until validated: a name that is too long, contains quotes, semicolons,
@@ -35,55 +32,114 @@
 //! Background: `pgsql-provider-anchors.md` §1.6, §1.7, §2 and §7, and
 //! `juju-hook-contract.md` §5 and §7.
 
-pub mod cidr;
-pub mod extensions;
-pub mod hba;
-pub mod libpq;
+pub mod access;
 pub mod names;
-pub mod ownership;
-pub mod publish;
-pub mod request;
-pub mod revocation;
+pub mod pgsql;
 pub mod sql;
+pub mod tenancy;
 
+use std::collections::BTreeMap;
 use std::fmt;
 
-/// A client endpoint of this charm. The two differ only in privileges: a
-/// `db` user owns one database, a `db-admin` user is a superuser.
+use self::access::HbaScope;
+use self::sql::Name;
+use crate::juju::{RelationData, RelationId};
+use crate::secret::Secret;
+
+/// The interface a client endpoint speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Endpoint {
-    Db,
-    DbAdmin,
+pub enum Interface {
+    /// The legacy `pgsql` interface; `admin`: the relation's user is a
+    /// superuser (`db-admin`), else it owns one database (`db`).
+    Pgsql { admin: bool },
 }
 
-impl Endpoint {
-    /// The endpoint with this name in `metadata.yaml`, if it is a client one.
-    pub fn from_name(name: &str) -> Option<Endpoint> {
-        match name {
-            "db" => Some(Endpoint::Db),
-            "db-admin" => Some(Endpoint::DbAdmin),
-            _ => None,
+impl Interface {
+    /// The interface's name in `metadata.yaml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Interface::Pgsql { .. } => "pgsql",
         }
+    }
+}
+
+/// A client endpoint of this charm, as `metadata.yaml` declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClientEndpoint {
+    pub name: &'static str,
+    pub interface: Interface,
+}
+
+impl ClientEndpoint {
+    pub const DB: ClientEndpoint = ClientEndpoint {
+        name: "db",
+        interface: Interface::Pgsql { admin: false },
+    };
+    pub const DB_ADMIN: ClientEndpoint = ClientEndpoint {
+        name: "db-admin",
+        interface: Interface::Pgsql { admin: true },
+    };
+
+    /// The client endpoint with this name in `metadata.yaml`.
+    pub fn named(name: &str) -> Option<ClientEndpoint> {
+        CLIENT_ENDPOINTS.iter().copied().find(|e| e.name == name)
     }
 
     /// The endpoint's name in `metadata.yaml`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Endpoint::Db => "db",
-            Endpoint::DbAdmin => "db-admin",
-        }
+        self.name
     }
 
     /// Whether the relation's user is a PostgreSQL superuser.
     pub fn grants_superuser(self) -> bool {
-        self == Endpoint::DbAdmin
+        match self.interface {
+            Interface::Pgsql { admin } => admin,
+        }
+    }
+
+    /// What `pg_hba.conf` lets the relation's user reach, when its database
+    /// is `database`.
+    pub fn hba_scope(self, database: &Name) -> HbaScope {
+        if self.grants_superuser() {
+            HbaScope::AllDatabases
+        } else {
+            HbaScope::Database(database.clone())
+        }
     }
 }
 
-impl fmt::Display for Endpoint {
+impl fmt::Display for ClientEndpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.name)
     }
+}
+
+/// Every client endpoint; `metadata.yaml`'s `provides` holds exactly these
+/// (and `tests` check it).
+pub const CLIENT_ENDPOINTS: &[ClientEndpoint] = &[ClientEndpoint::DB, ClientEndpoint::DB_ADMIN];
+
+/// What the charm read about one client relation, whatever its interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelationFacts {
+    pub relation: RelationId,
+    /// The remote application as Juju shows it (`remote-<hex>` across
+    /// models).
+    pub remote_app: String,
+    /// The remote application's bag.
+    pub remote_app_data: RelationData,
+    /// The bags of the remote units in `relation-list`, by unit name.
+    pub remote_units: BTreeMap<String, RelationData>,
+    /// In `-relation-departed`, the unit that is leaving: left out even if
+    /// it is still listed.
+    pub departing_unit: Option<String>,
+}
+
+/// What to publish to one relation, in the interface's own way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Publication {
+    /// `pgsql`: the same keys in this unit's bag and, on the leader, in the
+    /// application's bag (an empty value deletes a key).
+    PgsqlBags(Secret<RelationData>),
 }
 
 /// Most characters of remote input that an error message shows.
@@ -114,14 +170,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn endpoint_names_round_trip() {
-        for endpoint in [Endpoint::Db, Endpoint::DbAdmin] {
-            assert_eq!(Endpoint::from_name(endpoint.as_str()), Some(endpoint));
+    fn endpoints_are_found_by_name_and_say_what_they_grant() {
+        for endpoint in CLIENT_ENDPOINTS {
+            assert_eq!(ClientEndpoint::named(endpoint.as_str()), Some(*endpoint));
         }
-        assert_eq!(Endpoint::from_name("replication"), None);
-        assert_eq!(Endpoint::from_name("DB"), None);
-        assert!(Endpoint::DbAdmin.grants_superuser());
-        assert!(!Endpoint::Db.grants_superuser());
+        assert_eq!(ClientEndpoint::named("replication"), None);
+        assert_eq!(ClientEndpoint::named("DB"), None);
+        assert!(ClientEndpoint::DB_ADMIN.grants_superuser());
+        assert!(!ClientEndpoint::DB.grants_superuser());
+        let app = Name::parse(sql::NameKind::Database, "app").unwrap();
+        assert_eq!(
+            ClientEndpoint::DB.hba_scope(&app),
+            HbaScope::Database(app.clone())
+        );
+        assert_eq!(
+            ClientEndpoint::DB_ADMIN.hba_scope(&app),
+            HbaScope::AllDatabases
+        );
+        assert_eq!(ClientEndpoint::DB.interface.name(), "pgsql");
     }
 
     #[test]

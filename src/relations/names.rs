@@ -30,7 +30,7 @@
 //! The schema user published for compatibility is the same user.
 
 use super::sql::{Name, NameKind, MAX_IDENTIFIER_BYTES};
-use super::Endpoint;
+use super::{ClientEndpoint, Interface};
 
 /// The database a relation gets when the consumer asks for none: the remote
 /// application's name, made valid if need be (see the module docs).
@@ -40,10 +40,10 @@ pub fn default_database(remote_app: &str) -> Name {
 
 /// The login role the charm creates for a relation on `endpoint` with
 /// `remote_app`: `juju_<app>` or `jujuadmin_<app>`.
-pub fn relation_user(endpoint: Endpoint, remote_app: &str) -> Name {
-    let prefix = match endpoint {
-        Endpoint::Db => "juju_",
-        Endpoint::DbAdmin => "jujuadmin_",
+pub fn relation_user(endpoint: ClientEndpoint, remote_app: &str) -> Name {
+    let prefix = match endpoint.interface {
+        Interface::Pgsql { admin: false } => "juju_",
+        Interface::Pgsql { admin: true } => "jujuadmin_",
     };
     fit_name(NameKind::User, &format!("{prefix}{remote_app}"), remote_app)
 }
@@ -105,15 +105,20 @@ mod tests {
     #[test]
     fn ordinary_names_are_used_as_they_are() {
         let cases = [
-            (Endpoint::Db, "discourse", "discourse", "juju_discourse"),
             (
-                Endpoint::DbAdmin,
+                ClientEndpoint::DB,
+                "discourse",
+                "discourse",
+                "juju_discourse",
+            ),
+            (
+                ClientEndpoint::DB_ADMIN,
                 "landscape-server",
                 "landscape-server",
                 "jujuadmin_landscape-server",
             ),
             (
-                Endpoint::Db,
+                ClientEndpoint::DB,
                 CMR_APP,
                 CMR_APP,
                 "juju_remote-76cd96ab50f146b284912afd1cc13a0e",
@@ -145,8 +150,8 @@ mod tests {
         for app in apps {
             for name in [
                 default_database(app),
-                relation_user(Endpoint::Db, app),
-                relation_user(Endpoint::DbAdmin, app),
+                relation_user(ClientEndpoint::DB, app),
+                relation_user(ClientEndpoint::DB_ADMIN, app),
             ] {
                 let text = name.as_str();
                 assert!(text.len() <= MAX_IDENTIFIER_BYTES, "{text}");
@@ -164,7 +169,7 @@ mod tests {
             format!("postgres_{:016x}", fnv1a_64(b"postgres"))
         );
         assert!(default_database("9lives").as_str().starts_with("_9lives_"));
-        assert!(relation_user(Endpoint::Db, &long_a)
+        assert!(relation_user(ClientEndpoint::DB, &long_a)
             .as_str()
             .starts_with(&format!("juju_{}", "x".repeat(41))));
     }
@@ -173,12 +178,12 @@ mod tests {
     fn names_that_just_fit_are_kept() {
         let app = "a".repeat(MAX_IDENTIFIER_BYTES - "jujuadmin_".len());
         assert_eq!(
-            relation_user(Endpoint::DbAdmin, &app).as_str(),
+            relation_user(ClientEndpoint::DB_ADMIN, &app).as_str(),
             format!("jujuadmin_{app}")
         );
         let one_more = format!("{app}b");
         assert_ne!(
-            relation_user(Endpoint::DbAdmin, &one_more).as_str(),
+            relation_user(ClientEndpoint::DB_ADMIN, &one_more).as_str(),
             format!("jujuadmin_{one_more}")
         );
     }

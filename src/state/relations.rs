@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StateDir;
 use crate::outcome::Problem;
-use crate::relations::revocation::Standing;
+use crate::relations::tenancy::revocation::Standing;
 
 const RELATIONS: &str = "relations.json";
 

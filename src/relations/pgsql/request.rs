@@ -29,9 +29,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::excerpt;
-use super::sql::{Name, NameKind};
 use crate::juju::RelationData;
+use crate::relations::excerpt;
+use crate::relations::sql::{Name, NameKind};
+use crate::relations::tenancy::extensions::ExtensionRequest;
 
 /// The key for the requested database.
 pub const DATABASE_KEY: &str = "database";
@@ -44,22 +45,6 @@ pub const EXTENSIONS_KEY: &str = "extensions";
 pub const MAX_REQUEST_VALUE_BYTES: usize = 4096;
 /// Most items accepted in the `roles` or `extensions` list.
 pub const MAX_REQUEST_ITEMS: usize = 64;
-
-/// One requested extension and, if given, the schema to create it in.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ExtensionRequest {
-    pub name: Name,
-    pub schema: Option<Name>,
-}
-
-impl fmt::Display for ExtensionRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.schema {
-            Some(schema) => write!(f, "{}({schema})", self.name),
-            None => write!(f, "{}", self.name),
-        }
-    }
-}
 
 /// The request values exactly as the consumer wrote them (absent when not
 /// requested), for the echo.

@@ -1,16 +1,18 @@
-//! One client relation, planned: the data to publish, the `pg_hba.conf`
+//! One `pgsql` relation, planned: the data to publish, the `pg_hba.conf`
 //! access to grant and the database objects to create.
 //!
 //! [`plan_relation`] is the whole decision for one `db` or `db-admin`
 //! relation, made from what the charm read (the remote side's bags, the
 //! server's facts, the relation's credentials). The charm then:
 //!
-//! * writes [`RelationPlan::settings_to_write`] to its unit bag on every unit,
+//! * writes [`RelationPlan::publication`] to its unit bag on every unit,
 //!   and to its app bag too when it is the leader;
-//! * puts [`RelationPlan::access`] into the [`HbaInput`](super::hba::HbaInput)
-//!   of every live relation, renders `pg_hba.conf` and reloads;
+//! * puts [`RelationPlan::access`] into the
+//!   [`HbaInput`](crate::relations::access::hba::HbaInput) of every live
+//!   relation, renders `pg_hba.conf` and reloads;
 //! * on the primary, creates [`RelationPlan::objects`], once
-//!   [`super::ownership`] and [`super::extensions`] have allowed them.
+//!   [`crate::relations::tenancy::ownership`] and
+//!   [`crate::relations::tenancy::extensions`] have allowed them.
 //!
 //! On `Err`, the relation is refused as a whole: the charm publishes nothing
 //! new for it, gives it no `pg_hba.conf` rules (fail closed), and shows the
@@ -27,23 +29,23 @@
 //! verbatim when requested. The requested `database` is echoed by `database`
 //! itself, which is always exactly the requested name when there is one.
 //!
-//! **Remote addresses.** For each remote unit still in the relation (a unit
-//! being departed is left out): its `egress-subnets` if set and non-empty,
-//! otherwise its `ingress-address`, otherwise its `private-address`, as a
-//! `/32` or `/128`. A unit with none of these is not in `allowed-units`.
+//! **Remote addresses** are [`crate::relations::access::remote`]'s: a unit
+//! without any is not in `allowed-units`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use super::cidr::{self, AddressLimits, Cidr, CidrError, ListedCidr};
-use super::hba::RelationAccess;
 use super::libpq::{conninfo, ConninfoError};
-use super::names::default_database;
-use super::request::{parse_request, ConsumerRequest, ExtensionRequest, RequestError};
+use super::request::{parse_request, ConsumerRequest, RequestError};
 use super::request::{DATABASE_KEY, EXTENSIONS_KEY, ROLES_KEY};
-use super::sql::Name;
-use super::{excerpt, Endpoint};
 use crate::juju::{RelationData, RelationId};
+use crate::relations::access::cidr::AddressLimits;
+use crate::relations::access::remote::{AddressProblem, RemoteAddresses};
+use crate::relations::access::RelationAccess;
+use crate::relations::names::default_database;
+use crate::relations::sql::Name;
+use crate::relations::tenancy::extensions::ExtensionRequest;
+use crate::relations::{ClientEndpoint, Publication, RelationFacts};
 use crate::secret::{Password, Secret};
 
 /// Every key [`plan_relation`] may publish. A key missing from a plan must
@@ -66,27 +68,6 @@ pub const PUBLISHED_KEYS: [&str; 15] = [
     "user",
     "version",
 ];
-
-/// Most remote units accepted in one relation.
-pub const MAX_UNITS_PER_RELATION: usize = 1024;
-/// Most distinct blocks accepted from all remote units of one relation.
-pub const MAX_SUBNETS_PER_RELATION: usize = 1024;
-
-/// What the charm read about one client relation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RelationFacts {
-    pub relation: RelationId,
-    /// The remote application as Juju shows it (`remote-<hex>` across
-    /// models).
-    pub remote_app: String,
-    /// The remote application's bag.
-    pub remote_app_data: RelationData,
-    /// The bags of the remote units in `relation-list`, by unit name.
-    pub remote_units: BTreeMap<String, RelationData>,
-    /// In `-relation-departed`, the unit that is leaving: left out even if
-    /// it is still listed.
-    pub departing_unit: Option<String>,
-}
 
 /// This unit's role in the cluster, as published in `state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +153,12 @@ impl RelationPlan {
         }
         Secret::new(settings)
     }
+
+    /// What to publish: [`RelationPlan::settings_to_write`], in this unit's
+    /// bag and the leader's application bag.
+    pub fn publication(&self) -> Publication {
+        Publication::PgsqlBags(self.settings_to_write())
+    }
 }
 
 /// An empty value (delete) for every key in [`PUBLISHED_KEYS`]: what a
@@ -219,14 +206,12 @@ fn plan(
     credentials: &Credentials,
     limits: &AddressLimits,
 ) -> Result<RelationPlan, RelationProblem> {
-    let endpoint = Endpoint::from_name(facts.relation.endpoint())
+    let endpoint = ClientEndpoint::named(facts.relation.endpoint())
         .ok_or(RelationProblem::NotAClientEndpoint)?;
-    let units = present_units(facts)?;
-    let addresses = RemoteAddresses::collect(&units)?;
-    check_coverage(&addresses.cidrs, limits)?;
+    let addresses = RemoteAddresses::of(facts, limits).map_err(RelationProblem::Address)?;
 
-    let request =
-        parse_request(&facts.remote_app_data, &units).map_err(RelationProblem::Request)?;
+    let request = parse_request(&facts.remote_app_data, &addresses.present)
+        .map_err(RelationProblem::Request)?;
     if let Some(role) = request.roles.iter().find(|&role| *role == credentials.user) {
         return Err(RelationProblem::RoleIsTheUser { role: role.clone() });
     }
@@ -240,10 +225,9 @@ fn plan(
         data: Secret::new(data),
         access: RelationAccess {
             relation: facts.relation.clone(),
-            endpoint,
             remote_app: facts.remote_app.clone(),
-            database: database.clone(),
             user: credentials.user.clone(),
+            scope: endpoint.hba_scope(&database),
             cidrs: addresses.cidrs,
         },
         objects: DesiredObjects {
@@ -255,88 +239,6 @@ fn plan(
         },
         request,
     })
-}
-
-/// The remote units still in the relation (without the departing one),
-/// checked to be named like Juju units and not too many.
-fn present_units(facts: &RelationFacts) -> Result<BTreeMap<String, RelationData>, RelationProblem> {
-    let units: BTreeMap<String, RelationData> = facts
-        .remote_units
-        .iter()
-        .filter(|(unit, _)| Some(unit.as_str()) != facts.departing_unit.as_deref())
-        .map(|(unit, bag)| (unit.clone(), bag.clone()))
-        .collect();
-    if units.len() > MAX_UNITS_PER_RELATION {
-        return Err(RelationProblem::TooManyUnits { count: units.len() });
-    }
-    if let Some(unit) = units.keys().find(|unit| !is_unit_name(unit)) {
-        return Err(RelationProblem::UnitName {
-            unit: excerpt(unit),
-        });
-    }
-    Ok(units)
-}
-
-/// Where the remote units connect from.
-struct RemoteAddresses {
-    /// Units with address data, sorted.
-    units: Vec<String>,
-    /// Normal forms and the units' own spellings, sorted, unique.
-    subnets: BTreeSet<String>,
-    /// Normal forms, for `pg_hba.conf`.
-    cidrs: BTreeSet<Cidr>,
-}
-
-impl RemoteAddresses {
-    fn collect(units: &BTreeMap<String, RelationData>) -> Result<Self, RelationProblem> {
-        let mut addresses = RemoteAddresses {
-            units: Vec::new(),
-            subnets: BTreeSet::new(),
-            cidrs: BTreeSet::new(),
-        };
-        for (unit, bag) in units {
-            let blocks = unit_blocks(bag).map_err(|(key, error)| RelationProblem::UnitAddress {
-                unit: unit.clone(),
-                key,
-                error,
-            })?;
-            if blocks.is_empty() {
-                continue;
-            }
-            addresses.units.push(unit.clone());
-            for ListedCidr { written, cidr } in blocks {
-                addresses.subnets.insert(cidr.to_string());
-                addresses.subnets.insert(written);
-                addresses.cidrs.insert(cidr);
-            }
-        }
-        if addresses.cidrs.len() > MAX_SUBNETS_PER_RELATION {
-            return Err(RelationProblem::TooManySubnets {
-                count: addresses.cidrs.len(),
-            });
-        }
-        Ok(addresses)
-    }
-}
-
-/// Refuses blocks that together cover more addresses than `limits` allow:
-/// each block passed [`cidr::check_remote_breadth`], but 64 /8s per unit,
-/// over many units, would still add up to "from anywhere".
-fn check_coverage(cidrs: &BTreeSet<Cidr>, limits: &AddressLimits) -> Result<(), RelationProblem> {
-    let covered = cidr::coverage(cidrs);
-    for (family, covered, allowed, prefix_len) in [
-        (4, covered.ipv4, limits.max_ipv4(), limits.ipv4_prefix_len),
-        (6, covered.ipv6, limits.max_ipv6(), limits.ipv6_prefix_len),
-    ] {
-        if covered > allowed {
-            return Err(RelationProblem::TooBroad {
-                family,
-                covered: covered.to_string(),
-                prefix_len,
-            });
-        }
-    }
-    Ok(())
 }
 
 /// The published keys; empty values are left out.
@@ -405,44 +307,6 @@ fn join(items: &BTreeSet<String>, separator: &str) -> String {
         .join(separator)
 }
 
-/// `<application>/<number>`, as Juju names units.
-fn is_unit_name(unit: &str) -> bool {
-    match unit.split_once('/') {
-        Some((app, number)) => {
-            !app.is_empty()
-                && app
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !number.is_empty()
-                && number.len() <= 10
-                && number.bytes().all(|b| b.is_ascii_digit())
-        }
-        None => false,
-    }
-}
-
-/// A unit's blocks by the fallback order in the module docs, or the key
-/// whose value was refused.
-fn unit_blocks(bag: &RelationData) -> Result<Vec<ListedCidr>, (&'static str, CidrError)> {
-    let value = |key: &str| bag.get(key).filter(|v| !v.trim().is_empty());
-    if let Some(subnets) = value("egress-subnets") {
-        let blocks = cidr::parse_remote_subnets(subnets).map_err(|e| ("egress-subnets", e))?;
-        if !blocks.is_empty() {
-            return Ok(blocks);
-        }
-    }
-    for key in ["ingress-address", "private-address"] {
-        if let Some(address) = value(key) {
-            let block = cidr::parse_remote_address(address).map_err(|e| (key, e))?;
-            return Ok(vec![ListedCidr {
-                written: block.to_string(),
-                cidr: block,
-            }]);
-        }
-    }
-    Ok(Vec::new())
-}
-
 /// A relation refused by [`plan_relation`]. Its text starts with the
 /// relation id and is meant for a blocked status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -458,37 +322,12 @@ pub enum RelationProblem {
     NotAClientEndpoint,
     /// The consumer's request is invalid.
     Request(RequestError),
-    /// A remote unit's address data is invalid or too broad.
-    UnitAddress {
-        unit: String,
-        key: &'static str,
-        error: CidrError,
-    },
-    /// A remote unit name is not `<app>/<n>` (shown as an excerpt).
-    UnitName {
-        unit: String,
-    },
-    TooManyUnits {
-        count: usize,
-    },
-    TooManySubnets {
-        count: usize,
-    },
-    /// The units' blocks together cover more IPv`family` addresses than one
-    /// `/prefix_len` holds (`covered`, in decimal: IPv6 counts need 128 bits).
-    TooBroad {
-        family: u8,
-        covered: String,
-        prefix_len: u8,
-    },
+    /// The remote units' addresses are invalid, too many or too broad.
+    Address(AddressProblem),
     /// The consumer asked to be granted its own user.
-    RoleIsTheUser {
-        role: Name,
-    },
+    RoleIsTheUser { role: Name },
     /// A server address cannot go into a connection string.
-    ServerAddress {
-        error: ConninfoError,
-    },
+    ServerAddress { error: ConninfoError },
 }
 
 impl fmt::Display for RelationError {
@@ -499,31 +338,7 @@ impl fmt::Display for RelationError {
                 f.write_str("not a client relation (db or db-admin)")
             }
             RelationProblem::Request(error) => write!(f, "{error}"),
-            RelationProblem::UnitAddress { unit, key, error } => {
-                write!(f, "{key} of unit {}: {error}", excerpt(unit))
-            }
-            RelationProblem::UnitName { unit } => {
-                write!(f, "remote unit name {unit} is not <application>/<number>")
-            }
-            RelationProblem::TooManyUnits { count } => write!(
-                f,
-                "{count} remote units, more than the {MAX_UNITS_PER_RELATION} accepted"
-            ),
-            RelationProblem::TooManySubnets { count } => write!(
-                f,
-                "the remote units claim {count} distinct subnets, more than the \
-                 {MAX_SUBNETS_PER_RELATION} accepted"
-            ),
-            RelationProblem::TooBroad {
-                family,
-                covered,
-                prefix_len,
-            } => write!(
-                f,
-                "the remote units' addresses cover {covered} IPv{family} addresses together, \
-                 more than one /{prefix_len} (relation-ipv{family}-breadth); narrow the \
-                 consumer's egress-subnets or raise relation-ipv{family}-breadth"
-            ),
+            RelationProblem::Address(problem) => write!(f, "{problem}"),
             RelationProblem::RoleIsTheUser { role } => {
                 write!(f, "requested roles include {role}, the relation's own user")
             }
@@ -537,8 +352,11 @@ impl std::error::Error for RelationError {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::relations::hba::{render_pg_hba, HbaInput};
+    use crate::relations::access::hba::{render_pg_hba, HbaInput};
+    use crate::relations::access::remote::MAX_UNITS_PER_RELATION;
+    use crate::relations::access::HbaScope;
     use crate::relations::names::relation_user;
+    use crate::relations::sql::NameKind;
 
     const PASSWORD: &str = "Zq3Xw9Lr2Tn8Vb5Kc1Hm7Pj4Fd6Gs0Ay";
     const CMR_APP: &str = "remote-76cd96ab50f146b284912afd1cc13a0e";
@@ -589,7 +407,7 @@ mod tests {
     }
 
     fn credentials_for(facts: &RelationFacts) -> Credentials {
-        let endpoint = Endpoint::from_name(facts.relation.endpoint()).unwrap();
+        let endpoint = ClientEndpoint::named(facts.relation.endpoint()).unwrap();
         Credentials {
             user: relation_user(endpoint, &facts.remote_app),
             password: Secret::new(PASSWORD.to_string()),
@@ -638,10 +456,12 @@ mod tests {
                 ("version", "16"),
             ])
         );
+        let discourse = Name::parse(NameKind::Database, "discourse").unwrap();
+        assert_eq!(plan.access.scope, HbaScope::Database(discourse.clone()));
         assert_eq!(
             plan.objects,
             DesiredObjects {
-                database: plan.access.database.clone(),
+                database: discourse,
                 user: credentials_for(&facts).user,
                 superuser: false,
                 roles: vec![],
@@ -921,7 +741,7 @@ mod tests {
         ];
         for (facts, expected) in cases {
             let credentials = Credentials {
-                user: relation_user(Endpoint::Db, &facts.remote_app),
+                user: relation_user(ClientEndpoint::DB, &facts.remote_app),
                 password: Secret::new(PASSWORD.to_string()),
             };
             let error =
@@ -953,7 +773,7 @@ mod tests {
         let error = plan(&facts, &standalone()).unwrap_err();
         assert_eq!(
             error.problem,
-            RelationProblem::TooManySubnets { count: 1200 }
+            RelationProblem::Address(AddressProblem::TooManySubnets { count: 1200 })
         );
     }
 
@@ -988,11 +808,11 @@ mod tests {
         let error = judge(&facts_of(units(2, 16)), &limits).unwrap_err();
         assert_eq!(
             error.problem,
-            RelationProblem::TooBroad {
+            RelationProblem::Address(AddressProblem::TooBroad {
                 family: 4,
                 covered: "131072".into(),
                 prefix_len: 16
-            }
+            })
         );
         assert_eq!(
             error.to_string(),
@@ -1014,7 +834,7 @@ mod tests {
         let error = judge(&facts_of(units(40, 8)), &WIDEST).unwrap_err();
         assert!(matches!(
             error.problem,
-            RelationProblem::TooBroad { family: 4, .. }
+            RelationProblem::Address(AddressProblem::TooBroad { family: 4, .. })
         ));
         // IPv6 has its own budget; IPv4-mapped blocks spend IPv4's.
         let v6 = facts(
@@ -1028,7 +848,7 @@ mod tests {
         let error = judge(&v6, &limits).unwrap_err();
         assert!(matches!(
             error.problem,
-            RelationProblem::TooBroad { family: 6, .. }
+            RelationProblem::Address(AddressProblem::TooBroad { family: 6, .. })
         ));
         let mapped = facts(
             "db:4",
@@ -1038,7 +858,7 @@ mod tests {
         let error = judge(&mapped, &limits).unwrap_err();
         assert!(matches!(
             error.problem,
-            RelationProblem::TooBroad { family: 4, .. }
+            RelationProblem::Address(AddressProblem::TooBroad { family: 4, .. })
         ));
     }
 
@@ -1049,7 +869,7 @@ mod tests {
         let mut facts = facts("db:4", "app", &[]);
         facts.remote_app_data = bag(&[("roles", "custom_user")]);
         let credentials = Credentials {
-            user: Name::parse(crate::relations::sql::NameKind::User, "custom_user").unwrap(),
+            user: Name::parse(NameKind::User, "custom_user").unwrap(),
             password: Secret::new(PASSWORD.to_string()),
         };
         let error = plan_relation(&facts, &standalone(), &credentials, &WIDEST).unwrap_err();

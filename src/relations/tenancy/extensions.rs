@@ -31,10 +31,26 @@
 //! `CREATE EXTENSION IF NOT EXISTS … WITH SCHEMA … CASCADE`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 
-use super::excerpt;
-use super::request::ExtensionRequest;
-use super::sql::{Name, NameKind};
+use crate::relations::excerpt;
+use crate::relations::sql::{Name, NameKind};
+
+/// One requested extension and, if given, the schema to create it in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ExtensionRequest {
+    pub name: Name,
+    pub schema: Option<Name>,
+}
+
+impl fmt::Display for ExtensionRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.schema {
+            Some(schema) => write!(f, "{}({schema})", self.name),
+            None => write!(f, "{}", self.name),
+        }
+    }
+}
 
 /// Where extensions go when the consumer names no schema. Consumers get it
 /// on their `search_path` (set once per user and database, only when they

@@ -39,9 +39,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use super::excerpt;
-use super::sql::{Name, NameKind};
-use super::Endpoint;
+use crate::relations::excerpt;
+use crate::relations::sql::{Name, NameKind};
+use crate::relations::ClientEndpoint;
 
 /// Who a database or role was created for.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -49,7 +49,7 @@ pub struct Owner {
     /// The remote application as Juju shows it to this charm (`remote-<hex>`
     /// across models).
     pub remote_app: String,
-    pub endpoint: Endpoint,
+    pub endpoint: ClientEndpoint,
 }
 
 impl fmt::Display for Owner {
@@ -276,7 +276,7 @@ pub fn decide_role(
 mod tests {
     use super::*;
 
-    fn owner(app: &str, endpoint: Endpoint) -> Owner {
+    fn owner(app: &str, endpoint: ClientEndpoint) -> Owner {
         Owner {
             remote_app: app.to_string(),
             endpoint,
@@ -329,10 +329,10 @@ mod tests {
 
     #[test]
     fn a_database_belongs_to_the_consumer_it_was_created_for() {
-        let me = owner("shop", Endpoint::Db);
-        let other = owner("rival", Endpoint::Db);
-        let admin = owner("ops", Endpoint::DbAdmin);
-        let me_as_admin = owner("shop", Endpoint::DbAdmin);
+        let me = owner("shop", ClientEndpoint::DB);
+        let other = owner("rival", ClientEndpoint::DB);
+        let admin = owner("ops", ClientEndpoint::DB_ADMIN);
+        let me_as_admin = owner("shop", ClientEndpoint::DB_ADMIN);
         let user = name(NameKind::User, "juju_shop");
         let db = name(NameKind::Database, "shop");
         let none = SharedDatabases::default();
@@ -460,8 +460,8 @@ mod tests {
 
     #[test]
     fn roles_are_judged_by_everything_they_are_a_member_of() {
-        let me = owner("shop", Endpoint::Db);
-        let other = owner("rival", Endpoint::Db);
+        let me = owner("shop", ClientEndpoint::DB);
+        let other = owner("rival", ClientEndpoint::DB);
         let user = name(NameKind::User, "juju_shop");
         let requested = name(NameKind::Role, "reporting");
         let with = |mut fact: RoleFact, edit: &dyn Fn(&mut RoleFact)| {
@@ -562,7 +562,7 @@ mod tests {
 
     #[test]
     fn superuser_relations_only_have_the_role_itself_checked() {
-        let admin = owner("ops", Endpoint::DbAdmin);
+        let admin = owner("ops", ClientEndpoint::DB_ADMIN);
         let user = name(NameKind::User, "jujuadmin_ops");
         let requested = name(NameKind::Role, "monitoring");
         let predefined = RoleFact {

@@ -10,14 +10,16 @@
 //!    Unix socket; [`render_pg_ident`] holds the map.
 //! 2. `local all all peer`: other local OS users as the role of their name.
 //! 3. For each relation (sorted by relation id: endpoint name, then
-//!    number) and each of its blocks
-//!    (sorted): `host "<database>" "<user>" <cidr> scram-sha-256` for `db`,
-//!    `host all "<user>" <cidr> scram-sha-256` for `db-admin`.
+//!    number) and each of its blocks (sorted), by its [`HbaScope`]:
+//!    `host "<database>" "<user>" <cidr> scram-sha-256` for one database
+//!    (`db`), `host all "<user>" <cidr> scram-sha-256` for all of them
+//!    (`db-admin`), `host replication "<user>" <cidr> scram-sha-256` for
+//!    streaming replication (standbys, when there are any).
 //! 4. For each `admin-addresses` block: `host all all <cidr> scram-sha-256`.
 //! 5. `host all all 0.0.0.0/0 reject` and `host all all ::/0 reject`.
 //!    (Nothing is needed after `local all all peer`: it already matches
-//!    every local connection. Replication connections match no `all` line
-//!    and are refused by default.)
+//!    every local connection. Replication connections match no `all` line:
+//!    only a [`HbaScope::Replication`] rule lets one in.)
 //!
 //! Each line ends with a comment naming where it comes from; the comment is
 //! reduced to a short run of safe ASCII so that remote text can never start
@@ -36,9 +38,8 @@
 use std::collections::BTreeSet;
 
 use super::cidr::Cidr;
-use super::sql::{double_quote, Name};
-use super::Endpoint;
-use crate::juju::RelationId;
+use super::{HbaScope, RelationAccess};
+use crate::relations::sql::{double_quote, Name};
 
 /// The `pg_ident.conf` map used by the charm's own `local` line.
 pub const IDENT_MAP: &str = "juju_charm";
@@ -48,19 +49,6 @@ const METHOD: &str = "scram-sha-256";
 
 /// Longest comment kept on a rule line.
 const MAX_COMMENT_CHARS: usize = 100;
-
-/// What one client relation may reach, and from where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RelationAccess {
-    pub relation: RelationId,
-    pub endpoint: Endpoint,
-    /// The remote application as Juju shows it; used only in comments.
-    pub remote_app: String,
-    pub database: Name,
-    pub user: Name,
-    /// The remote units' blocks, normalised and deduplicated.
-    pub cidrs: BTreeSet<Cidr>,
-}
 
 /// Everything `pg_hba.conf` is rendered from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -77,6 +65,8 @@ pub struct HbaInput {
 pub enum HbaDatabase {
     /// The `all` keyword.
     All,
+    /// The `replication` keyword: streaming replication connections.
+    Replication,
     /// One database, always written quoted.
     Named(Name),
 }
@@ -105,6 +95,7 @@ impl HbaRule {
     pub fn render(&self) -> String {
         let database = match &self.database {
             HbaDatabase::All => "all".to_string(),
+            HbaDatabase::Replication => "replication".to_string(),
             HbaDatabase::Named(name) => quote_name(name),
         };
         let user = match &self.user {
@@ -152,9 +143,10 @@ pub fn hba_rules(input: &HbaInput) -> Vec<HbaRule> {
 
     let mut rules = Vec::new();
     for access in relations {
-        let database = match access.endpoint {
-            Endpoint::Db => HbaDatabase::Named(access.database.clone()),
-            Endpoint::DbAdmin => HbaDatabase::All,
+        let database = match &access.scope {
+            HbaScope::Database(name) => HbaDatabase::Named(name.clone()),
+            HbaScope::AllDatabases => HbaDatabase::All,
+            HbaScope::Replication => HbaDatabase::Replication,
         };
         let comment = format!("{} {}", access.relation, access.remote_app);
         for &cidr in &access.cidrs {
@@ -212,7 +204,9 @@ pub fn render_pg_ident() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::juju::RelationId;
     use crate::relations::sql::NameKind;
+    use crate::relations::ClientEndpoint;
 
     fn name(kind: NameKind, text: &str) -> Name {
         Name::parse(kind, text).unwrap()
@@ -230,11 +224,15 @@ mod tests {
         blocks: &[&str],
     ) -> RelationAccess {
         let relation: RelationId = relation.parse().unwrap();
+        let database = name(NameKind::Database, database);
         RelationAccess {
-            endpoint: Endpoint::from_name(relation.endpoint()).unwrap(),
+            // A client endpoint's scope; tests of other scopes set theirs.
+            scope: ClientEndpoint::named(relation.endpoint())
+                .map_or(HbaScope::Database(database.clone()), |e| {
+                    e.hba_scope(&database)
+                }),
             relation,
             remote_app: app.to_string(),
-            database: name(NameKind::Database, database),
             user: name(NameKind::User, user),
             cidrs: cidrs(blocks),
         }
@@ -318,6 +316,35 @@ host all all ::/0 reject # everything else over IPv6
                 format!("host \"{keyword}\" \"{keyword}\" 10.0.0.1/32 scram-sha-256 # db:1 app\n");
             assert!(text.contains(&expected), "{keyword}: {text}");
         }
+    }
+
+    #[test]
+    fn each_scope_has_its_database_field() {
+        let mut standby = access(
+            "replication:0",
+            "postgresql",
+            "unused",
+            "juju_replication",
+            &["10.0.0.4"],
+        );
+        standby.scope = HbaScope::Replication;
+        let input = HbaInput {
+            relations: vec![
+                standby,
+                access("db:1", "a", "a", "juju_a", &["10.0.0.1"]),
+                access("db-admin:2", "b", "b", "jujuadmin_b", &["10.0.0.2"]),
+            ],
+            admin_addresses: vec![],
+        };
+        let rules: Vec<String> = hba_rules(&input).iter().map(HbaRule::render).collect();
+        assert_eq!(
+            rules,
+            [
+                "host \"a\" \"juju_a\" 10.0.0.1/32 scram-sha-256 # db:1 a",
+                "host all \"jujuadmin_b\" 10.0.0.2/32 scram-sha-256 # db-admin:2 b",
+                "host replication \"juju_replication\" 10.0.0.4/32 scram-sha-256 # replication:0 postgresql",
+            ]
+        );
     }
 
     #[test]
