@@ -40,27 +40,64 @@ fn new_password() -> Result<StoredPassword> {
 
 /// What the store holds for one user.
 #[derive(Debug, Clone)]
-struct Entry {
-    password: Option<StoredPassword>,
-    binding: StoredBinding,
+pub struct Entry {
+    pub password: Option<StoredPassword>,
+    pub binding: StoredBinding,
+}
+
+/// Where relation passwords are kept: [`JujuPasswords`] in the charm, an
+/// in-memory store in unit tests.
+pub trait PasswordStore {
+    /// What is stored for `user`.
+    fn read(&self, user: &Name) -> Result<Entry>;
+    /// Stores `stored` for `user`, issued to `relations` (leader only);
+    /// `exists`: something is stored for `user` already.
+    fn write(
+        &self,
+        user: &Name,
+        stored: &StoredPassword,
+        relations: &BTreeSet<String>,
+        exists: bool,
+    ) -> Result<()>;
+}
+
+/// The passwords in Juju: in a secret per user (Juju 3.1+, `in_secrets`:
+/// [`crate::juju::HookContext::has_secrets`]), else in leader settings.
+#[derive(Debug, Clone, Copy)]
+pub struct JujuPasswords {
+    pub in_secrets: bool,
+}
+
+impl PasswordStore for JujuPasswords {
+    fn read(&self, user: &Name) -> Result<Entry> {
+        read(user, self.in_secrets)
+    }
+
+    fn write(
+        &self,
+        user: &Name,
+        stored: &StoredPassword,
+        relations: &BTreeSet<String>,
+        exists: bool,
+    ) -> Result<()> {
+        write(user, stored, relations, exists, self.in_secrets)
+    }
 }
 
 /// The passwords of one hook: read once per user, and remembered after a
 /// write, so that relations served later in the same hook see what this
 /// hook stored even before Juju commits it.
-pub struct Passwords {
+pub struct Passwords<'a> {
     leader: bool,
-    /// In a Juju secret (Juju 3.1+), else in leader settings.
-    in_secrets: bool,
+    store: &'a dyn PasswordStore,
     known: BTreeMap<String, Entry>,
 }
 
-impl Passwords {
-    /// `in_secrets`: [`crate::juju::HookContext::has_secrets`].
-    pub fn new(leader: bool, in_secrets: bool) -> Self {
+impl<'a> Passwords<'a> {
+    pub fn new(leader: bool, store: &'a dyn PasswordStore) -> Self {
         Passwords {
             leader,
-            in_secrets,
+            store,
             known: BTreeMap::new(),
         }
     }
@@ -76,7 +113,7 @@ impl Passwords {
     ) -> Result<Option<StoredPassword>> {
         let entry = match self.known.get(user.as_str()) {
             Some(entry) => entry.clone(),
-            None => read(user, self.in_secrets)?,
+            None => self.store.read(user)?,
         };
         let choice = choose_password(
             &entry.binding,
@@ -91,13 +128,13 @@ impl Passwords {
                 let password = entry
                     .password
                     .context("a stored password without its password")?;
-                write(user, &password, &ids, true, self.in_secrets)?;
+                self.store.write(user, &password, &ids, true)?;
                 (Some(password), StoredBinding::Bound(ids))
             }
             PasswordChoice::Renew(ids) => {
                 let password = new_password()?;
                 let exists = entry.binding != StoredBinding::Missing;
-                write(user, &password, &ids, exists, self.in_secrets)?;
+                self.store.write(user, &password, &ids, exists)?;
                 log::info!("issued a new password for {user} ({relation})");
                 (Some(password), StoredBinding::Bound(ids))
             }

@@ -16,11 +16,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::charm::Hook;
-use crate::clients;
+use crate::clients::objects::ClusterServer;
+use crate::clients::{self, Clients, Io};
 use crate::cluster::conf::{self, Setting};
 use crate::cluster::{self, control, db, packages, reload, Cluster};
+use crate::credentials::JujuPasswords;
 use crate::fsx::{self, Owner};
-use crate::juju::{self, WorkloadStatus};
+use crate::juju::{self, HookTools, WorkloadStatus};
 use crate::options::ClusterOptions;
 use crate::outcome::{Outcome, Problem, Step};
 use crate::relations::access::{hba, RelationAccess};
@@ -63,7 +65,7 @@ pub fn converge(hook: &Hook) -> Result<Outcome> {
         // A converge that stopped early (bad config, storage in the way)
         // never reached the relations: removed ones still lose their access.
         if let Some(cluster) = hook.unit.existing_cluster().filter(|c| c.is_running()) {
-            clients::revoke_removed(&hook.context, &cluster)
+            with_clients(hook, &cluster, |clients| clients.revoke_removed())
                 .context("revoking the users of removed relations")?;
         }
     }
@@ -143,7 +145,7 @@ fn converge_unit(hook: &Hook) -> Result<Outcome> {
     )?;
     conf::write_if_changed(
         &hba_path,
-        &render_pg_hba(&options, clients::cached_access(&cluster)),
+        &render_pg_hba(&options, clients::cached_access(&unit.state)),
         0o640,
     )?;
 
@@ -157,7 +159,7 @@ fn converge_unit(hook: &Hook) -> Result<Outcome> {
     }
     let version = db::wait_for_version(&cluster, Duration::from_secs(60))?;
     storage::retire_leftovers(&cluster, &data_dir)?;
-    let mut served = clients::serve(&hook.context, &cluster, major, &options.clients)?;
+    let mut served = with_clients(hook, &cluster, |clients| clients.serve(&options.clients))?;
     conf::write_if_changed(&hba_path, &render_pg_hba(&options, served.access), 0o640)?;
     // Access rules need a reload only, never a restart.
     let hba_problems = reload::sync_with_files(&cluster)?;
@@ -185,6 +187,30 @@ fn converge_unit(hook: &Hook) -> Result<Outcome> {
         }
         message
     }))
+}
+
+/// Runs `serve` on the client relations of the unit's running `cluster`,
+/// through the real hook tools and server.
+fn with_clients<T>(
+    hook: &Hook,
+    cluster: &Cluster,
+    serve: impl FnOnce(&Clients) -> Result<T>,
+) -> Result<T> {
+    let server = ClusterServer(cluster);
+    let passwords = JujuPasswords {
+        in_secrets: hook.context.has_secrets(),
+    };
+    serve(&Clients {
+        context: &hook.context,
+        state: &hook.unit.state,
+        port: cluster.port,
+        major: cluster.major,
+        io: Io {
+            juju: &HookTools,
+            server: &server,
+            passwords: &passwords,
+        },
+    })
 }
 
 /// Why the server refuses the candidate configuration. `extra-pg-conf` is
@@ -590,7 +616,7 @@ pub fn update_status(hook: &Hook) -> Result<()> {
         }
         // A relation failed in an earlier hook (a consumer held a lock, its
         // database refused a statement): try it again.
-        Some(cluster) if cluster.is_running() && clients::needs_retry(&cluster) => {
+        Some(cluster) if cluster.is_running() && clients::needs_retry(state) => {
             converge_and_report(hook)
         }
         // A storage move that was blocked, and whose destination changed

@@ -24,6 +24,7 @@ pub mod memo;
 mod network;
 mod ports;
 mod relation;
+mod seam;
 mod secrets;
 mod status;
 mod storage;
@@ -40,6 +41,7 @@ pub use relation::{
     relation_get, relation_get_app, relation_ids, relation_list, relation_remote_app, relation_set,
     relation_set_app, RelationData, RelationId,
 };
+pub use seam::{HookTools, Juju};
 pub use secrets::{
     secret_add, secret_get, secret_get_by_label, secret_get_latest, secret_grant,
     secret_id_by_label, secret_ids, secret_set, SecretContent, SecretOptions, SecretOwner,

@@ -239,6 +239,19 @@ impl ToolError {
         }
     }
 
+    /// A tool that exited 1 with `stderr`, for the fakes of unit tests.
+    #[cfg(test)]
+    pub fn failed_for_tests(tool: &'static str, stderr: &str) -> Self {
+        ToolError {
+            tool,
+            shown_args: Vec::new(),
+            failure: ToolFailure::Exited {
+                code: Some(1),
+                stderr: stderr.to_string(),
+            },
+        }
+    }
+
     /// The tool said something was not found (unknown relation, secret…).
     pub fn is_not_found(&self) -> bool {
         self.stderr_mentions(&["not found"])

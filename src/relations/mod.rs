@@ -41,10 +41,12 @@ pub mod tenancy;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use self::access::HbaScope;
+use self::access::cidr::AddressLimits;
+use self::access::{HbaScope, RelationAccess};
 use self::sql::Name;
+use self::tenancy::extensions::ExtensionRequest;
 use crate::juju::{RelationData, RelationId};
-use crate::secret::Secret;
+use crate::secret::{Password, Secret};
 
 /// The interface a client endpoint speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -134,12 +136,128 @@ pub struct RelationFacts {
     pub departing_unit: Option<String>,
 }
 
+/// The database objects a relation needs. The user's password is in the
+/// credentials; it is set with `scram-sha-256`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredObjects {
+    /// Created if missing, never dropped.
+    pub database: Name,
+    /// A LOGIN role with privileges on `database` only (`db`), or a
+    /// superuser (`db-admin`).
+    pub user: Name,
+    pub superuser: bool,
+    /// Created NOLOGIN if missing and granted to `user`, as
+    /// [`tenancy::ownership::decide_role`] allows.
+    pub roles: Vec<Name>,
+    /// Created in `database`, as [`tenancy::extensions::plan_extensions`]
+    /// allows.
+    pub extensions: Vec<ExtensionRequest>,
+}
+
+/// This unit's role in the cluster, as published in `state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerState {
+    /// The primary, without standbys.
+    Standalone,
+    /// The primary, with standbys.
+    Master,
+    /// A read-only standby.
+    HotStandby,
+}
+
+impl ServerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerState::Standalone => "standalone",
+            ServerState::Master => "master",
+            ServerState::HotStandby => "hot standby",
+        }
+    }
+}
+
+/// What the charm knows about the server, as seen from this relation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerFacts {
+    /// This unit's address for the relation:
+    /// `network-get db -r <id> --ingress-address`.
+    pub host: String,
+    /// The primary's address for the relation (equal to `host` on the
+    /// primary); goes into `master`.
+    pub primary_host: String,
+    /// The standbys' addresses for the relation; empty with one unit.
+    pub standby_hosts: Vec<String>,
+    pub port: u16,
+    /// The major version, e.g. 16.
+    pub major_version: u32,
+    pub state: ServerState,
+}
+
+/// The relation's login role and its password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// From [`names::relation_user`].
+    pub user: Name,
+    pub password: Password,
+}
+
 /// What to publish to one relation, in the interface's own way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Publication {
     /// `pgsql`: the same keys in this unit's bag and, on the leader, in the
     /// application's bag (an empty value deletes a key).
     PgsqlBags(Secret<RelationData>),
+}
+
+/// One relation's plan, whatever its interface: what `pg_hba.conf` grants,
+/// what to create, and what to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientPlan {
+    pub access: RelationAccess,
+    pub objects: DesiredObjects,
+    pub publication: Publication,
+}
+
+/// Plans one relation on `endpoint` through its interface; `Err` refuses it
+/// with a message for a blocked status, which starts with the relation id.
+pub fn plan_client(
+    endpoint: ClientEndpoint,
+    facts: &RelationFacts,
+    server: &ServerFacts,
+    credentials: &Credentials,
+    limits: &AddressLimits,
+) -> Result<ClientPlan, String> {
+    match endpoint.interface {
+        Interface::Pgsql { .. } => pgsql::plan::plan_relation(facts, server, credentials, limits)
+            .map(|plan| ClientPlan {
+                publication: plan.publication(),
+                access: plan.access,
+                objects: plan.objects,
+            })
+            .map_err(|error| error.to_string()),
+    }
+}
+
+/// What a refused relation's bags must end up as: everything the interface
+/// publishes, taken back.
+pub fn retraction(endpoint: ClientEndpoint) -> Publication {
+    match endpoint.interface {
+        Interface::Pgsql { .. } => Publication::PgsqlBags(Secret::new(pgsql::plan::retraction())),
+    }
+}
+
+/// The `relation-set` that turns `current` (a bag as Juju returned it, so as
+/// last committed) into `desired` (what a [`Publication`] holds for that bag): the keys whose value differs, an empty value meaning
+/// delete. Empty when there is nothing to write.
+///
+/// This is the only memo of what was published: it is read back from Juju,
+/// so it cannot disagree with what Juju committed. A hook that published and
+/// then failed left nothing committed, and its retry publishes again.
+pub fn bag_changes(desired: &RelationData, current: &RelationData) -> RelationData {
+    desired
+        .iter()
+        .filter(|(key, value)| current.get(*key).map_or("", String::as_str) != value.as_str())
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
 }
 
 /// Most characters of remote input that an error message shows.

@@ -44,9 +44,10 @@ use crate::relations::access::remote::{AddressProblem, RemoteAddresses};
 use crate::relations::access::RelationAccess;
 use crate::relations::names::default_database;
 use crate::relations::sql::Name;
-use crate::relations::tenancy::extensions::ExtensionRequest;
-use crate::relations::{ClientEndpoint, Publication, RelationFacts};
-use crate::secret::{Password, Secret};
+use crate::relations::{
+    ClientEndpoint, Credentials, DesiredObjects, Publication, RelationFacts, ServerFacts,
+};
+use crate::secret::Secret;
 
 /// Every key [`plan_relation`] may publish. A key missing from a plan must
 /// be deleted from the bag (written as an empty value), or a stale value
@@ -68,70 +69,6 @@ pub const PUBLISHED_KEYS: [&str; 15] = [
     "user",
     "version",
 ];
-
-/// This unit's role in the cluster, as published in `state`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServerState {
-    /// The primary, without standbys.
-    Standalone,
-    /// The primary, with standbys.
-    Master,
-    /// A read-only standby.
-    HotStandby,
-}
-
-impl ServerState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServerState::Standalone => "standalone",
-            ServerState::Master => "master",
-            ServerState::HotStandby => "hot standby",
-        }
-    }
-}
-
-/// What the charm knows about the server, as seen from this relation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerFacts {
-    /// This unit's address for the relation:
-    /// `network-get db -r <id> --ingress-address`.
-    pub host: String,
-    /// The primary's address for the relation (equal to `host` on the
-    /// primary); goes into `master`.
-    pub primary_host: String,
-    /// The standbys' addresses for the relation; empty with one unit.
-    pub standby_hosts: Vec<String>,
-    pub port: u16,
-    /// The major version, e.g. 16.
-    pub major_version: u32,
-    pub state: ServerState,
-}
-
-/// The relation's login role and its password.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credentials {
-    /// From [`names::relation_user`](super::names::relation_user).
-    pub user: Name,
-    pub password: Password,
-}
-
-/// The database objects a relation needs. The user's password is in the
-/// [`Credentials`]; it is set with `scram-sha-256`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DesiredObjects {
-    /// Created if missing, never dropped.
-    pub database: Name,
-    /// A LOGIN role with privileges on `database` only (`db`), or a
-    /// superuser (`db-admin`).
-    pub user: Name,
-    pub superuser: bool,
-    /// Created NOLOGIN if missing and granted to `user`, as
-    /// [`super::ownership::decide_role`] allows.
-    pub roles: Vec<Name>,
-    /// Created in `database`, as [`super::extensions::plan_extensions`]
-    /// allows.
-    pub extensions: Vec<ExtensionRequest>,
-}
 
 /// The plan for one relation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,22 +104,6 @@ pub fn retraction() -> RelationData {
     PUBLISHED_KEYS
         .iter()
         .map(|key| (key.to_string(), String::new()))
-        .collect()
-}
-
-/// The `relation-set` that turns `current` (a bag as Juju returned it, so as
-/// last committed) into `desired` (from [`RelationPlan::settings_to_write`]
-/// or [`retraction`]): the keys whose value differs, an empty value meaning
-/// delete. Empty when there is nothing to write.
-///
-/// This is the only memo of what was published: it is read back from Juju,
-/// so it cannot disagree with what Juju committed. A hook that published and
-/// then failed left nothing committed, and its retry publishes again.
-pub fn bag_changes(desired: &RelationData, current: &RelationData) -> RelationData {
-    desired
-        .iter()
-        .filter(|(key, value)| current.get(*key).map_or("", String::as_str) != value.as_str())
-        .map(|(key, value)| (key.clone(), value.clone()))
         .collect()
 }
 
@@ -357,6 +278,7 @@ mod tests {
     use crate::relations::access::HbaScope;
     use crate::relations::names::relation_user;
     use crate::relations::sql::NameKind;
+    use crate::relations::{bag_changes, ServerState};
 
     const PASSWORD: &str = "Zq3Xw9Lr2Tn8Vb5Kc1Hm7Pj4Fd6Gs0Ay";
     const CMR_APP: &str = "remote-76cd96ab50f146b284912afd1cc13a0e";

@@ -1,0 +1,432 @@
+//! Serving the client relations, whatever their interface: the shell
+//! around the pure planner in [`crate::relations`].
+//!
+//! For each client relation the charm reads the remote bags ([`read`]),
+//! plans the relation through its interface
+//! ([`crate::relations::plan_client`]), checks what it asks for against
+//! what belongs to other consumers and creates its database objects
+//! ([`objects`]), publishes the interface's [`Publication`] ([`publish`])
+//! and grants access in `pg_hba.conf`. What it concluded about each
+//! relation is kept in the unit's state directory
+//! ([`crate::state::relations`]) so that a relation hook only re-reads its
+//! own relation (and any relation not served yet) while `pg_hba.conf` is
+//! still rendered from all of them; every other hook re-reads every
+//! relation ([`plan::refreshes`]). Either way the result is the same: every
+//! live relation converges on every hook.
+//!
+//! Serving talks to Juju, the server and the password store only through
+//! [`Io`]'s traits, so the decisions below are unit-tested with fakes.
+//!
+//! **Consumers are tenants; one relation at a time.** Whatever goes wrong
+//! with one relation (hostile remote data, a request for what belongs to
+//! someone else, an SQL error the consumer caused in its own database, a
+//! lock it holds) is that relation's problem, named in a blocked status; the
+//! hook goes on with the others and succeeds.
+//!
+//! * A **refused** relation gets nothing: no data published (what was
+//!   published is taken back), no `pg_hba.conf` rule, nothing created or
+//!   granted, and its user loses LOGIN and SUPERUSER and its sessions end,
+//!   unless another served relation uses the same user.
+//! * A relation that **fails** after it was served keeps what it had (never
+//!   more: its addresses can only shrink) and is retried by the next hook,
+//!   `update-status` included.
+//! * A **removed** relation's user is revoked the same way, even while the
+//!   unit is blocked for another reason ([`revoke_removed`]).
+//!
+//! **What was published** is read back from the bags Juju returns, never
+//! remembered by the charm: a hook that failed after `relation-set` left
+//! nothing committed, and its retry publishes again.
+
+pub mod objects;
+pub mod plan;
+pub mod publish;
+pub mod read;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use self::objects::Server;
+use crate::credentials::{PasswordStore, Passwords};
+use crate::event::RelationKind;
+use crate::juju::{HookContext, HookRelation, Juju, RelationId};
+use crate::options::ClientOptions;
+use crate::outcome::Problem;
+use crate::relations::access::cidr::Cidr;
+use crate::relations::access::RelationAccess;
+use crate::relations::names::relation_user;
+use crate::relations::tenancy::ownership::Owner;
+use crate::relations::{
+    plan_client, retraction, ClientEndpoint, Credentials, Publication, ServerFacts, ServerState,
+};
+use crate::state::relations::{self as results, Condition, Served, ServedMap};
+use crate::state::StateDir;
+
+/// What serving the relations talks to.
+pub struct Io<'a> {
+    pub juju: &'a dyn Juju,
+    pub server: &'a dyn Server,
+    pub passwords: &'a dyn PasswordStore,
+}
+
+/// The client relations of this unit's running server.
+pub struct Clients<'a> {
+    pub context: &'a HookContext,
+    /// Where the relation results are kept.
+    pub state: &'a StateDir,
+    /// The server's port and major version, as published.
+    pub port: u16,
+    pub major: u32,
+    pub io: Io<'a>,
+}
+
+/// The outcome for the unit: access for `pg_hba.conf`, and problems to show.
+pub struct ClientsOutcome {
+    pub access: Vec<RelationAccess>,
+    pub problems: Vec<Problem>,
+}
+
+/// The access rules of the relations served so far, for writing
+/// `pg_hba.conf` before the server starts.
+pub fn cached_access(state: &StateDir) -> Vec<RelationAccess> {
+    results::load(state)
+        .iter()
+        .filter(|(_, s)| s.has_access())
+        .filter_map(|(id, s)| plan::access_of(id, s))
+        .collect()
+}
+
+/// Whether a relation failed in the last hook and waits for another try
+/// (which `update-status` then gives it). Reads one file; spawns nothing.
+pub fn needs_retry(state: &StateDir) -> bool {
+    results::load(state)
+        .values()
+        .any(|s| s.condition == Condition::Failed)
+}
+
+/// What serving one relation needs besides the relation itself.
+struct Serving<'a> {
+    options: &'a ClientOptions,
+    leader: bool,
+    /// Live relations by their cached user.
+    live_users: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Clients<'_> {
+    /// Serves every client relation.
+    pub fn serve(&self, options: &ClientOptions) -> Result<ClientsOutcome> {
+        let hook = self.context.relation.as_ref();
+        let leaving = self.this_unit_is_leaving();
+        let live = self.live_relations()?;
+        let mut served = results::load(self.state);
+        let removed = plan::take_removed(&mut served, &live);
+
+        let mut live_users = plan::relations_by_user(&served);
+        // Asked only when some relation needs it: most hooks of a unit
+        // without client relations then call no tool here beyond
+        // relation-ids.
+        let mut serving: Option<Serving> = None;
+        let mut passwords: Option<Passwords> = None;
+        for id in &live {
+            if !plan::refreshes(hook, id, &served) {
+                continue;
+            }
+            let key = id.to_string();
+            let previous = served.get(&key).cloned().unwrap_or_default();
+            if serving.is_none() {
+                serving = Some(Serving {
+                    options,
+                    leader: self.io.juju.is_leader()?,
+                    live_users: std::mem::take(&mut live_users),
+                });
+            }
+            let serving = serving.as_ref().expect("just set");
+            let passwords =
+                passwords.get_or_insert_with(|| Passwords::new(serving.leader, self.io.passwords));
+            let is_hook_relation = hook.is_some_and(|h| h.id == *id);
+            let outcome = self.serve_relation(
+                serving,
+                passwords,
+                id,
+                hook.filter(|_| is_hook_relation),
+                &previous,
+            );
+            served.insert(key, outcome);
+        }
+        let mut problems: Vec<Problem> = self
+            .revoke(&mut served, removed, leaving)
+            .into_iter()
+            .map(Problem::Blocked)
+            .collect();
+        results::save(self.state, &served)?;
+
+        let mut access = Vec::new();
+        for (id, s) in &served {
+            if let Some(problem) = s.problem() {
+                problems.push(problem);
+            }
+            if s.has_access() {
+                match plan::access_of(id, s) {
+                    Some(a) => access.push(a),
+                    None => problems.push(Problem::Blocked(format!(
+                        "{id}: could not rebuild its access rules"
+                    ))),
+                }
+            }
+        }
+        Ok(ClientsOutcome { access, problems })
+    }
+
+    /// For a converge that stopped before serving the relations (bad
+    /// config, storage in the way): the users of removed relations still
+    /// lose their access. Relations still live are left as they are.
+    pub fn revoke_removed(&self) -> Result<()> {
+        let leaving = self.this_unit_is_leaving();
+        let live = self.live_relations()?;
+        let mut served = results::load(self.state);
+        let removed = plan::take_removed(&mut served, &live);
+        if removed.is_empty() {
+            return Ok(());
+        }
+        for problem in self.revoke(&mut served, removed, leaving) {
+            log::warn!("{problem}");
+        }
+        results::save(self.state, &served)
+    }
+
+    /// Marks (in the charm directory) that this unit is leaving, so the
+    /// `-broken` hooks of its removal do not revoke what the remaining
+    /// units still serve (LP #1979811).
+    fn departing_marker(&self) -> Option<PathBuf> {
+        let dir = self.context.charm_dir.as_ref()?;
+        Some(dir.join(".pg-charm-departing"))
+    }
+
+    /// Whether this unit is leaving the application (it saw itself depart).
+    fn this_unit_is_leaving(&self) -> bool {
+        if let (Some(h), Some(marker)) = (
+            self.context.relation_hook(RelationKind::Departed),
+            self.departing_marker(),
+        ) {
+            if h.departing.as_deref() == Some(self.context.unit.as_str()) {
+                std::fs::write(&marker, "departing\n").ok();
+            }
+        }
+        self.departing_marker().is_some_and(|m| m.exists())
+    }
+
+    /// The live client relations (without the one breaking in this hook).
+    fn live_relations(&self) -> Result<Vec<RelationId>> {
+        let mut live = Vec::new();
+        for endpoint in crate::relations::CLIENT_ENDPOINTS {
+            live.extend(self.io.juju.relation_ids(endpoint.name)?);
+        }
+        if let Some(h) = self.context.relation_hook(RelationKind::Broken) {
+            live.retain(|id| *id != h.id);
+        }
+        Ok(live)
+    }
+
+    /// Revokes the users that neither a serving relation nor this unit's
+    /// departure keeps ([`plan::users_to_take_back`]). A removed relation
+    /// whose user could not be revoked stays in `served`, without access,
+    /// so the next hook tries again; the problems say so.
+    fn revoke(
+        &self,
+        served: &mut ServedMap,
+        removed: Vec<(String, Served)>,
+        leaving: bool,
+    ) -> Vec<String> {
+        let mut problems = Vec::new();
+        for user in plan::users_to_take_back(served, &removed, leaving) {
+            let Err(error) = self.io.server.revoke_login(&user) else {
+                continue;
+            };
+            let problem = format!(
+                "could not revoke the login of {user} yet ({}); retrying",
+                one_line(&error)
+            );
+            log::warn!("{problem}");
+            let mut kept = false;
+            for (id, old) in removed.iter().filter(|(_, s)| s.user == user) {
+                kept = true;
+                served.insert(
+                    id.clone(),
+                    Served {
+                        remote_app: old.remote_app.clone(),
+                        endpoint: old.endpoint.clone(),
+                        user: user.clone(),
+                        problem: Some(format!("{id} (removed): {problem}")),
+                        condition: Condition::Failed,
+                        ..Served::default()
+                    },
+                );
+            }
+            if !kept {
+                problems.push(problem);
+            }
+        }
+        problems
+    }
+
+    /// Serves one relation; an error becomes its problem, never the hook's.
+    fn serve_relation(
+        &self,
+        serving: &Serving,
+        passwords: &mut Passwords,
+        id: &RelationId,
+        hook: Option<&HookRelation>,
+        previous: &Served,
+    ) -> Served {
+        let mut seen = Seen::default();
+        match self.try_serve(serving, passwords, id, hook, &mut seen) {
+            Ok(served) => served,
+            Err(error) => {
+                let problem = format!("{id}: {}; retrying on the next hook", one_line(&error));
+                log::warn!("{problem}");
+                let (database, cidrs) = plan::failing_access(previous, seen.cidrs.as_ref());
+                let or_previous = |seen: String, previous: &String| {
+                    if seen.is_empty() {
+                        previous.clone()
+                    } else {
+                        seen
+                    }
+                };
+                Served {
+                    remote_app: or_previous(seen.remote_app, &previous.remote_app),
+                    endpoint: id.endpoint().to_string(),
+                    user: or_previous(seen.user, &previous.user),
+                    database,
+                    cidrs,
+                    problem: Some(problem),
+                    condition: Condition::Failed,
+                }
+            }
+        }
+    }
+
+    /// Reads, plans, checks, creates, publishes: one relation.
+    fn try_serve(
+        &self,
+        serving: &Serving,
+        passwords: &mut Passwords,
+        id: &RelationId,
+        hook: Option<&HookRelation>,
+        seen: &mut Seen,
+    ) -> Result<Served> {
+        let juju = self.io.juju;
+        let remote_app = read::remote_app(juju, id, hook)?;
+        let endpoint = ClientEndpoint::named(id.endpoint()).context("not a client endpoint")?;
+        let outcome = |user: &str, condition: Condition, problem: String| Served {
+            remote_app: remote_app.clone(),
+            endpoint: id.endpoint().to_string(),
+            user: user.to_string(),
+            problem: Some(problem),
+            condition,
+            ..Served::default()
+        };
+        if remote_app.is_empty() {
+            let problem = format!("{id}: waiting for the remote application");
+            return Ok(outcome("", Condition::Waiting, problem));
+        }
+        seen.remote_app = remote_app.clone();
+        let user = relation_user(endpoint, &remote_app);
+        seen.user = user.to_string();
+        let refuse = |problem: String| -> Result<Served> {
+            log::warn!("refusing {problem}");
+            // Fail closed: take back anything published before, so the
+            // client does not keep connecting with data the charm no longer
+            // stands by.
+            let problem = match self.publish(id, &retraction(endpoint), serving) {
+                Ok(()) => problem,
+                Err(e) => format!("{problem} (taking its data back failed: {})", one_line(&e)),
+            };
+            Ok(outcome(user.as_str(), Condition::Refused, problem))
+        };
+
+        let facts = read::relation_facts(juju, id, &remote_app, hook)?;
+        let live_same_user = serving
+            .live_users
+            .get(user.as_str())
+            .cloned()
+            .unwrap_or_default();
+        let Some(stored) = passwords.for_relation(&user, id, &live_same_user)? else {
+            let problem = format!("{id}: waiting for the leader to issue its credentials");
+            return Ok(outcome(user.as_str(), Condition::Waiting, problem));
+        };
+        let host = juju.ingress_address(id)?;
+        let server = ServerFacts {
+            host: host.clone(),
+            primary_host: host,
+            standby_hosts: Vec::new(),
+            port: self.port,
+            major_version: self.major,
+            state: ServerState::Standalone,
+        };
+        let credentials = Credentials {
+            user: user.clone(),
+            password: stored.password.clone(),
+        };
+        let plan = match plan_client(
+            endpoint,
+            &facts,
+            &server,
+            &credentials,
+            &serving.options.address_limits,
+        ) {
+            Ok(plan) => plan,
+            Err(problem) => return refuse(problem),
+        };
+        seen.cidrs = Some(plan.access.cidrs.clone());
+        let owner = Owner {
+            remote_app: remote_app.clone(),
+            endpoint,
+        };
+        if let Some(problem) =
+            self.io
+                .server
+                .ensure_objects(serving.options, id, &plan.objects, &owner, &stored)?
+        {
+            return refuse(problem);
+        }
+        self.publish(id, &plan.publication, serving)?;
+        Ok(Served {
+            remote_app,
+            endpoint: id.endpoint().to_string(),
+            user: user.to_string(),
+            database: plan.objects.database.to_string(),
+            cidrs: plan.access.cidrs.iter().map(|c| c.to_string()).collect(),
+            problem: None,
+            condition: Condition::Served,
+        })
+    }
+
+    fn publish(&self, id: &RelationId, publication: &Publication, serving: &Serving) -> Result<()> {
+        publish::publish(
+            self.io.juju,
+            id,
+            publication,
+            &self.context.unit,
+            serving.leader,
+        )
+    }
+}
+
+/// An error as one bounded line, for a status message.
+fn one_line(error: &anyhow::Error) -> String {
+    let text = format!("{error:#}").replace(['\n', '\r'], " ");
+    match text.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+/// What serving one relation learnt before anything failed.
+#[derive(Default)]
+struct Seen {
+    remote_app: String,
+    user: String,
+    /// The addresses its plan grants.
+    cidrs: Option<BTreeSet<Cidr>>,
+}

@@ -1,0 +1,487 @@
+//! The SQL side of serving a relation: what the server holds that bears on
+//! a request (read before anything changes), whether the relation may have
+//! it (the pure decisions of [`crate::relations::tenancy`]), creating and
+//! granting it, and taking a user's access back.
+//!
+//! [`Server`] is the seam: the charm uses [`ClusterServer`], unit tests of
+//! [`crate::clients`] a fake.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use tokio_postgres::Client;
+
+use crate::cluster::records::{self, Kind as Record};
+use crate::cluster::{db, Cluster};
+use crate::credentials::StoredPassword;
+use crate::juju::RelationId;
+use crate::options::ClientOptions;
+use crate::relations::sql::{quote_ident, quote_literal, Name};
+use crate::relations::tenancy::extensions::{
+    plan_extensions, schemas_to_check, ExtensionFacts, SchemaFacts, DEFAULT_SCHEMA,
+};
+use crate::relations::tenancy::ownership::{
+    decide_database, decide_role, DatabaseFacts, Owner, RoleAction, RoleFact,
+};
+use crate::relations::{ClientEndpoint, DesiredObjects};
+
+/// What serving asks of the server.
+pub trait Server {
+    /// Checks `objects` against what the server holds and creates them for
+    /// `owner`; `Ok(Some(problem))` refuses the relation (nothing created).
+    fn ensure_objects(
+        &self,
+        options: &ClientOptions,
+        relation: &RelationId,
+        objects: &DesiredObjects,
+        owner: &Owner,
+        stored: &StoredPassword,
+    ) -> Result<Option<String>>;
+
+    /// Takes `user`'s access away (see [`revoke_login`]).
+    fn revoke_login(&self, user: &str) -> Result<()>;
+}
+
+/// The unit's running cluster.
+pub struct ClusterServer<'a>(pub &'a Cluster);
+
+impl Server for ClusterServer<'_> {
+    fn ensure_objects(
+        &self,
+        options: &ClientOptions,
+        relation: &RelationId,
+        objects: &DesiredObjects,
+        owner: &Owner,
+        stored: &StoredPassword,
+    ) -> Result<Option<String>> {
+        ensure_objects(self.0, options, relation, objects, owner, stored)
+    }
+
+    fn revoke_login(&self, user: &str) -> Result<()> {
+        revoke_login(self.0, user)
+    }
+}
+
+fn ident(name: &Name) -> Result<String> {
+    Ok(quote_ident(name.as_str())?)
+}
+
+/// What the server holds that bears on one relation's request.
+struct Holdings {
+    database: DatabaseFacts,
+    roles: Vec<(Name, Vec<RoleFact>)>,
+    extensions: BTreeMap<String, ExtensionFacts>,
+}
+
+/// Checks what the relation asks for against what the server holds, then
+/// creates it; `Some(problem)` refuses the relation, and then nothing was
+/// created or granted.
+fn ensure_objects(
+    cluster: &Cluster,
+    options: &ClientOptions,
+    id: &RelationId,
+    objects: &DesiredObjects,
+    owner: &Owner,
+    stored: &StoredPassword,
+) -> Result<Option<String>> {
+    let database = objects.database.as_str();
+
+    // 1. What the server holds, before anything changes.
+    let mut holdings = db::with_client(cluster, "postgres", async |client| {
+        records::ensure(client).await?;
+        let mut roles = Vec::new();
+        for role in &objects.roles {
+            roles.push((role.clone(), role_closure(client, role).await?));
+        }
+        Ok(Holdings {
+            database: database_facts(client, database).await?,
+            roles,
+            extensions: if objects.extensions.is_empty() {
+                BTreeMap::new()
+            } else {
+                available_extensions(client).await?
+            },
+        })
+    })
+    .context("reading what the server holds for it")?;
+    let schemas = if holdings.database.exists && !objects.extensions.is_empty() {
+        let wanted = schemas_to_check(&objects.extensions, &holdings.extensions);
+        db::with_client(cluster, database, async |client| {
+            for row in client
+                .query("SELECT extname::text FROM pg_extension", &[])
+                .await?
+            {
+                if let Some(facts) = holdings.extensions.get_mut(row.get::<_, &str>(0)) {
+                    facts.installed = true;
+                }
+            }
+            let mut schemas = BTreeMap::new();
+            for schema in wanted {
+                let facts = schema_facts(client, &schema).await?;
+                schemas.insert(schema, facts);
+            }
+            Ok(schemas)
+        })
+        .with_context(|| format!("reading the schemas of database {database}"))?
+    } else {
+        BTreeMap::new()
+    };
+
+    // 2. Whether it may have it.
+    let refusal = |problem: String| Ok(Some(format!("{id}: {problem}")));
+    let database_action = match decide_database(
+        owner,
+        &objects.user,
+        &objects.database,
+        &holdings.database,
+        &options.shared_databases,
+    ) {
+        Ok(action) => action,
+        Err(problem) => return refusal(problem),
+    };
+    let mut role_actions = Vec::new();
+    for (role, closure) in &holdings.roles {
+        match decide_role(owner, &objects.user, role, closure) {
+            Ok(action) => role_actions.push((role, action)),
+            Err(problem) => return refusal(problem),
+        }
+    }
+    let steps = match plan_extensions(
+        &objects.extensions,
+        &holdings.extensions,
+        &options.allowed_extensions,
+        objects.superuser,
+        &schemas,
+    ) {
+        Ok(steps) => steps,
+        Err(problem) => return refusal(problem),
+    };
+
+    // 3. Create and grant.
+    let user = ident(&objects.user)?;
+    let database_ident = ident(&objects.database)?;
+    let relation = id.to_string();
+    db::with_client(cluster, "postgres", async |client| {
+        ensure_user(client, &objects.user, objects.superuser, stored).await?;
+        if database_action.record {
+            records::record(client, Record::Database, database, owner, &relation).await?;
+        }
+        if database_action.create {
+            let owner_role = if objects.superuser { "postgres" } else { &user };
+            client
+                .batch_execute(&format!(
+                    "CREATE DATABASE {database_ident} OWNER {owner_role}"
+                ))
+                .await?;
+        }
+        for (role, action) in &role_actions {
+            let role_ident = ident(role)?;
+            if *action == RoleAction::Create {
+                // Recorded in the same transaction: never a role of no one.
+                client.batch_execute("BEGIN").await?;
+                records::record(client, Record::Role, role.as_str(), owner, &relation).await?;
+                client
+                    .batch_execute(&format!("CREATE ROLE {role_ident} NOLOGIN; COMMIT"))
+                    .await?;
+            }
+            client
+                .batch_execute(&format!("GRANT {role_ident} TO {user}"))
+                .await?;
+        }
+        client
+            .batch_execute(&format!(
+                "REVOKE ALL ON DATABASE {database_ident} FROM PUBLIC; \
+                 GRANT ALL ON DATABASE {database_ident} TO {user}"
+            ))
+            .await?;
+        Ok(())
+    })
+    .context("creating its database objects")?;
+
+    if objects.superuser && steps.is_empty() {
+        return Ok(None);
+    }
+    db::with_client(cluster, database, async |client| {
+        if !objects.superuser && schema_exists(client, "public").await? {
+            // Its user may create in its database's public schema (which
+            // the consumer may also have dropped: its choice).
+            client
+                .batch_execute(&format!("GRANT ALL ON SCHEMA public TO {user}"))
+                .await?;
+        }
+        let mut in_default_schema = false;
+        for step in &steps {
+            let mut sql = format!("CREATE EXTENSION IF NOT EXISTS {}", ident(&step.name)?);
+            if let Some(schema) = &step.schema {
+                if step.create_schema {
+                    client
+                        .batch_execute(&format!(
+                            "CREATE SCHEMA IF NOT EXISTS {0}; GRANT USAGE ON SCHEMA {0} TO PUBLIC",
+                            ident(schema)?
+                        ))
+                        .await?;
+                }
+                // Checked again right before the script runs: a consumer
+                // may have created the schema since it was first looked at.
+                let facts = schema_facts(client, schema.as_str()).await?;
+                anyhow::ensure!(
+                    facts.only_superusers_write,
+                    "schema {schema} of database {database} may be written by roles other \
+                     than superusers; not creating extension {} in it",
+                    step.name
+                );
+                in_default_schema |= schema.as_str() == DEFAULT_SCHEMA;
+                sql.push_str(&format!(" WITH SCHEMA {}", ident(schema)?));
+            }
+            sql.push_str(" CASCADE");
+            client.batch_execute(&sql).await?;
+        }
+        if in_default_schema {
+            put_default_schema_on_search_path(client, &objects.user, database).await?;
+        }
+        Ok(())
+    })
+    .with_context(|| format!("preparing database {database}"))?;
+    Ok(None)
+}
+
+/// The relation's login role, with its password's verifier (the password
+/// itself never goes into SQL).
+async fn ensure_user(
+    client: &Client,
+    user_name: &Name,
+    superuser: bool,
+    stored: &StoredPassword,
+) -> Result<()> {
+    let user = ident(user_name)?;
+    let verifier = quote_literal(&stored.verifier)?;
+    let superuser = if superuser {
+        "SUPERUSER"
+    } else {
+        "NOSUPERUSER"
+    };
+    let existing = client
+        .query_opt(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+            &[&user_name.as_str()],
+        )
+        .await?;
+    match existing {
+        None => {
+            client
+                .batch_execute(&format!(
+                    "CREATE ROLE {user} WITH LOGIN {superuser} NOCREATEDB NOCREATEROLE \
+                     NOREPLICATION PASSWORD {verifier}"
+                ))
+                .await?
+        }
+        Some(row) => {
+            let current: Option<String> = row.get(0);
+            let mut sql = format!("ALTER ROLE {user} WITH LOGIN {superuser}");
+            if current.as_deref() != Some(stored.verifier.as_str()) {
+                sql.push_str(&format!(" PASSWORD {verifier}"));
+            }
+            client.batch_execute(&sql).await?
+        }
+    }
+    Ok(())
+}
+
+async fn database_facts(client: &Client, database: &str) -> Result<DatabaseFacts> {
+    let owner_role: Option<String> = client
+        .query_opt(
+            "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
+            &[&database],
+        )
+        .await?
+        .map(|row| row.get(0));
+    Ok(DatabaseFacts {
+        exists: owner_role.is_some(),
+        owner_role,
+        recorded: records::owner(client, Record::Database, database).await?,
+    })
+}
+
+/// `role` and every role it is a member of, directly or not, with their
+/// powers and records (empty if `role` does not exist).
+async fn role_closure(client: &Client, role: &Name) -> Result<Vec<RoleFact>> {
+    let rows = client
+        .query(
+            "WITH RECURSIVE up(oid, depth) AS ( \
+                 SELECT oid, 0 FROM pg_roles WHERE rolname = $1 \
+               UNION \
+                 SELECT m.roleid, up.depth + 1 FROM pg_auth_members m \
+                 JOIN up ON m.member = up.oid WHERE up.depth < 64) \
+             SELECT r.rolname::text, min(up.depth), r.oid < 16384, \
+                    r.rolcanlogin, r.rolsuper, r.rolreplication, r.rolbypassrls, \
+                    r.rolcreaterole, r.rolcreatedb, o.remote_app, o.endpoint \
+             FROM up JOIN pg_roles r ON r.oid = up.oid \
+             LEFT JOIN juju_charm.owners o ON o.kind = 'role' AND o.name = r.rolname \
+             GROUP BY r.rolname, r.oid, r.rolcanlogin, r.rolsuper, r.rolreplication, \
+                      r.rolbypassrls, r.rolcreaterole, r.rolcreatedb, o.remote_app, o.endpoint",
+            &[&role.as_str()],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let powers = [
+                "LOGIN",
+                "SUPERUSER",
+                "REPLICATION",
+                "BYPASSRLS",
+                "CREATEROLE",
+                "CREATEDB",
+            ]
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| row.get::<_, bool>(3 + i))
+            .map(|(_, power)| power)
+            .collect();
+            let recorded = match (
+                row.get::<_, Option<String>>(9),
+                row.get::<_, Option<&str>>(10),
+            ) {
+                (Some(remote_app), Some(endpoint)) => {
+                    ClientEndpoint::named(endpoint).map(|endpoint| Owner {
+                        remote_app,
+                        endpoint,
+                    })
+                }
+                _ => None,
+            };
+            RoleFact {
+                name: row.get(0),
+                depth: row.get::<_, i32>(1).unsigned_abs(),
+                predefined: row.get(2),
+                powers,
+                recorded,
+            }
+        })
+        .collect())
+}
+
+/// Every extension the server could install, at its default version.
+async fn available_extensions(client: &Client) -> Result<BTreeMap<String, ExtensionFacts>> {
+    let rows = client
+        .query(
+            "SELECT a.name::text, coalesce(v.trusted, false), v.schema::text, \
+                    coalesce(v.requires::text[], '{}') \
+             FROM pg_available_extensions a \
+             LEFT JOIN pg_available_extension_versions v \
+                    ON v.name = a.name AND v.version = a.default_version",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let name: String = row.get(0);
+            let facts = ExtensionFacts {
+                name: name.clone(),
+                trusted: row.get(1),
+                fixed_schema: row.get(2),
+                requires: row.get(3),
+                installed: false,
+            };
+            (name, facts)
+        })
+        .collect())
+}
+
+async fn schema_exists(client: &Client, schema: &str) -> Result<bool> {
+    Ok(client
+        .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
+        .await?
+        .is_some())
+}
+
+/// Whether `schema` exists, and whether only superusers may write it.
+async fn schema_facts(client: &Client, schema: &str) -> Result<SchemaFacts> {
+    let row = client
+        .query_opt(
+            "SELECT owner.rolsuper AND NOT EXISTS ( \
+                 SELECT 1 FROM pg_roles r \
+                 WHERE NOT r.rolsuper AND has_schema_privilege(r.oid, n.oid, 'CREATE')) \
+             FROM pg_namespace n JOIN pg_roles owner ON owner.oid = n.nspowner \
+             WHERE n.nspname = $1",
+            &[&schema],
+        )
+        .await?;
+    Ok(SchemaFacts {
+        exists: row.is_some(),
+        only_superusers_write: row.is_some_and(|row| row.get(0)),
+    })
+}
+
+/// Puts [`DEFAULT_SCHEMA`] on `user`'s `search_path` in `database`, unless
+/// the user has set a `search_path` of its own there.
+async fn put_default_schema_on_search_path(
+    client: &Client,
+    user: &Name,
+    database: &str,
+) -> Result<()> {
+    let has_own = client
+        .query_opt(
+            "SELECT 1 FROM pg_db_role_setting s \
+             JOIN pg_roles r ON r.oid = s.setrole \
+             JOIN pg_database d ON d.oid = s.setdatabase \
+             WHERE r.rolname = $1 AND d.datname = $2 \
+               AND EXISTS (SELECT 1 FROM unnest(s.setconfig) c WHERE c LIKE 'search\\_path=%')",
+            &[&user.as_str(), &database],
+        )
+        .await?
+        .is_some();
+    if !has_own {
+        client
+            .batch_execute(&format!(
+                "ALTER ROLE {} IN DATABASE {} SET search_path = \"$user\", public, {}",
+                ident(user)?,
+                quote_ident(database)?,
+                quote_ident(DEFAULT_SCHEMA)?
+            ))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Takes a relation user's access away: its sessions end, it can no longer
+/// log in, and it is no superuser. The sessions go first as well as last,
+/// because one of them may hold the lock `ALTER ROLE` needs (a consumer can
+/// change its own password in a transaction it keeps open). Databases and
+/// data stay.
+fn revoke_login(cluster: &Cluster, user: &str) -> Result<()> {
+    let name = quote_ident(user)?;
+    let terminate = if cluster.major >= 14 {
+        "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity \
+         WHERE usename = $1 AND pid <> pg_backend_pid()"
+    } else {
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE usename = $1 AND pid <> pg_backend_pid()"
+    };
+    db::with_client(cluster, "postgres", async |client| {
+        let state = client
+            .query_opt(
+                "SELECT rolcanlogin OR rolsuper, \
+                        EXISTS (SELECT 1 FROM pg_stat_activity WHERE usename = $1) \
+                 FROM pg_roles WHERE rolname = $1",
+                &[&user],
+            )
+            .await?;
+        let Some(state) = state else {
+            return Ok(());
+        };
+        let (powers, sessions): (bool, bool) = (state.get(0), state.get(1));
+        if !powers && !sessions {
+            return Ok(());
+        }
+        client.query_one(terminate, &[&user]).await?;
+        client
+            .batch_execute(&format!("ALTER ROLE {name} NOLOGIN NOSUPERUSER"))
+            .await?;
+        client.query_one(terminate, &[&user]).await?;
+        log::info!("revoked login of {user} and ended its sessions");
+        Ok(())
+    })
+    .with_context(|| format!("revoking the login of {user}"))
+}

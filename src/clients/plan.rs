@@ -1,0 +1,224 @@
+//! The shell's own decisions about the client relations (pure): which
+//! relations a hook refreshes, which are gone, what a failing relation
+//! keeps, whose login to take back, and what `pg_hba.conf` gets from the
+//! relation results.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::juju::{HookRelation, RelationId};
+use crate::relations::access::cidr::Cidr;
+use crate::relations::access::RelationAccess;
+use crate::relations::sql::{Name, NameKind};
+use crate::relations::tenancy::revocation::{users_to_revoke, Standing};
+use crate::relations::ClientEndpoint;
+use crate::state::relations::{Served, ServedMap};
+
+/// Whether this hook refreshes `id`: relation hooks refresh their own
+/// relation and any not served yet; other hooks refresh every relation.
+pub fn refreshes(hook: Option<&HookRelation>, id: &RelationId, cached: &ServedMap) -> bool {
+    let settled = cached
+        .get(&id.to_string())
+        .is_some_and(|s| s.problem.is_none());
+    match hook {
+        Some(h) => h.id == *id || !settled,
+        None => true,
+    }
+}
+
+/// Takes the relations that are no longer live out of `served`.
+pub fn take_removed(served: &mut ServedMap, live: &[RelationId]) -> Vec<(String, Served)> {
+    let live: BTreeSet<String> = live.iter().map(RelationId::to_string).collect();
+    let gone: Vec<String> = served
+        .keys()
+        .filter(|id| !live.contains(*id))
+        .cloned()
+        .collect();
+    gone.into_iter()
+        .filter_map(|id| served.remove_entry(&id))
+        .collect()
+}
+
+/// The live relations (by id) of each user, as the results say.
+pub fn relations_by_user(served: &ServedMap) -> BTreeMap<String, BTreeSet<String>> {
+    let mut by_user: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (id, s) in served {
+        by_user
+            .entry(s.user.clone())
+            .or_default()
+            .insert(id.clone());
+    }
+    by_user
+}
+
+/// The users to revoke now: those of refused or `removed` relations that
+/// no serving relation uses, unless this unit is `leaving` (its departure's
+/// `-broken` hooks must not revoke what the remaining units still serve).
+pub fn users_to_take_back(
+    served: &ServedMap,
+    removed: &[(String, Served)],
+    leaving: bool,
+) -> BTreeSet<String> {
+    if leaving {
+        return BTreeSet::new();
+    }
+    let standings = served
+        .values()
+        .map(|s| (s.user.as_str(), s.standing()))
+        .chain(
+            removed
+                .iter()
+                .map(|(_, s)| (s.user.as_str(), Standing::Removed)),
+        );
+    users_to_revoke(standings)
+}
+
+/// The access a relation keeps while serving it fails: what it had, on
+/// the addresses it still claims (never more than before).
+pub fn failing_access(
+    previous: &Served,
+    planned: Option<&BTreeSet<Cidr>>,
+) -> (String, Vec<String>) {
+    if !previous.has_access() {
+        return (String::new(), Vec::new());
+    }
+    let cidrs = previous
+        .cidrs
+        .iter()
+        .filter(|c| match (planned, c.parse::<Cidr>()) {
+            (None, _) => true,
+            (Some(planned), Ok(cidr)) => planned.contains(&cidr),
+            (Some(_), Err(_)) => false,
+        })
+        .cloned()
+        .collect();
+    (previous.database.clone(), cidrs)
+}
+
+/// The `pg_hba.conf` access of a relation result (one with access); `None`
+/// when the result cannot be read back (a corrupted state file).
+pub fn access_of(id: &str, s: &Served) -> Option<RelationAccess> {
+    let relation: RelationId = id.parse().ok()?;
+    let database = Name::parse(NameKind::Database, &s.database).ok()?;
+    Some(RelationAccess {
+        scope: ClientEndpoint::named(relation.endpoint())?.hba_scope(&database),
+        relation,
+        remote_app: s.remote_app.clone(),
+        user: Name::parse(NameKind::User, &s.user).ok()?,
+        cidrs: s
+            .cidrs
+            .iter()
+            .filter_map(|c| c.parse::<Cidr>().ok())
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relations::access::HbaScope;
+    use crate::state::relations::{example as served, Condition};
+
+    fn map(entries: &[(&str, Served)]) -> ServedMap {
+        entries
+            .iter()
+            .map(|(id, s)| (id.to_string(), s.clone()))
+            .collect()
+    }
+
+    fn id(text: &str) -> RelationId {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn relation_hooks_refresh_their_own_relation_and_unsettled_ones() {
+        let cached = map(&[
+            ("db:1", served("a", &["10.0.0.1/32"], Condition::Served)),
+            ("db:2", served("", &[], Condition::Failed)),
+        ]);
+        let hook = HookRelation {
+            id: id("db:1"),
+            kind: None,
+            remote_app: "a".into(),
+            departing: None,
+        };
+        let other = HookRelation {
+            id: id("db:9"),
+            ..hook.clone()
+        };
+        let cases = [
+            (Some(&hook), "db:1", true),
+            (Some(&hook), "db:2", true),
+            (Some(&hook), "db:3", true),
+            (Some(&other), "db:1", false),
+            (None, "db:1", true),
+        ];
+        for (hook, relation, want) in cases {
+            assert_eq!(refreshes(hook, &id(relation), &cached), want, "{relation}");
+        }
+    }
+
+    #[test]
+    fn removed_relations_are_taken_out_and_their_users_revoked_unless_still_used() {
+        let shared = served("a", &["10.0.0.1/32"], Condition::Served);
+        let mut results = map(&[("db:1", shared.clone()), ("db:2", shared.clone())]);
+        let removed = take_removed(&mut results, &[id("db:1")]);
+        assert_eq!(removed.len(), 1);
+        assert_eq!(removed[0].0, "db:2");
+        assert_eq!(results.keys().collect::<Vec<_>>(), ["db:1"]);
+        // db:1 still serves juju_app: nobody is revoked.
+        assert!(users_to_take_back(&results, &removed, false).is_empty());
+        // Without db:1, juju_app goes; but never while this unit leaves.
+        let mut none = ServedMap::new();
+        let removed = take_removed(&mut results, &[]);
+        assert_eq!(
+            users_to_take_back(&none, &removed, false),
+            BTreeSet::from(["juju_app".to_string()])
+        );
+        assert!(users_to_take_back(&none, &removed, true).is_empty());
+        none.insert("db:3".into(), served("", &[], Condition::Refused));
+        assert_eq!(users_to_take_back(&none, &[], false).len(), 1);
+        assert_eq!(
+            relations_by_user(&map(&[("db:1", shared.clone()), ("db:4", shared)]))["juju_app"],
+            BTreeSet::from(["db:1".to_string(), "db:4".to_string()])
+        );
+    }
+
+    #[test]
+    fn a_failing_relation_keeps_at_most_what_it_had() {
+        let had = served("app", &["10.0.0.1/32", "10.0.0.2/32"], Condition::Served);
+        let planned: BTreeSet<Cidr> = ["10.0.0.2/32", "10.0.0.3/32"]
+            .iter()
+            .map(|c| c.parse().unwrap())
+            .collect();
+        assert_eq!(
+            failing_access(&had, Some(&planned)),
+            ("app".to_string(), vec!["10.0.0.2/32".to_string()])
+        );
+        assert_eq!(
+            failing_access(&had, None),
+            ("app".to_string(), had.cidrs.clone())
+        );
+        let never = served("", &[], Condition::Waiting);
+        assert_eq!(
+            failing_access(&never, Some(&planned)),
+            (String::new(), vec![])
+        );
+    }
+
+    #[test]
+    fn access_is_read_back_with_the_endpoints_scope() {
+        let result = served("app", &["10.0.0.1/32", "junk"], Condition::Served);
+        let db = access_of("db:1", &result).unwrap();
+        assert_eq!(
+            db.scope,
+            HbaScope::Database(Name::parse(NameKind::Database, "app").unwrap())
+        );
+        assert_eq!(db.cidrs.len(), 1);
+        assert_eq!(
+            access_of("db-admin:2", &result).unwrap().scope,
+            HbaScope::AllDatabases
+        );
+        assert_eq!(access_of("replication:3", &result), None);
+        assert_eq!(access_of("db", &result), None);
+    }
+}
