@@ -1,13 +1,14 @@
 //! The router: what the charm does for each Juju event.
 //!
 //! [`handle`] maps an [`Event`] to a handler. Most events converge the whole
-//! unit ([`lifecycle::converge_and_report`]); a few have work of their own
+//! unit ([`converge::converge_and_report`]); a few have work of their own
 //! (storage detaching, stop, remove, the cheap update-status check, actions).
 //! Events the charm does not handle are logged at debug level and succeed.
 
 use anyhow::Result;
 
 use crate::actions;
+use crate::converge;
 use crate::event::Event;
 use crate::juju::HookContext;
 use crate::knobs::TestKnobs;
@@ -52,7 +53,7 @@ pub fn handle(hook: &Hook) -> Result<()> {
         Event::Unknown(_) => unhandled(event),
         // Everything else converges the whole unit: the legacy charm's rule,
         // which makes the order hooks arrive in irrelevant.
-        _ => lifecycle::converge_and_report(hook),
+        _ => converge::converge_and_report(hook),
     }
 }
 

@@ -19,6 +19,7 @@ pub mod actions;
 pub mod charm;
 pub mod clients;
 pub mod cluster;
+pub mod converge;
 pub mod credentials;
 pub mod event;
 pub mod fsx;

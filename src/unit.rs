@@ -2,8 +2,11 @@
 //! knobs: what Juju calls it, its cluster's name and port, its state
 //! directory, and where the host's files and kernel knobs are.
 
+use anyhow::{Context, Result};
+
 use crate::cluster::Cluster;
 use crate::juju::HookContext;
+use crate::juju::{self, WorkloadStatus};
 use crate::knobs::TestKnobs;
 use crate::state::cluster::OwnerRecord;
 use crate::state::{self, StateDir};
@@ -38,6 +41,24 @@ impl Unit {
             state::legacy::adopt(&self.state, &|major| self.cluster(major).conf_dir())
         })?;
         Some(self.cluster(record.major)).filter(Cluster::exists)
+    }
+
+    /// Sets the unit's status (only when it changed).
+    pub fn set_status(&self, status: WorkloadStatus, message: &str) -> Result<()> {
+        juju::status_set_if_changed(&self.state, status, message).with_context(|| {
+            format!(
+                "could not set the unit status to {} \"{message}\" (Juju retries the hook)",
+                status.as_str()
+            )
+        })
+    }
+
+    /// Says what the charm is doing: logged, and a maintenance status.
+    pub fn progress(&self, message: &str) {
+        log::info!("{message}");
+        if let Err(e) = self.set_status(WorkloadStatus::Maintenance, message) {
+            log::warn!("{e:#}");
+        }
     }
 
     /// The unit's cluster for `major`.

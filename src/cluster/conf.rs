@@ -145,6 +145,53 @@ pub fn validate(cluster: &Cluster, candidate: &str) -> Result<std::result::Resul
     Ok(Err(parse_rejection(&stderr)))
 }
 
+/// The server's verdict on the charm's conf.d file, asked at most once per
+/// hook: the live file was validated when it was written, and a candidate
+/// already judged in this hook is not judged again. Host tuning asks before
+/// it sizes the host for a configuration, and the converge before it writes
+/// the file; with the same candidate, `postgres -C` runs once.
+pub struct ConfigCheck<'a> {
+    cluster: &'a Cluster,
+    live: Option<String>,
+    verdict: std::cell::RefCell<Option<(String, std::result::Result<(), Rejected>)>>,
+}
+
+impl<'a> ConfigCheck<'a> {
+    /// Reads the live conf.d file of `cluster` (missing: `None`).
+    pub fn new(cluster: &'a Cluster) -> Self {
+        ConfigCheck {
+            live: fsx::read_to_string(&cluster.conf_dir().join(CHARM_CONF)).ok(),
+            cluster,
+            verdict: std::cell::RefCell::new(None),
+        }
+    }
+
+    /// The charm's conf.d file as it is in force.
+    pub fn live(&self) -> Option<&str> {
+        self.live.as_deref()
+    }
+
+    /// Whether `candidate` is the file in force already.
+    pub fn is_live(&self, candidate: &str) -> bool {
+        self.live.as_deref() == Some(candidate)
+    }
+
+    /// `Ok(Err(..))` when the server rejects `candidate` ([`validate`]).
+    pub fn check(&self, candidate: &str) -> Result<std::result::Result<(), Rejected>> {
+        if self.is_live(candidate) {
+            return Ok(Ok(()));
+        }
+        if let Some((judged, verdict)) = self.verdict.borrow().as_ref() {
+            if judged == candidate {
+                return Ok(verdict.clone());
+            }
+        }
+        let verdict = validate(self.cluster, candidate)?;
+        *self.verdict.borrow_mut() = Some((candidate.to_string(), verdict.clone()));
+        Ok(verdict)
+    }
+}
+
 /// Copies the cluster's postgresql.conf and conf.d into `below` in
 /// `scratch` (readable by postgres once shared), with `candidate` as the
 /// charm's conf.d file, so the server can read a configuration without it

@@ -14,9 +14,8 @@ use anyhow::Result;
 
 use super::host_apply::{apply_host_plan, host_facts, revert_host, HostChanges};
 use super::roots::HostRoots;
-use crate::cluster::conf::{self, Setting};
+use crate::cluster::conf::{self, ConfigCheck, Setting};
 use crate::cluster::Cluster;
-use crate::fsx;
 use crate::options::ClusterOptions;
 use crate::state::host::{AppliedDevice, AppliedRecord, AppliedSysctl, HugePagePool};
 use crate::tuning::facts::MachineFacts;
@@ -24,32 +23,115 @@ use crate::tuning::host::{for_this_host, host_plan, live_only_devices, HostPlan}
 use crate::tuning::huge_pages::{remembered_huge_pages, shared_buffers_bytes, HUGE_PAGES_FROM};
 use crate::tuning::machine::record_machine;
 
-/// The host-tuning step of `converge()`, run after the PostgreSQL settings
-/// are computed and before the charm's conf file is rendered: records the
+/// The host-tuning step of the converge, run after the PostgreSQL settings
+/// are planned and before the charm's conf file is written: records the
 /// machine for [`crate::tuning::machine::machine_changed`], applies (or
-/// reverts) the host plan, and sets `huge_pages` to `on` when the pages the
-/// charm reserved really hold PostgreSQL's shared memory. Never fails the
-/// hook: what goes wrong is logged and PostgreSQL keeps `huge_pages = try`.
-/// Returns notes for the unit's status: settings left to the host's own
-/// sysctl files.
+/// reverts) the host plan, and says what `huge_pages` must be
+/// ([`HugePagesChoice`]) now that the host holds the pages it does. Never
+/// fails the hook: what goes wrong is logged and PostgreSQL keeps
+/// `huge_pages = try`. `candidate` is the charm's conf.d file as planned,
+/// `check` the server's verdict on it (asked here only when huge pages are
+/// not sized: sizing runs the server on the candidate, which checks it too).
 pub fn tune_host(
     roots: &HostRoots,
-    cluster: &Cluster,
-    data_dir: &Path,
-    wal_dir: Option<&Path>,
+    target: &TuningTarget,
     facts: &MachineFacts,
     options: &ClusterOptions,
-    settings: &mut [Setting],
-) -> Vec<String> {
-    if let Err(e) = record_machine(&roots.state, data_dir, wal_dir) {
+    settings: &[Setting],
+    check: &ConfigCheck,
+) -> HostOutcome {
+    if let Err(e) = record_machine(&roots.state, target.data_dir, target.wal_dir) {
         log::warn!("could not record the machine for re-tuning: {e:#}");
     }
-    match tune(roots, cluster, data_dir, facts, options, settings) {
-        Ok(notes) => notes,
+    match tune(roots, target, facts, options, settings, check) {
+        Ok(outcome) => outcome,
         Err(e) => {
             log::warn!("host tuning: {e:#}");
-            Vec::new()
+            HostOutcome::default()
         }
+    }
+}
+
+/// Where the server whose host is tuned keeps its data.
+pub struct TuningTarget<'a> {
+    pub cluster: &'a Cluster,
+    pub data_dir: &'a Path,
+    pub wal_dir: Option<&'a Path>,
+}
+
+/// What tuning the host concluded, for the settings and the status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostOutcome {
+    /// Settings left to the host's own sysctl files, for the unit's status.
+    pub notes: Vec<String>,
+    pub huge_pages: HugePagesChoice,
+}
+
+/// What `huge_pages` in the charm's conf.d file must say, given the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum HugePagesChoice {
+    /// As planned (the server needs no huge pages, or the operator chose).
+    #[default]
+    AsPlanned,
+    /// The pool could not be sized this time: the value in force stays, so
+    /// a transient failure never turns `on` into `try` and restarts.
+    KeepInForce(String),
+    /// The charm's share of the pool holds what the server needs: `on`.
+    On {
+        needed: u64,
+        total: u64,
+        others: u64,
+    },
+    /// It does not: `try`, which falls back to normal pages.
+    Try {
+        needed: u64,
+        total: u64,
+        others: u64,
+    },
+}
+
+impl HugePagesChoice {
+    /// `settings` with the choice made (pure): the first `huge_pages`
+    /// setting gets its value and the reason for it.
+    pub fn apply(&self, mut settings: Vec<Setting>) -> Vec<Setting> {
+        let Some(setting) = settings.iter_mut().find(|s| s.name == "huge_pages") else {
+            return settings;
+        };
+        match self {
+            HugePagesChoice::AsPlanned => {}
+            HugePagesChoice::KeepInForce(value) => {
+                setting.value = value.clone();
+                setting.reason = "kept as it was: the huge page pool could not be sized \
+                                  this time (see the unit log)"
+                    .into();
+            }
+            HugePagesChoice::On {
+                needed,
+                total,
+                others,
+            } => {
+                setting.value = "on".into();
+                setting.reason = format!(
+                    "the host reserved huge pages and HugePages_Total ({total}, {others} of them \
+                     others') holds the {needed} PostgreSQL needs \
+                     (shared_memory_size_in_huge_pages), read back after reserving: `on` makes \
+                     a later shortfall fail loudly at start"
+                );
+            }
+            HugePagesChoice::Try {
+                needed,
+                total,
+                others,
+            } => {
+                setting.value = "try".into();
+                setting.reason = format!(
+                    "PostgreSQL needs {needed} huge pages (shared_memory_size_in_huge_pages) but \
+                     the charm's share of HugePages_Total ({total}, {others} of them others') \
+                     is smaller: `on` would refuse to start, `try` falls back to normal pages"
+                );
+            }
+        }
+        settings
     }
 }
 
@@ -65,18 +147,18 @@ pub fn hand_back_host(roots: &HostRoots) -> Result<HostChanges> {
 
 fn tune(
     roots: &HostRoots,
-    cluster: &Cluster,
-    data_dir: &Path,
+    target: &TuningTarget,
     facts: &MachineFacts,
     options: &ClusterOptions,
-    settings: &mut [Setting],
-) -> Result<Vec<String>> {
+    settings: &[Setting],
+    check: &ConfigCheck,
+) -> Result<HostOutcome> {
+    let cluster = target.cluster;
     if !options.host_tuning {
         hand_back_host(roots)?;
-        return Ok(Vec::new());
+        return Ok(HostOutcome::default());
     }
     let candidate = conf::render_charm_conf(settings);
-    let live = fsx::read_to_string(&cluster.conf_dir().join(conf::CHARM_CONF)).ok();
     let shared_buffers = settings
         .iter()
         .rev()
@@ -87,31 +169,27 @@ fn tune(
     // this: the host stays as it is for the configuration in force. Sizing
     // huge pages runs the server on the candidate, which checks it too.
     let needed = if shared_buffers >= HUGE_PAGES_FROM && cluster.major >= 15 {
-        match remembered_huge_pages(cluster, data_dir, &candidate) {
+        match remembered_huge_pages(cluster, target.data_dir, &candidate) {
             Ok(needed) => needed,
             Err(e) => {
-                // Keep huge_pages as it is in force: a transient failure
-                // must not turn `on` into `try` and restart the server.
-                let in_force = live
-                    .as_deref()
+                log::warn!(
+                    "host tuning: {:#}",
+                    e.context("sizing huge pages; host settings left as they are")
+                );
+                let in_force = check
+                    .live()
                     .and_then(|text| conf::setting_in(text, "huge_pages"));
-                if let (Some(value), Some(setting)) = (
-                    in_force,
-                    settings.iter_mut().find(|s| s.name == "huge_pages"),
-                ) {
-                    setting.value = value;
-                    setting.reason = "kept as it was: the huge page pool could not be sized \
-                                      this time (see the unit log)"
-                        .into();
-                }
-                return Err(e.context("sizing huge pages; host settings left as they are"));
+                return Ok(HostOutcome {
+                    notes: Vec::new(),
+                    huge_pages: in_force.map_or(HugePagesChoice::AsPlanned, |value| {
+                        HugePagesChoice::KeepInForce(value)
+                    }),
+                });
             }
         }
     } else {
-        if live.as_deref() != Some(candidate.as_str())
-            && conf::validate(cluster, &candidate)?.is_err()
-        {
-            return Ok(Vec::new());
+        if check.check(&candidate)?.is_err() {
+            return Ok(HostOutcome::default());
         }
         None
     };
@@ -125,29 +203,27 @@ fn tune(
         .extra_pg_conf
         .iter()
         .any(|(name, _)| name == "huge_pages");
-    if let (Some(needed), false) = (needed, operator_says) {
-        if let Some(setting) = settings.iter_mut().find(|s| s.name == "huge_pages") {
+    let huge_pages = match (needed, operator_says) {
+        (Some(needed), false) => {
             let total = changes.pool.total.unwrap_or(0);
             let others = changes.pool.others;
             if plan.huge_pages.is_some() && changes.pool.holds(needed) {
-                setting.value = "on".into();
-                setting.reason = format!(
-                    "the host reserved huge pages and HugePages_Total ({total}, {others} of them \
-                     others') holds the {needed} PostgreSQL needs \
-                     (shared_memory_size_in_huge_pages), read back after reserving: `on` makes \
-                     a later shortfall fail loudly at start"
-                );
+                HugePagesChoice::On {
+                    needed,
+                    total,
+                    others,
+                }
             } else {
-                setting.value = "try".into();
-                setting.reason = format!(
-                    "PostgreSQL needs {needed} huge pages (shared_memory_size_in_huge_pages) but \
-                     the charm's share of HugePages_Total ({total}, {others} of them others') \
-                     is smaller: `on` would refuse to start, `try` falls back to normal pages"
-                );
+                HugePagesChoice::Try {
+                    needed,
+                    total,
+                    others,
+                }
             }
         }
-    }
-    Ok(notes)
+        _ => HugePagesChoice::AsPlanned,
+    };
+    Ok(HostOutcome { notes, huge_pages })
 }
 
 fn record_applied(
@@ -193,4 +269,50 @@ fn record_applied(
         left_to_host: notes.to_vec(),
     };
     record.save(&roots.state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_huge_pages_choice_sets_only_the_first_huge_pages_setting() {
+        let planned = vec![
+            Setting::new("shared_buffers", "4GB", "tuned"),
+            Setting::new("huge_pages", "try", "tuned"),
+            Setting::new("work_mem", "4MB", "tuned"),
+        ];
+        let value = |choice: HugePagesChoice| {
+            let settings = choice.apply(planned.clone());
+            assert_eq!(settings.len(), planned.len());
+            assert_eq!(settings[0], planned[0]);
+            assert_eq!(settings[2], planned[2]);
+            settings[1].value.clone()
+        };
+        assert_eq!(value(HugePagesChoice::AsPlanned), "try");
+        assert_eq!(value(HugePagesChoice::KeepInForce("on".into())), "on");
+        let pool = |needed| (needed, 2100, 100);
+        let (needed, total, others) = pool(2000);
+        assert_eq!(
+            value(HugePagesChoice::On {
+                needed,
+                total,
+                others
+            }),
+            "on"
+        );
+        assert_eq!(
+            value(HugePagesChoice::Try {
+                needed,
+                total,
+                others
+            }),
+            "try"
+        );
+        let without = vec![Setting::new("work_mem", "4MB", "tuned")];
+        assert_eq!(
+            HugePagesChoice::KeepInForce("on".into()).apply(without.clone()),
+            without
+        );
+    }
 }

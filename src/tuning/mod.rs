@@ -25,7 +25,7 @@
 //! * [`machine`]: the machine's facts, and noticing that it changed;
 //! * [`host_tuning`]: the host-tuning step of the converge.
 //!
-//! Writing `conf.d` is the caller's job (`lifecycle::converge`); the
+//! Writing `conf.d` is the caller's job (`converge::apply`); the
 //! `tuning-report` action is in [`crate::actions`].
 
 pub mod classify;

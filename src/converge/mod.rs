@@ -1,0 +1,247 @@
+//! Converging the unit on every hook: packages installed, the cluster
+//! created (or adopted) where its data belongs, configured, running,
+//! serving its relations, and reported. Each step reads what is there and
+//! does only what is missing, so any hook may run twice or be killed and
+//! retried.
+//!
+//! The converge is observe → plan → apply, in a fixed order:
+//!
+//! 1. **Ground**: the config, the packages, and the cluster put in place
+//!    ([`placement`], [`crate::storage`]): what is observed next depends on
+//!    where the data now is.
+//! 2. **Observe** once: [`UnitFacts`] (options, the disks and the machine,
+//!    the owner record, whether the server runs, the relations' access
+//!    from earlier hooks).
+//! 3. **Plan** (pure, [`plan::plan`]): the settings, `pg_hba.conf` before
+//!    the server starts, the status's wording; or blocked.
+//! 4. **Apply**: the host tuned for the settings (which only chooses
+//!    `huge_pages`, [`HugePagesChoice`]), the configuration validated once
+//!    (`postgres -C`, [`ConfigCheck`]) and written, the server started or
+//!    brought in line with its files, the client relations served
+//!    ([`crate::clients`]), `pg_hba.conf` rendered once from all of them
+//!    and reloaded, the port opened and the status set.
+//!
+//! Conditions an operator must resolve (bad config, foreign data in the
+//! way, missing storage) are `blocked` statuses, not hook failures: the hook
+//! succeeds, the message names the cause, and PostgreSQL keeps serving with
+//! its last good configuration. Real failures return errors, so Juju
+//! retries the hook.
+//!
+//! [`HugePagesChoice`]: crate::tuning::host_tuning::HugePagesChoice
+
+pub mod placement;
+pub mod plan;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use self::plan::{UnitFacts, UnitPlan};
+use crate::charm::Hook;
+use crate::clients::objects::ClusterServer;
+use crate::clients::{self, Clients, Io};
+use crate::cluster::conf::{self, ConfigCheck};
+use crate::cluster::{control, db, packages, reload, Cluster};
+use crate::credentials::JujuPasswords;
+use crate::juju::{self, HookTools, WorkloadStatus};
+use crate::options::ClusterOptions;
+use crate::outcome::{Outcome, Problem, Step};
+use crate::relations::access::hba;
+use crate::state::cluster::OwnerRecord;
+use crate::storage::{self, Mounts};
+use crate::tuning::host_tuning::{tune_host, TuningTarget};
+
+/// Runs the whole convergence and reports the outcome as the unit status.
+pub fn converge_and_report(hook: &Hook) -> Result<()> {
+    let unit = &hook.unit;
+    match converge(hook)? {
+        Outcome::Active(message) => unit.set_status(WorkloadStatus::Active, &message),
+        Outcome::Blocked(message) => {
+            log::warn!("blocked: {message}");
+            unit.set_status(WorkloadStatus::Blocked, &message)
+        }
+        Outcome::Waiting(message) => unit.set_status(WorkloadStatus::Waiting, &message),
+    }
+}
+
+pub fn converge(hook: &Hook) -> Result<Outcome> {
+    let outcome = converge_unit(hook)?;
+    if !matches!(outcome, Outcome::Active(_)) {
+        // A converge that stopped early (bad config, storage in the way)
+        // never reached the relations: removed ones still lose their access.
+        if let Some(cluster) = hook.unit.existing_cluster().filter(|c| c.is_running()) {
+            with_clients(hook, &cluster, |clients| clients.revoke_removed())
+                .context("revoking the users of removed relations")?;
+        }
+    }
+    Ok(outcome)
+}
+
+/// Whether the unit's cluster serves now (for "still serving" in a
+/// blocked message).
+fn serving(hook: &Hook) -> bool {
+    hook.unit.existing_cluster().is_some_and(|c| c.is_running())
+}
+
+fn blocked(hook: &Hook, problem: &str) -> Outcome {
+    Outcome::Blocked(plan::still_serving(problem, serving(hook)))
+}
+
+fn converge_unit(hook: &Hook) -> Result<Outcome> {
+    let unit = &hook.unit;
+    // 1. Ground: the config, the packages, the cluster in place.
+    let config = juju::config_get().context("reading the charm config")?;
+    let options = match ClusterOptions::from_config(&config) {
+        Ok(options) => options,
+        Err(e) => return Ok(blocked(hook, &e.to_string())),
+    };
+    let existing = unit.existing_cluster();
+    if let Some(problem) = plan::version_change(existing.as_ref().map(|c| c.major), options.version)
+    {
+        return Ok(blocked(hook, &problem));
+    }
+    let major = match &existing {
+        Some(cluster) => cluster.major,
+        None => packages::ensure_installed(options.version, &|m| unit.progress(m))?,
+    };
+    let cluster = unit.cluster(major);
+    let mounts = Mounts::attached(None)?;
+    let data_dir = match placement::place_cluster(hook, &cluster, &mounts, &options)? {
+        Step::Done(dir) => dir,
+        Step::Blocked(blocked) => return Ok(Outcome::Blocked(blocked)),
+    };
+    if let Step::Blocked(blocked) =
+        storage::place_wal(&cluster, &data_dir, mounts.pgwal.as_deref(), &|m| {
+            unit.progress(m)
+        })?
+    {
+        return Ok(Outcome::Blocked(blocked));
+    }
+    storage::forget_blocked_move(&unit.state)?;
+
+    // 2. Observe, once.
+    let facts = UnitFacts {
+        machine: crate::tuning::machine::machine_facts(major, &data_dir, mounts.pgwal.as_deref()),
+        owner: OwnerRecord::load(&unit.state),
+        running: cluster.is_running(),
+        cached_access: clients::cached_access(&unit.state),
+        pgdata_mount: mounts.pgdata.clone(),
+        data_dir,
+        options,
+    };
+
+    // 3. Plan.
+    let plan = match plan::plan(&facts) {
+        Step::Done(plan) => plan,
+        Step::Blocked(problem) => return Ok(blocked(hook, &problem)),
+    };
+
+    // 4. Apply.
+    apply(hook, &cluster, &mounts, &facts, plan)
+}
+
+fn apply(
+    hook: &Hook,
+    cluster: &Cluster,
+    mounts: &Mounts,
+    facts: &UnitFacts,
+    plan: UnitPlan,
+) -> Result<Outcome> {
+    let unit = &hook.unit;
+    let options = &facts.options;
+    let check = ConfigCheck::new(cluster);
+    // The host before the conf file: huge_pages is `on` only when the
+    // reserved pool really holds the server's shared memory. Also records
+    // the machine for update-status.
+    let target = TuningTarget {
+        cluster,
+        data_dir: &facts.data_dir,
+        wal_dir: mounts.pgwal.as_deref(),
+    };
+    let host = tune_host(
+        &unit.host,
+        &target,
+        &facts.machine,
+        options,
+        &plan.settings,
+        &check,
+    );
+    let candidate = conf::render_charm_conf(&host.huge_pages.apply(plan.settings.clone()));
+    if let Err(rejected) = check.check(&candidate)? {
+        let problem = plan::rejection_message(&rejected, &options.extra_pg_conf);
+        return Ok(blocked(hook, &problem));
+    }
+    let conf_dir = cluster.conf_dir();
+    let hba_path = conf_dir.join("pg_hba.conf");
+    conf::write_if_changed(&conf_dir.join(conf::CHARM_CONF), &candidate, 0o644)?;
+    conf::write_if_changed(
+        &conf_dir.join("pg_ident.conf"),
+        &hba::render_pg_ident(),
+        0o640,
+    )?;
+
+    // Whether the files changed in this hook or in one killed before it
+    // reloaded, the server's loaded state says what is left to do.
+    match &plan.hba_before_start {
+        None => {
+            reload::sync_with_files(cluster)?;
+        }
+        Some(hba) => {
+            conf::write_if_changed(&hba_path, &hba::render_pg_hba(hba), 0o640)?;
+            unit.progress(&format!("starting PostgreSQL {}", cluster.major));
+            control::start(cluster)?;
+        }
+    }
+    let version = db::wait_for_version(cluster, Duration::from_secs(60))?;
+    storage::retire_leftovers(cluster, &facts.data_dir)?;
+    let mut served = with_clients(hook, cluster, |clients| clients.serve(&options.clients))?;
+    if plan::hba_after_serving(&plan, &served.access) {
+        let hba = plan::hba_input(options, served.access);
+        conf::write_if_changed(&hba_path, &hba::render_pg_hba(&hba), 0o640)?;
+    }
+    // Access rules need a reload only, never a restart.
+    let hba_problems = reload::sync_with_files(cluster)?;
+    served
+        .problems
+        .extend(hba_problems.into_iter().map(Problem::Blocked));
+    // open-port is committed with the hook, so what is open is asked of
+    // Juju (opened-ports lists committed ports only), never remembered.
+    let port = format!("{}/tcp", cluster.port);
+    if !juju::opened_ports()
+        .context("listing the opened ports")?
+        .contains(&port)
+    {
+        juju::open_port(cluster.port).context("opening the PostgreSQL port")?;
+    }
+    juju::memo::unless_unchanged(&unit.state, "version", &version, || {
+        juju::application_version_set(&version)
+    })
+    .context("setting the workload version")?;
+    Ok(Outcome::from_problems(&served.problems, || {
+        plan::active_message(&version, &plan, &host.notes)
+    }))
+}
+
+/// Runs `serve` on the client relations of the unit's running `cluster`,
+/// through the real hook tools and server.
+fn with_clients<T>(
+    hook: &Hook,
+    cluster: &Cluster,
+    serve: impl FnOnce(&Clients) -> Result<T>,
+) -> Result<T> {
+    let server = ClusterServer(cluster);
+    let passwords = JujuPasswords {
+        in_secrets: hook.context.has_secrets(),
+    };
+    serve(&Clients {
+        context: &hook.context,
+        state: &hook.unit.state,
+        port: cluster.port,
+        major: cluster.major,
+        io: Io {
+            juju: &HookTools,
+            server: &server,
+            passwords: &passwords,
+        },
+    })
+}
