@@ -50,15 +50,17 @@ pub struct Entry {
 pub trait PasswordStore {
     /// What is stored for `user`.
     fn read(&self, user: &Name) -> Result<Entry>;
-    /// Stores `stored` for `user`, issued to `relations` (leader only);
-    /// `exists`: something is stored for `user` already.
-    fn write(
-        &self,
-        user: &Name,
-        stored: &StoredPassword,
-        relations: &BTreeSet<String>,
-        exists: bool,
-    ) -> Result<()>;
+    /// Stores `issue` for `user` (leader only).
+    fn write(&self, user: &Name, issue: &Issue) -> Result<()>;
+}
+
+/// A password issued to relations, to be stored.
+pub struct Issue<'a> {
+    pub stored: &'a StoredPassword,
+    /// The relation ids it is issued to.
+    pub relations: &'a BTreeSet<String>,
+    /// Something is stored for the user already (to replace).
+    pub exists: bool,
 }
 
 /// The passwords in Juju: in a secret per user (Juju 3.1+, `in_secrets`:
@@ -73,14 +75,8 @@ impl PasswordStore for JujuPasswords {
         read(user, self.in_secrets)
     }
 
-    fn write(
-        &self,
-        user: &Name,
-        stored: &StoredPassword,
-        relations: &BTreeSet<String>,
-        exists: bool,
-    ) -> Result<()> {
-        write(user, stored, relations, exists, self.in_secrets)
+    fn write(&self, user: &Name, issue: &Issue) -> Result<()> {
+        write(user, issue, self.in_secrets)
     }
 }
 
@@ -128,13 +124,22 @@ impl<'a> Passwords<'a> {
                 let password = entry
                     .password
                     .context("a stored password without its password")?;
-                self.store.write(user, &password, &ids, true)?;
+                let issue = Issue {
+                    stored: &password,
+                    relations: &ids,
+                    exists: true,
+                };
+                self.store.write(user, &issue)?;
                 (Some(password), StoredBinding::Bound(ids))
             }
             PasswordChoice::Renew(ids) => {
                 let password = new_password()?;
-                let exists = entry.binding != StoredBinding::Missing;
-                self.store.write(user, &password, &ids, exists)?;
+                let issue = Issue {
+                    stored: &password,
+                    relations: &ids,
+                    exists: entry.binding != StoredBinding::Missing,
+                };
+                self.store.write(user, &issue)?;
                 log::info!("issued a new password for {user} ({relation})");
                 (Some(password), StoredBinding::Bound(ids))
             }
@@ -186,15 +191,10 @@ fn read(user: &Name, in_secrets: bool) -> Result<Entry> {
     })
 }
 
-/// Stores `stored` for `user`, issued to `relations` (leader only).
-fn write(
-    user: &Name,
-    stored: &StoredPassword,
-    relations: &BTreeSet<String>,
-    exists: bool,
-    in_secrets: bool,
-) -> Result<()> {
-    let bound = format_binding(relations);
+/// Stores `issue` for `user` (leader only).
+fn write(user: &Name, issue: &Issue, in_secrets: bool) -> Result<()> {
+    let stored = issue.stored;
+    let bound = format_binding(issue.relations);
     if !in_secrets {
         return juju::leader_set(&[
             (
@@ -216,7 +216,7 @@ fn write(
         description: Some("password of a pgsql relation user"),
         ..Default::default()
     };
-    if exists {
+    if issue.exists {
         let id =
             juju::secret_id_by_label(&label).with_context(|| format!("finding secret {label}"))?;
         juju::secret_set(&id, &content, options)

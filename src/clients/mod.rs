@@ -47,7 +47,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use self::objects::Server;
+use self::objects::{ObjectsRequest, Server};
 use crate::credentials::{PasswordStore, Passwords};
 use crate::event::RelationKind;
 use crate::juju::{HookContext, HookRelation, Juju, RelationId};
@@ -383,11 +383,14 @@ impl Clients<'_> {
             remote_app: remote_app.clone(),
             endpoint,
         };
-        if let Some(problem) =
-            self.io
-                .server
-                .ensure_objects(serving.options, id, &plan.objects, &owner, &stored)?
-        {
+        let request = ObjectsRequest {
+            options: serving.options,
+            relation: id,
+            objects: &plan.objects,
+            owner: &owner,
+            stored: &stored,
+        };
+        if let Some(problem) = self.io.server.ensure_objects(&request)? {
             return refuse(problem);
         }
         self.publish(id, &plan.publication, serving)?;
@@ -430,3 +433,6 @@ struct Seen {
     /// The addresses its plan grants.
     cidrs: Option<BTreeSet<Cidr>>,
 }
+
+#[cfg(test)]
+mod tests;

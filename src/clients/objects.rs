@@ -27,34 +27,32 @@ use crate::relations::{ClientEndpoint, DesiredObjects};
 
 /// What serving asks of the server.
 pub trait Server {
-    /// Checks `objects` against what the server holds and creates them for
-    /// `owner`; `Ok(Some(problem))` refuses the relation (nothing created).
-    fn ensure_objects(
-        &self,
-        options: &ClientOptions,
-        relation: &RelationId,
-        objects: &DesiredObjects,
-        owner: &Owner,
-        stored: &StoredPassword,
-    ) -> Result<Option<String>>;
+    /// Checks what `request` asks for against what the server holds and
+    /// creates it; `Ok(Some(problem))` refuses the relation (nothing was
+    /// created or granted).
+    fn ensure_objects(&self, request: &ObjectsRequest) -> Result<Option<String>>;
 
     /// Takes `user`'s access away (see [`revoke_login`]).
     fn revoke_login(&self, user: &str) -> Result<()>;
+}
+
+/// One relation's objects, for [`Server::ensure_objects`].
+pub struct ObjectsRequest<'a> {
+    pub options: &'a ClientOptions,
+    pub relation: &'a RelationId,
+    pub objects: &'a DesiredObjects,
+    /// Who asks: the remote application, over which endpoint.
+    pub owner: &'a Owner,
+    /// The password `objects.user` logs in with.
+    pub stored: &'a StoredPassword,
 }
 
 /// The unit's running cluster.
 pub struct ClusterServer<'a>(pub &'a Cluster);
 
 impl Server for ClusterServer<'_> {
-    fn ensure_objects(
-        &self,
-        options: &ClientOptions,
-        relation: &RelationId,
-        objects: &DesiredObjects,
-        owner: &Owner,
-        stored: &StoredPassword,
-    ) -> Result<Option<String>> {
-        ensure_objects(self.0, options, relation, objects, owner, stored)
+    fn ensure_objects(&self, request: &ObjectsRequest) -> Result<Option<String>> {
+        ensure_objects(self.0, request)
     }
 
     fn revoke_login(&self, user: &str) -> Result<()> {
@@ -76,14 +74,14 @@ struct Holdings {
 /// Checks what the relation asks for against what the server holds, then
 /// creates it; `Some(problem)` refuses the relation, and then nothing was
 /// created or granted.
-fn ensure_objects(
-    cluster: &Cluster,
-    options: &ClientOptions,
-    id: &RelationId,
-    objects: &DesiredObjects,
-    owner: &Owner,
-    stored: &StoredPassword,
-) -> Result<Option<String>> {
+fn ensure_objects(cluster: &Cluster, request: &ObjectsRequest) -> Result<Option<String>> {
+    let ObjectsRequest {
+        options,
+        relation: id,
+        objects,
+        owner,
+        stored,
+    } = *request;
     let database = objects.database.as_str();
 
     // 1. What the server holds, before anything changes.

@@ -157,15 +157,12 @@ fn apply(
         cluster,
         data_dir: &facts.data_dir,
         wal_dir: mounts.pgwal.as_deref(),
-    };
-    let host = tune_host(
-        &unit.host,
-        &target,
-        &facts.machine,
+        machine: &facts.machine,
         options,
-        &plan.settings,
-        &check,
-    );
+        settings: &plan.settings,
+        check: &check,
+    };
+    let host = tune_host(&unit.host, &target);
     let candidate = conf::render_charm_conf(&host.huge_pages.apply(plan.settings.clone()));
     if let Err(rejected) = check.check(&candidate)? {
         let problem = plan::rejection_message(&rejected, &options.extra_pg_conf);

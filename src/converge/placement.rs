@@ -70,6 +70,15 @@ pub fn place_cluster(
     }
 }
 
+/// `<doing> the PostgreSQL <major> cluster <where> <data_dir>`, as progress.
+fn announce(hook: &Hook, doing: &str, cluster: &Cluster, place: &str, data_dir: &Path) {
+    hook.unit.progress(&format!(
+        "{doing} the PostgreSQL {} cluster {place} {}",
+        cluster.major,
+        data_dir.display()
+    ));
+}
+
 fn start_creating(cluster: &Cluster, adopting: bool) -> Result<()> {
     Creating {
         major: cluster.major,
@@ -123,11 +132,7 @@ fn create_cluster(
     wal_mount: Option<&Path>,
     options: &ClusterOptions,
 ) -> Result<()> {
-    hook.unit.progress(&format!(
-        "creating the PostgreSQL {} cluster in {}",
-        cluster.major,
-        data_dir.display()
-    ));
+    announce(hook, "creating", cluster, "in", data_dir);
     storage::create_parents(data_dir)?;
     start_creating(cluster, false)?;
     let mut command = pg_createcluster(cluster, data_dir);
@@ -172,11 +177,7 @@ fn adopt_cluster(
     data_dir: &Path,
     options: &ClusterOptions,
 ) -> Result<()> {
-    hook.unit.progress(&format!(
-        "adopting the PostgreSQL {} cluster found in {}",
-        cluster.major,
-        data_dir.display()
-    ));
+    announce(hook, "adopting", cluster, "found in", data_dir);
     start_creating(cluster, true)?;
     let postgres = Owner::postgres()?;
     for (file, content, mode) in [

@@ -29,21 +29,14 @@ use crate::tuning::machine::record_machine;
 /// reverts) the host plan, and says what `huge_pages` must be
 /// ([`HugePagesChoice`]) now that the host holds the pages it does. Never
 /// fails the hook: what goes wrong is logged and PostgreSQL keeps
-/// `huge_pages = try`. `candidate` is the charm's conf.d file as planned,
-/// `check` the server's verdict on it (asked here only when huge pages are
-/// not sized: sizing runs the server on the candidate, which checks it too).
-pub fn tune_host(
-    roots: &HostRoots,
-    target: &TuningTarget,
-    facts: &MachineFacts,
-    options: &ClusterOptions,
-    settings: &[Setting],
-    check: &ConfigCheck,
-) -> HostOutcome {
+/// `huge_pages = try`. The server checks the planned conf.d file here
+/// only when huge pages are not sized (sizing runs the server on it, which
+/// checks it too); the converge then reuses the verdict.
+pub fn tune_host(roots: &HostRoots, target: &TuningTarget) -> HostOutcome {
     if let Err(e) = record_machine(&roots.state, target.data_dir, target.wal_dir) {
         log::warn!("could not record the machine for re-tuning: {e:#}");
     }
-    match tune(roots, target, facts, options, settings, check) {
+    match tune(roots, target) {
         Ok(outcome) => outcome,
         Err(e) => {
             log::warn!("host tuning: {e:#}");
@@ -52,11 +45,17 @@ pub fn tune_host(
     }
 }
 
-/// Where the server whose host is tuned keeps its data.
+/// The server whose host is tuned: where it keeps its data, the machine,
+/// the options and the planned settings.
 pub struct TuningTarget<'a> {
     pub cluster: &'a Cluster,
     pub data_dir: &'a Path,
     pub wal_dir: Option<&'a Path>,
+    pub machine: &'a MachineFacts,
+    pub options: &'a ClusterOptions,
+    pub settings: &'a [Setting],
+    /// The server's verdict on the planned conf.d file.
+    pub check: &'a ConfigCheck<'a>,
 }
 
 /// What tuning the host concluded, for the settings and the status.
@@ -77,17 +76,18 @@ pub enum HugePagesChoice {
     /// a transient failure never turns `on` into `try` and restarts.
     KeepInForce(String),
     /// The charm's share of the pool holds what the server needs: `on`.
-    On {
-        needed: u64,
-        total: u64,
-        others: u64,
-    },
+    On(PoolFit),
     /// It does not: `try`, which falls back to normal pages.
-    Try {
-        needed: u64,
-        total: u64,
-        others: u64,
-    },
+    Try(PoolFit),
+}
+
+/// The huge pages the server needs, beside the pool read back after
+/// reserving (`HugePages_Total`, and how many of them are others').
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolFit {
+    pub needed: u64,
+    pub total: u64,
+    pub others: u64,
 }
 
 impl HugePagesChoice {
@@ -97,40 +97,36 @@ impl HugePagesChoice {
         let Some(setting) = settings.iter_mut().find(|s| s.name == "huge_pages") else {
             return settings;
         };
-        match self {
-            HugePagesChoice::AsPlanned => {}
-            HugePagesChoice::KeepInForce(value) => {
-                setting.value = value.clone();
-                setting.reason = "kept as it was: the huge page pool could not be sized \
-                                  this time (see the unit log)"
-                    .into();
-            }
-            HugePagesChoice::On {
-                needed,
-                total,
-                others,
-            } => {
-                setting.value = "on".into();
-                setting.reason = format!(
-                    "the host reserved huge pages and HugePages_Total ({total}, {others} of them \
-                     others') holds the {needed} PostgreSQL needs \
+        let (value, reason) = match *self {
+            HugePagesChoice::AsPlanned => return settings,
+            HugePagesChoice::KeepInForce(ref value) => (
+                value.clone(),
+                "kept as it was: the huge page pool could not be sized this time (see the \
+                 unit log)"
+                    .to_string(),
+            ),
+            HugePagesChoice::On(fit) => (
+                "on".to_string(),
+                format!(
+                    "the host reserved huge pages and HugePages_Total ({}, {} of them \
+                     others') holds the {} PostgreSQL needs \
                      (shared_memory_size_in_huge_pages), read back after reserving: `on` makes \
-                     a later shortfall fail loudly at start"
-                );
-            }
-            HugePagesChoice::Try {
-                needed,
-                total,
-                others,
-            } => {
-                setting.value = "try".into();
-                setting.reason = format!(
-                    "PostgreSQL needs {needed} huge pages (shared_memory_size_in_huge_pages) but \
-                     the charm's share of HugePages_Total ({total}, {others} of them others') \
-                     is smaller: `on` would refuse to start, `try` falls back to normal pages"
-                );
-            }
-        }
+                     a later shortfall fail loudly at start",
+                    fit.total, fit.others, fit.needed
+                ),
+            ),
+            HugePagesChoice::Try(fit) => (
+                "try".to_string(),
+                format!(
+                    "PostgreSQL needs {} huge pages (shared_memory_size_in_huge_pages) but \
+                     the charm's share of HugePages_Total ({}, {} of them others') \
+                     is smaller: `on` would refuse to start, `try` falls back to normal pages",
+                    fit.needed, fit.total, fit.others
+                ),
+            ),
+        };
+        setting.value = value;
+        setting.reason = reason;
         settings
     }
 }
@@ -145,15 +141,15 @@ pub fn hand_back_host(roots: &HostRoots) -> Result<HostChanges> {
     Ok(changes)
 }
 
-fn tune(
-    roots: &HostRoots,
-    target: &TuningTarget,
-    facts: &MachineFacts,
-    options: &ClusterOptions,
-    settings: &[Setting],
-    check: &ConfigCheck,
-) -> Result<HostOutcome> {
-    let cluster = target.cluster;
+fn tune(roots: &HostRoots, target: &TuningTarget) -> Result<HostOutcome> {
+    let TuningTarget {
+        cluster,
+        machine: facts,
+        options,
+        settings,
+        check,
+        ..
+    } = *target;
     if !options.host_tuning {
         hand_back_host(roots)?;
         return Ok(HostOutcome::default());
@@ -205,20 +201,15 @@ fn tune(
         .any(|(name, _)| name == "huge_pages");
     let huge_pages = match (needed, operator_says) {
         (Some(needed), false) => {
-            let total = changes.pool.total.unwrap_or(0);
-            let others = changes.pool.others;
+            let fit = PoolFit {
+                needed,
+                total: changes.pool.total.unwrap_or(0),
+                others: changes.pool.others,
+            };
             if plan.huge_pages.is_some() && changes.pool.holds(needed) {
-                HugePagesChoice::On {
-                    needed,
-                    total,
-                    others,
-                }
+                HugePagesChoice::On(fit)
             } else {
-                HugePagesChoice::Try {
-                    needed,
-                    total,
-                    others,
-                }
+                HugePagesChoice::Try(fit)
             }
         }
         _ => HugePagesChoice::AsPlanned,
@@ -291,24 +282,13 @@ mod tests {
         };
         assert_eq!(value(HugePagesChoice::AsPlanned), "try");
         assert_eq!(value(HugePagesChoice::KeepInForce("on".into())), "on");
-        let pool = |needed| (needed, 2100, 100);
-        let (needed, total, others) = pool(2000);
-        assert_eq!(
-            value(HugePagesChoice::On {
-                needed,
-                total,
-                others
-            }),
-            "on"
-        );
-        assert_eq!(
-            value(HugePagesChoice::Try {
-                needed,
-                total,
-                others
-            }),
-            "try"
-        );
+        let fit = PoolFit {
+            needed: 2000,
+            total: 2100,
+            others: 100,
+        };
+        assert_eq!(value(HugePagesChoice::On(fit)), "on");
+        assert_eq!(value(HugePagesChoice::Try(fit)), "try");
         let without = vec![Setting::new("work_mem", "4MB", "tuned")];
         assert_eq!(
             HugePagesChoice::KeepInForce("on".into()).apply(without.clone()),
