@@ -30,6 +30,7 @@ pub mod options;
 pub mod outcome;
 pub mod process_env;
 pub mod relations;
+pub mod replication;
 pub mod secret;
 pub mod state;
 pub mod storage;

@@ -57,9 +57,8 @@ use crate::relations::access::cidr::Cidr;
 use crate::relations::access::RelationAccess;
 use crate::relations::names::relation_user;
 use crate::relations::tenancy::ownership::Owner;
-use crate::relations::{
-    plan_client, retraction, ClientEndpoint, Credentials, Publication, ServerFacts, ServerState,
-};
+use crate::relations::{plan_client, retraction, ClientEndpoint, Credentials, Publication};
+use crate::replication::Role;
 use crate::state::relations::{self as results, Condition, Served, ServedMap};
 use crate::state::StateDir;
 
@@ -78,6 +77,9 @@ pub struct Clients<'a> {
     /// The server's port and major version, as published.
     pub port: u16,
     pub major: u32,
+    /// This unit's role: what clients are told, and whether objects are
+    /// created (a standby is read-only; it still grants access).
+    pub role: &'a Role,
     pub io: Io<'a>,
 }
 
@@ -356,14 +358,7 @@ impl Clients<'_> {
             return Ok(outcome(user.as_str(), Condition::Waiting, problem));
         };
         let host = juju.ingress_address(id)?;
-        let server = ServerFacts {
-            host: host.clone(),
-            primary_host: host,
-            standby_hosts: Vec::new(),
-            port: self.port,
-            major_version: self.major,
-            state: ServerState::Standalone,
-        };
+        let server = self.role.server_facts(&host, self.port, self.major);
         let credentials = Credentials {
             user: user.clone(),
             password: stored.password.clone(),
@@ -390,8 +385,11 @@ impl Clients<'_> {
             owner: &owner,
             stored: &stored,
         };
-        if let Some(problem) = self.io.server.ensure_objects(&request)? {
-            return refuse(problem);
+        // A standby replicates the primary's objects; it creates none.
+        if self.role.writes() {
+            if let Some(problem) = self.io.server.ensure_objects(&request)? {
+                return refuse(problem);
+            }
         }
         self.publish(id, &plan.publication, serving)?;
         Ok(Served {

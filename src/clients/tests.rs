@@ -247,6 +247,7 @@ const UNIT: &str = "postgresql/0";
 /// A unit's world: Juju, the server, the password store, the state and
 /// charm directories (removed when dropped).
 struct World {
+    role: Role,
     juju: FakeJuju,
     server: FakeServer,
     passwords: FakePasswords,
@@ -280,6 +281,7 @@ impl World {
         ));
         std::fs::create_dir_all(dir.join("charm")).unwrap();
         World {
+            role: Role::Standalone,
             juju: FakeJuju {
                 leader,
                 ..FakeJuju::default()
@@ -322,6 +324,7 @@ impl World {
             state,
             port: 5432,
             major: 16,
+            role: &self.role,
             io: Io {
                 juju: &self.juju,
                 server: &self.server,
@@ -531,4 +534,36 @@ fn a_refused_relation_gets_nothing_and_the_others_are_served() {
     let outcome = world.serve("db-relation-changed", Some(("db:1", "good")));
     assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
     assert_eq!(world.condition("db:2"), Some(Condition::Served));
+}
+
+#[test]
+fn a_standby_creates_nothing_but_grants_access_and_names_its_primary() {
+    let mut world = World::leader_of(&[("db:1", "app", "app/0", "10.2.0.8/32")]);
+    world.role = Role::Standby {
+        primary: crate::replication::PeerUnit {
+            name: "postgresql/1".into(),
+            address: "10.1.0.7".into(),
+        },
+    };
+    let outcome = world.serve("db-relation-changed", Some(("db:1", "app")));
+    assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);
+    assert!(world.server.ensured.borrow().is_empty());
+    assert_eq!(
+        cidrs(&outcome),
+        [("db:1".to_string(), vec!["10.2.0.8/32".to_string()])]
+    );
+    let bag = world.juju.unit_bag("db:1");
+    assert_eq!(bag["state"], "hot standby");
+    assert!(bag["master"].contains("host=10.1.0.7"), "{}", bag["master"]);
+    assert!(
+        bag["standbys"].contains("host=10.1.0.5"),
+        "{}",
+        bag["standbys"]
+    );
+
+    // The same relation on a standalone server gets its objects.
+    let world = World::leader_of(&[("db:1", "app", "app/0", "10.2.0.8/32")]);
+    world.serve("db-relation-changed", Some(("db:1", "app")));
+    assert_eq!(world.server.ensured.borrow().len(), 1);
+    assert_eq!(world.juju.unit_bag("db:1")["state"], "standalone");
 }

@@ -47,6 +47,7 @@ use crate::juju::{self, HookTools, WorkloadStatus};
 use crate::options::ClusterOptions;
 use crate::outcome::{Outcome, Problem, Step};
 use crate::relations::access::hba;
+use crate::replication::Role;
 use crate::state::cluster::OwnerRecord;
 use crate::storage::{self, Mounts};
 use crate::tuning::host_tuning::{tune_host, TuningTarget};
@@ -70,7 +71,8 @@ pub fn converge(hook: &Hook) -> Result<Outcome> {
         // A converge that stopped early (bad config, storage in the way)
         // never reached the relations: removed ones still lose their access.
         if let Some(cluster) = hook.unit.existing_cluster().filter(|c| c.is_running()) {
-            with_clients(hook, &cluster, |clients| clients.revoke_removed())
+            let role = Role::of_this_unit();
+            with_clients(hook, &cluster, &role, |clients| clients.revoke_removed())
                 .context("revoking the users of removed relations")?;
         }
     }
@@ -106,7 +108,8 @@ fn converge_unit(hook: &Hook) -> Result<Outcome> {
     };
     let cluster = unit.cluster(major);
     let mounts = Mounts::attached(None)?;
-    let data_dir = match placement::place_cluster(hook, &cluster, &mounts, &options)? {
+    let role = Role::of_this_unit();
+    let data_dir = match placement::place_cluster(hook, &cluster, &mounts, &options, &role)? {
         Step::Done(dir) => dir,
         Step::Blocked(blocked) => return Ok(Outcome::Blocked(blocked)),
     };
@@ -128,6 +131,7 @@ fn converge_unit(hook: &Hook) -> Result<Outcome> {
         pgdata_mount: mounts.pgdata.clone(),
         data_dir,
         options,
+        role,
     };
 
     // 3. Plan.
@@ -191,7 +195,9 @@ fn apply(
     }
     let version = db::wait_for_version(cluster, Duration::from_secs(60))?;
     storage::retire_leftovers(cluster, &facts.data_dir)?;
-    let mut served = with_clients(hook, cluster, |clients| clients.serve(&options.clients))?;
+    let mut served = with_clients(hook, cluster, &facts.role, |clients| {
+        clients.serve(&options.clients)
+    })?;
     if plan::hba_after_serving(&plan, &served.access) {
         let hba = plan::hba_input(options, served.access);
         conf::write_if_changed(&hba_path, &hba::render_pg_hba(&hba), 0o640)?;
@@ -224,6 +230,7 @@ fn apply(
 fn with_clients<T>(
     hook: &Hook,
     cluster: &Cluster,
+    role: &Role,
     serve: impl FnOnce(&Clients) -> Result<T>,
 ) -> Result<T> {
     let server = ClusterServer(cluster);
@@ -235,6 +242,7 @@ fn with_clients<T>(
         state: &hook.unit.state,
         port: cluster.port,
         major: cluster.major,
+        role,
         io: Io {
             juju: &HookTools,
             server: &server,

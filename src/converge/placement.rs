@@ -16,6 +16,7 @@ use crate::fsx::{self, Owner};
 use crate::options::ClusterOptions;
 use crate::outcome::Step;
 use crate::relations::access::hba;
+use crate::replication::Role;
 use crate::state::cluster::{Creating, OwnerRecord};
 use crate::storage::{self, dir_state, DirState, Mounts, Placement, PlacementFacts};
 
@@ -25,6 +26,7 @@ pub fn place_cluster(
     cluster: &Cluster,
     mounts: &Mounts,
     options: &ClusterOptions,
+    role: &Role,
 ) -> Result<Step<PathBuf>> {
     finish_interrupted_creation(hook, cluster, options)?;
     let desired = match &mounts.pgdata {
@@ -49,6 +51,7 @@ pub fn place_cluster(
         desired_state: dir_state(&desired),
         desired: desired.clone(),
         on_storage: mounts.pgdata.is_some(),
+        clone_from: role.clone_from().map(|primary| primary.name.clone()),
     };
     match storage::plan_placement(&facts) {
         Placement::Blocked(message) => Ok(Step::Blocked(message)),
@@ -61,6 +64,10 @@ pub fn place_cluster(
             adopt_cluster(hook, cluster, &data_dir, options)?;
             Ok(Step::Done(data_dir))
         }
+        // Only the plan's tests have standbys yet: cloning comes with HA.
+        Placement::Clone { from, .. } => Ok(Step::Blocked(format!(
+            "this unit is a standby of {from}: cloning from the primary is not supported yet"
+        ))),
         Placement::Move { from, to } => {
             Ok(
                 storage::move_cluster(cluster, &from, &to, &|m| hook.unit.progress(m))?

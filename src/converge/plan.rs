@@ -12,6 +12,7 @@ use crate::options::ClusterOptions;
 use crate::outcome::Step;
 use crate::relations::access::hba::HbaInput;
 use crate::relations::access::RelationAccess;
+use crate::replication::Role;
 use crate::state::cluster::OwnerRecord;
 use crate::tuning::{self, DiskClass, MachineFacts};
 
@@ -32,6 +33,8 @@ pub struct UnitFacts {
     /// The access of the relations served by earlier hooks
     /// ([`crate::clients::cached_access`]).
     pub cached_access: Vec<RelationAccess>,
+    /// This unit's role, decided before the cluster was placed.
+    pub role: Role,
 }
 
 /// What the converge does with the server, before the host is tuned.
@@ -278,6 +281,7 @@ mod tests {
             }),
             running: true,
             cached_access: Vec::new(),
+            role: Role::Standalone,
         }
     }
 

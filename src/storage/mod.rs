@@ -84,6 +84,9 @@ pub enum Placement {
     InPlace { data_dir: PathBuf },
     /// The cluster is on the root disk and `pgdata` storage has arrived.
     Move { from: PathBuf, to: PathBuf },
+    /// No cluster yet on a standby: its data is cloned from the primary
+    /// (unit `from`) into the empty `data_dir`, never initialised.
+    Clone { data_dir: PathBuf, from: String },
     /// Something the charm did not create is in the way, or data is missing.
     Blocked(String),
 }
@@ -102,6 +105,9 @@ pub struct PlacementFacts {
     pub desired: PathBuf,
     pub desired_state: DirState,
     pub on_storage: bool,
+    /// The primary's unit, when this unit is a standby
+    /// ([`crate::replication::Role::clone_from`]).
+    pub clone_from: Option<String>,
 }
 
 /// The pure placement decision.
@@ -112,6 +118,18 @@ pub fn plan_placement(f: &PlacementFacts) -> Placement {
             "found a PostgreSQL cluster the charm did not create at {}; move it aside (pg_dropcluster) or remove it",
             f.conf_dir.display()
         ));
+    }
+    if let (false, Some(primary)) = (f.config_exists, &f.clone_from) {
+        return match &f.desired_state {
+            DirState::Missing | DirState::Empty => Placement::Clone {
+                data_dir: f.desired.clone(),
+                from: primary.clone(),
+            },
+            _ => Placement::Blocked(format!(
+                "{} is not empty: a standby clones {primary}'s data into an empty directory, never over what is there; move it aside",
+                f.desired.display()
+            )),
+        };
     }
     if !f.config_exists {
         return match &f.desired_state {
@@ -178,6 +196,7 @@ mod tests {
             desired: "/srv/pgdata/15/main".into(),
             desired_state: DirState::Missing,
             on_storage: true,
+            clone_from: None,
         }
     }
 
@@ -253,6 +272,46 @@ mod tests {
         for (name, f, want) in cases {
             assert_eq!(plan_placement(&f), want, "{name}");
         }
+    }
+
+    #[test]
+    fn a_standby_clones_into_an_empty_directory_and_keeps_a_cluster_it_has() {
+        let standby = |desired_state: DirState| PlacementFacts {
+            desired_state,
+            clone_from: Some("postgresql/0".into()),
+            ..facts()
+        };
+        for state in [DirState::Missing, DirState::Empty] {
+            assert_eq!(
+                plan_placement(&standby(state)),
+                Placement::Clone {
+                    data_dir: "/srv/pgdata/15/main".into(),
+                    from: "postgresql/0".into(),
+                }
+            );
+        }
+        for state in [DirState::Cluster { major: 15 }, DirState::Other] {
+            match plan_placement(&standby(state)) {
+                Placement::Blocked(message) => {
+                    assert!(message.contains("clones postgresql/0's data"), "{message}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // A standby whose cloned cluster exists is placed like any other.
+        let cloned = PlacementFacts {
+            config_exists: true,
+            ours: true,
+            configured: Some("/srv/pgdata/15/main".into()),
+            configured_state: DirState::Cluster { major: 15 },
+            ..standby(DirState::Cluster { major: 15 })
+        };
+        assert_eq!(
+            plan_placement(&cloned),
+            Placement::InPlace {
+                data_dir: "/srv/pgdata/15/main".into()
+            }
+        );
     }
 
     #[test]
