@@ -7,60 +7,9 @@
 //! data as JSON on stdin (`--file -`), so values such as passwords never
 //! appear on a command line.
 
-use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
-
-use anyhow::{anyhow, Context};
-
 use super::tool::{Invocation, ToolError};
 
-/// One relation bag: key → value. A key that was never set is absent.
-pub type RelationData = BTreeMap<String, String>;
-
-/// A relation id as Juju prints it: `<endpoint>:<number>`, e.g. `db:7`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RelationId {
-    endpoint: String,
-    number: u32,
-}
-
-impl RelationId {
-    pub fn new(endpoint: &str, number: u32) -> Self {
-        RelationId {
-            endpoint: endpoint.to_string(),
-            number,
-        }
-    }
-
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
-    pub fn number(&self) -> u32 {
-        self.number
-    }
-}
-
-impl fmt::Display for RelationId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.endpoint, self.number)
-    }
-}
-
-impl FromStr for RelationId {
-    type Err = anyhow::Error;
-
-    fn from_str(text: &str) -> anyhow::Result<Self> {
-        let (endpoint, number) = text
-            .rsplit_once(':')
-            .ok_or_else(|| anyhow!("relation id {text:?} is not `<endpoint>:<number>`"))?;
-        let number = number
-            .parse()
-            .with_context(|| format!("relation id {text:?} does not end in a number"))?;
-        Ok(RelationId::new(endpoint, number))
-    }
-}
+pub use crate::relations::{RelationData, RelationId};
 
 /// Ids of the live relations on `endpoint`: `relation-ids --format=json <ep>`.
 pub fn relation_ids(endpoint: &str) -> Result<Vec<RelationId>, ToolError> {

@@ -18,8 +18,9 @@
 //! * A new interface is a module beside [`pgsql`] with its request parser
 //!   and its [`Publication`] arm, plus a row in [`CLIENT_ENDPOINTS`].
 //!
-//! Helpers for the boundaries: [`sql`] (quoting and validating names for
-//! SQL), [`names`] (the names the charm chooses).
+//! Helpers for the boundaries: [`ids`] (relation ids and bags, as Juju
+//! prints them), [`sql`] (quoting and validating names for SQL), [`names`]
+//! (the names the charm chooses).
 //!
 //! **Trust.** Everything the remote application writes (its bags) is hostile
 //! until validated: a name that is too long, contains quotes, semicolons,
@@ -33,6 +34,7 @@
 //! `juju-hook-contract.md` §5 and §7.
 
 pub mod access;
+pub mod ids;
 pub mod names;
 pub mod pgsql;
 pub mod sql;
@@ -43,9 +45,9 @@ use std::fmt;
 
 use self::access::cidr::AddressLimits;
 use self::access::{HbaScope, RelationAccess};
+pub use self::ids::{RelationData, RelationId};
 use self::sql::Name;
 use self::tenancy::extensions::ExtensionRequest;
-use crate::juju::{RelationData, RelationId};
 use crate::secret::{Password, Secret};
 
 /// The interface a client endpoint speaks.

@@ -23,6 +23,8 @@ pub struct PeerUnit {
 }
 
 /// This unit's role in the cluster.
+// Only the plan's tests make primaries and standbys until HA decides them.
+#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
     /// The only server: reads and writes, nobody replicates from it.

@@ -18,7 +18,6 @@ pub use moves::{
     blocked_move_may_go_ahead, create_parents, forget_blocked_move, move_cluster, place_wal,
     retire_leftovers,
 };
-pub use trees::{compare_trees, tablespaces, usage, Tablespace, Usage};
 
 /// The storage mounts attached to this unit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

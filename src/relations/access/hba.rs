@@ -204,9 +204,9 @@ pub fn render_pg_ident() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::juju::RelationId;
     use crate::relations::sql::NameKind;
     use crate::relations::ClientEndpoint;
+    use crate::relations::RelationId;
 
     fn name(kind: NameKind, text: &str) -> Name {
         Name::parse(kind, text).unwrap()

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use super::cidr::{self, AddressLimits, Cidr, CidrError, ListedCidr};
-use crate::juju::RelationData;
+use crate::relations::RelationData;
 use crate::relations::{excerpt, RelationFacts};
 
 /// Most remote units accepted in one relation.

@@ -38,7 +38,6 @@ use std::fmt;
 use super::libpq::{conninfo, ConninfoError};
 use super::request::{parse_request, ConsumerRequest, RequestError};
 use super::request::{DATABASE_KEY, EXTENSIONS_KEY, ROLES_KEY};
-use crate::juju::{RelationData, RelationId};
 use crate::relations::access::cidr::AddressLimits;
 use crate::relations::access::remote::{AddressProblem, RemoteAddresses};
 use crate::relations::access::RelationAccess;
@@ -47,6 +46,7 @@ use crate::relations::sql::Name;
 use crate::relations::{
     ClientEndpoint, Credentials, DesiredObjects, Publication, RelationFacts, ServerFacts,
 };
+use crate::relations::{RelationData, RelationId};
 use crate::secret::Secret;
 
 /// Every key [`plan_relation`] may publish. A key missing from a plan must
