@@ -25,9 +25,11 @@ mod lifecycle;
 mod options;
 mod outcome;
 pub mod process_env;
-pub mod relations;
+/// The client relations' pure core: [`pgsql_contract`], a crate of its own
+/// so that Cargo keeps it free of the shell.
+pub use pgsql_contract as relations;
+pub use pgsql_contract::secret;
 mod replication;
-mod secret;
 pub mod state;
 mod storage;
 pub mod tuning;

@@ -27,14 +27,14 @@
 //!   runs no script and is left as it is.
 //!
 //! The charm's session runs with `search_path = pg_catalog` (see
-//! [`crate::cluster::db`]), and the statement is
+//! the charm's `cluster::db`), and the statement is
 //! `CREATE EXTENSION IF NOT EXISTS … WITH SCHEMA … CASCADE`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::relations::excerpt;
-use crate::relations::sql::{Name, NameKind};
+use crate::excerpt;
+use crate::sql::{Name, NameKind};
 
 /// One requested extension and, if given, the schema to create it in.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

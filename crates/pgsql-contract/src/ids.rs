@@ -1,5 +1,5 @@
 //! Relation ids and bags, as Juju prints them (pure): the types the
-//! contract is written in, which the hook-tool client ([`crate::juju`])
+//! contract is written in, which the hook-tool client (the charm's `juju` module)
 //! reads and writes.
 
 use std::collections::BTreeMap;

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use super::cidr::{self, AddressLimits, Cidr, CidrError, ListedCidr};
-use crate::relations::RelationData;
-use crate::relations::{excerpt, RelationFacts};
+use crate::RelationData;
+use crate::{excerpt, RelationFacts};
 
 /// Most remote units accepted in one relation.
 pub const MAX_UNITS_PER_RELATION: usize = 1024;

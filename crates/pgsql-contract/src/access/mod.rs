@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use self::cidr::Cidr;
 use super::sql::Name;
-use crate::relations::RelationId;
+use crate::RelationId;
 
 /// Which databases a rule lets its user reach.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

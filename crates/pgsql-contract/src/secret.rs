@@ -87,7 +87,7 @@ impl Secret<String> {
 
 /// Fills `buffer` from `getrandom(2)`, which blocks only until the kernel's
 /// pool is first seeded (relevant on a freshly booted machine).
-pub(crate) fn fill_random(buffer: &mut [u8]) -> io::Result<()> {
+pub fn fill_random(buffer: &mut [u8]) -> io::Result<()> {
     use nix::libc;
     let mut filled = 0;
     while filled < buffer.len() {

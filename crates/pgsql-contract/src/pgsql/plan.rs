@@ -8,11 +8,11 @@
 //! * writes [`RelationPlan::publication`] to its unit bag on every unit,
 //!   and to its app bag too when it is the leader;
 //! * puts [`RelationPlan::access`] into the
-//!   [`HbaInput`](crate::relations::access::hba::HbaInput) of every live
+//!   [`HbaInput`](crate::access::hba::HbaInput) of every live
 //!   relation, renders `pg_hba.conf` and reloads;
 //! * on the primary, creates [`RelationPlan::objects`], once
-//!   [`crate::relations::tenancy::ownership`] and
-//!   [`crate::relations::tenancy::extensions`] have allowed them.
+//!   [`crate::tenancy::ownership`] and
+//!   [`crate::tenancy::extensions`] have allowed them.
 //!
 //! On `Err`, the relation is refused as a whole: the charm publishes nothing
 //! new for it, gives it no `pg_hba.conf` rules (fail closed), and shows the
@@ -29,7 +29,7 @@
 //! verbatim when requested. The requested `database` is echoed by `database`
 //! itself, which is always exactly the requested name when there is one.
 //!
-//! **Remote addresses** are [`crate::relations::access::remote`]'s: a unit
+//! **Remote addresses** are [`crate::access::remote`]'s: a unit
 //! without any is not in `allowed-units`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,16 +38,14 @@ use std::fmt;
 use super::libpq::{conninfo, ConninfoError};
 use super::request::{parse_request, ConsumerRequest, RequestError};
 use super::request::{DATABASE_KEY, EXTENSIONS_KEY, ROLES_KEY};
-use crate::relations::access::cidr::AddressLimits;
-use crate::relations::access::remote::{AddressProblem, RemoteAddresses};
-use crate::relations::access::RelationAccess;
-use crate::relations::names::default_database;
-use crate::relations::sql::Name;
-use crate::relations::{
-    ClientEndpoint, Credentials, DesiredObjects, Publication, RelationFacts, ServerFacts,
-};
-use crate::relations::{RelationData, RelationId};
+use crate::access::cidr::AddressLimits;
+use crate::access::remote::{AddressProblem, RemoteAddresses};
+use crate::access::RelationAccess;
+use crate::names::default_database;
 use crate::secret::Secret;
+use crate::sql::Name;
+use crate::{ClientEndpoint, Credentials, DesiredObjects, Publication, RelationFacts, ServerFacts};
+use crate::{RelationData, RelationId};
 
 /// Every key [`plan_relation`] may publish. A key missing from a plan must
 /// be deleted from the bag (written as an empty value), or a stale value
@@ -273,12 +271,12 @@ impl std::error::Error for RelationError {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::relations::access::hba::{render_pg_hba, HbaInput};
-    use crate::relations::access::remote::MAX_UNITS_PER_RELATION;
-    use crate::relations::access::HbaScope;
-    use crate::relations::names::relation_user;
-    use crate::relations::sql::NameKind;
-    use crate::relations::{bag_changes, ServerState};
+    use crate::access::hba::{render_pg_hba, HbaInput};
+    use crate::access::remote::MAX_UNITS_PER_RELATION;
+    use crate::access::HbaScope;
+    use crate::names::relation_user;
+    use crate::sql::NameKind;
+    use crate::{bag_changes, ServerState};
 
     const PASSWORD: &str = "Zq3Xw9Lr2Tn8Vb5Kc1Hm7Pj4Fd6Gs0Ay";
     const CMR_APP: &str = "remote-76cd96ab50f146b284912afd1cc13a0e";

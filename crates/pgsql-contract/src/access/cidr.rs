@@ -23,7 +23,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use crate::relations::excerpt;
+use crate::excerpt;
 
 /// An IPv4 or IPv6 network block in normal form.
 ///

@@ -5,7 +5,7 @@
 //! each database and role was created for. The record lives inside
 //! PostgreSQL, in the charm's table `juju_charm.owners` of the `postgres`
 //! database, which only superusers can write (see
-//! [`crate::cluster::records`]): it survives a unit being replaced on the
+//! the charm's `cluster::records`): it survives a unit being replaced on the
 //! same data, is backed up and restored with the data, and will replicate
 //! to standbys. The decisions here read that record and what the server
 //! says; they run before anything is created or granted, so a refusal
@@ -39,9 +39,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::relations::excerpt;
-use crate::relations::sql::{Name, NameKind};
-use crate::relations::ClientEndpoint;
+use crate::excerpt;
+use crate::sql::{Name, NameKind};
+use crate::ClientEndpoint;
 
 /// Who a database or role was created for.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -29,10 +29,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::relations::excerpt;
-use crate::relations::sql::{Name, NameKind};
-use crate::relations::tenancy::extensions::ExtensionRequest;
-use crate::relations::RelationData;
+use crate::excerpt;
+use crate::sql::{Name, NameKind};
+use crate::tenancy::extensions::ExtensionRequest;
+use crate::RelationData;
 
 /// The key for the requested database.
 pub const DATABASE_KEY: &str = "database";

@@ -37,6 +37,7 @@ pub mod access;
 pub mod ids;
 pub mod names;
 pub mod pgsql;
+pub mod secret;
 pub mod sql;
 pub mod tenancy;
 

@@ -39,7 +39,7 @@ use std::collections::BTreeSet;
 
 use super::cidr::Cidr;
 use super::{HbaScope, RelationAccess};
-use crate::relations::sql::{double_quote, Name};
+use crate::sql::{double_quote, Name};
 
 /// The `pg_ident.conf` map used by the charm's own `local` line.
 pub const IDENT_MAP: &str = "juju_charm";
@@ -204,9 +204,9 @@ pub fn render_pg_ident() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::relations::sql::NameKind;
-    use crate::relations::ClientEndpoint;
-    use crate::relations::RelationId;
+    use crate::sql::NameKind;
+    use crate::ClientEndpoint;
+    use crate::RelationId;
 
     fn name(kind: NameKind, text: &str) -> Name {
         Name::parse(kind, text).unwrap()
