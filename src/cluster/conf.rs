@@ -19,12 +19,14 @@ use crate::fsx::{self, Owner, Scratch};
 /// The charm's settings file, last in `conf.d` so it wins over earlier files.
 pub const CHARM_CONF: &str = "conf.d/90-juju-charm.conf";
 
-/// One postgresql.conf setting and why it has its value.
+/// One postgresql.conf setting, why it has its value, and whether it must
+/// be the same on every member of a cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Setting {
     pub name: String,
     pub value: String,
     pub reason: String,
+    pub scope: Scope,
 }
 
 impl Setting {
@@ -33,6 +35,43 @@ impl Setting {
             name: name.into(),
             value: value.into(),
             reason: reason.into(),
+            scope: Scope::of(name),
+        }
+    }
+}
+
+/// Where a setting belongs once several units serve one cluster. Today the
+/// charm writes every setting to its conf.d file; with Patroni, the
+/// cluster-wide ones go to Patroni's shared (DCS) configuration instead,
+/// because Patroni passes them on the server's command line, which wins over
+/// any file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Must be equal on the primary and its standbys.
+    ClusterWide,
+    /// May differ from member to member (memory, disks).
+    Member,
+}
+
+/// The settings Patroni sets for the whole cluster, on the command line.
+const CLUSTER_WIDE: [&str; 9] = [
+    "max_connections",
+    "max_locks_per_transaction",
+    "max_prepared_transactions",
+    "max_replication_slots",
+    "max_wal_senders",
+    "max_worker_processes",
+    "track_commit_timestamp",
+    "wal_level",
+    "wal_log_hints",
+];
+
+impl Scope {
+    pub fn of(name: &str) -> Scope {
+        if CLUSTER_WIDE.contains(&name) {
+            Scope::ClusterWide
+        } else {
+            Scope::Member
         }
     }
 }
@@ -277,6 +316,25 @@ mod tests {
                 "/x/conf.d/90.conf"
             };
             assert_eq!(r.file.as_deref(), Some(file));
+        }
+    }
+
+    #[test]
+    fn settings_patroni_sets_for_the_whole_cluster_are_cluster_wide() {
+        for name in ["max_connections", "wal_level", "max_wal_senders"] {
+            assert_eq!(
+                Setting::new(name, "1", "x").scope,
+                Scope::ClusterWide,
+                "{name}"
+            );
+        }
+        for name in [
+            "shared_buffers",
+            "work_mem",
+            "huge_pages",
+            "listen_addresses",
+        ] {
+            assert_eq!(Setting::new(name, "1", "x").scope, Scope::Member, "{name}");
         }
     }
 
