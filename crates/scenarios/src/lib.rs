@@ -200,6 +200,9 @@ impl Drop for PrivateCluster {
         let _ = Command::new("pg_dropcluster")
             .args([&self.major.to_string(), &self.name, "--stop"])
             .output();
+        // pg_dropcluster leaves files it did not create (the charm's conf.d
+        // file) in the configuration directory.
+        let _ = std::fs::remove_dir_all(format!("/etc/postgresql/{}/{}", self.major, self.name));
         let _ = std::fs::remove_file(format!(
             "/var/log/postgresql/postgresql-{}-{}.log",
             self.major, self.name
