@@ -29,6 +29,26 @@ pub struct EndpointMeta {
     pub interface: String,
 }
 
+/// Which side of a relation an endpoint is declared for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointRole {
+    Provider,
+    Requirer,
+    Peer,
+}
+
+impl EndpointRole {
+    /// Whether an endpoint of this role relates to one of `other` (Juju:
+    /// provider with requirer; peers only among themselves).
+    pub fn relates_to(self, other: EndpointRole) -> bool {
+        matches!(
+            (self, other),
+            (EndpointRole::Provider, EndpointRole::Requirer)
+                | (EndpointRole::Requirer, EndpointRole::Provider)
+        )
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct StorageMeta {
     #[serde(rename = "type")]
@@ -134,6 +154,22 @@ impl Charm {
             .chain(m.extra_bindings.keys())
             .cloned()
             .collect()
+    }
+
+    /// The role and interface of a relation endpoint (not an extra binding).
+    pub fn relation_endpoint(&self, name: &str) -> Option<(EndpointRole, &str)> {
+        let m = &self.metadata;
+        [
+            (EndpointRole::Provider, &m.provides),
+            (EndpointRole::Requirer, &m.requires),
+            (EndpointRole::Peer, &m.peers),
+        ]
+        .into_iter()
+        .find_map(|(role, endpoints)| {
+            endpoints
+                .get(name)
+                .map(|meta| (role, meta.interface.as_str()))
+        })
     }
 
     /// Default values of every option that has a non-null default.

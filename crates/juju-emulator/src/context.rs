@@ -85,6 +85,10 @@ pub struct RelationContext {
     pub app_bags: BTreeMap<String, Bag>,
     /// What `network-get <ep> -r <id>` reports for this relation.
     pub network: NetworkInfo,
+    /// The UUID of the model hosting the remote application (this model's
+    /// own for a peer or same-model relation): `relation-model-get`.
+    #[serde(default)]
+    pub remote_model_uuid: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

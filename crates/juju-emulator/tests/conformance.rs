@@ -136,6 +136,7 @@ fn relation_hook(leader: bool) -> HookContext {
             .into_iter()
             .collect(),
             network: network.clone(),
+            remote_model_uuid: OTHER_MODEL.into(),
         },
     );
     relations.insert(
@@ -143,6 +144,7 @@ fn relation_hook(leader: bool) -> HookContext {
         RelationContext {
             endpoint: "db".into(),
             remote_app: "other".into(),
+            remote_model_uuid: MODEL_UUID.into(),
             ..Default::default()
         },
     );
@@ -341,6 +343,27 @@ fn relation_ids_and_list_are_sorted_and_formatted() {
         "\"myapp\"\n"
     );
     let (code, _, err) = f.run("relation-list", &["extra"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (2, "ERROR unrecognized args: [\"extra\"]\n")
+    );
+}
+
+#[test]
+fn relation_model_get_names_the_remote_model() {
+    let f = Fixture::new("rmodel", &relation_hook(false));
+    assert_eq!(
+        f.run("relation-model-get", &["--format=json"]).1,
+        format!("{{\"uuid\":\"{OTHER_MODEL}\"}}\n")
+    );
+    assert_eq!(
+        f.run("relation-model-get", &["-r", "db:9"]).1,
+        format!("uuid: {MODEL_UUID}\n")
+    );
+    let (code, _, err) = f.run("relation-model-get", &["-r", "99"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("relation not found"), "{err}");
+    let (code, _, err) = f.run("relation-model-get", &["extra"]);
     assert_eq!(
         (code, err.as_str()),
         (2, "ERROR unrecognized args: [\"extra\"]\n")

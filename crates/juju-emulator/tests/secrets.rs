@@ -46,6 +46,7 @@ const CONSUMER: &str = r#"#!/bin/sh
 hook="${JUJU_DISPATCH_PATH#hooks/}"; state="$CHARM_DIR/.."; mode=$(config-get mode)
 case "$hook" in
   db-relation-changed)
+    relation-model-get --format=json > "$state/remote-model" || exit 1
     uri=$(relation-get --app secret-uri) || exit 1
     [ -n "$uri" ] || exit 0
     echo "$uri" > "$state/uri"
@@ -138,6 +139,11 @@ fn the_offering_side_shares_and_consumers_follow_its_revisions() {
     let pg_model = world.model("db").unwrap().uuid.clone();
     assert!(uri.starts_with(&format!("secret://{pg_model}/")), "{uri}");
     assert_eq!(world.bag(rel, "pg").unwrap()["secret-uri"], uri);
+    assert_eq!(
+        state(&world, "app/0", "remote-model"),
+        format!("{{\"uuid\":\"{pg_model}\"}}\n"),
+        "relation-model-get names the offering model"
+    );
     for unit in ["app/0", "app/1"] {
         assert_eq!(
             state(&world, unit, "first-read"),

@@ -383,6 +383,159 @@ fn cross_model_consumer_is_anonymised_with_its_own_addresses() {
 }
 
 #[test]
+fn an_offer_of_several_endpoints_relates_each_consumer_by_interface() {
+    let s = Scratch::new("world", "offer");
+    let mut world = World::new(&s.0.join("world")).unwrap();
+    world.add_model("db");
+    world.add_model("k8s");
+    // PROVIDER with two more endpoints: one the offer names, one it does not.
+    let two_endpoints = PROVIDER.replacen(
+        "provides:\n  db:\n    interface: pgsql\n",
+        "provides:\n  db:\n    interface: pgsql\n  database:\n    interface: postgresql_client\n  \
+         admin:\n    interface: pgsql\n",
+        1,
+    );
+    assert!(two_endpoints.contains("admin:"));
+    let provider = write_charm(&s.0, "postgresql", &two_endpoints);
+    world
+        .deploy("db", "postgresql", &provider, DeployOptions::default())
+        .unwrap();
+    for (app, metadata) in [
+        ("legacy", CONSUMER.to_string()),
+        (
+            "modern",
+            "requires:\n  database:\n    interface: postgresql_client\n".to_string(),
+        ),
+        (
+            "both",
+            format!("{CONSUMER}  database:\n    interface: postgresql_client\n"),
+        ),
+    ] {
+        world
+            .deploy(
+                "k8s",
+                app,
+                &write_charm(&s.0, app, &metadata),
+                DeployOptions::default(),
+            )
+            .unwrap();
+    }
+    world.settle().unwrap();
+
+    assert!(world.offer("postgresql", &["replication"], "peer").is_err());
+    assert!(world.offer("postgresql", &["nope"], "nope").is_err());
+    let url = world
+        .offer("postgresql", &["db", "database"], "pg")
+        .unwrap();
+    assert_eq!(url, "admin/db.pg");
+    // Each consumer's endpoint finds the offered one of its interface.
+    let legacy = world.integrate_offer(&url, "legacy", "pg", &[]).unwrap();
+    let modern = world.integrate_offer(&url, "modern", "pg", &[]).unwrap();
+    world.settle().unwrap();
+    for (rel, app, endpoint) in [(legacy, "legacy", "db"), (modern, "modern", "database")] {
+        let relation = world.relation(rel).unwrap();
+        assert_eq!(relation.side_of("postgresql").unwrap().endpoint, endpoint);
+        assert_eq!(relation.offering_app.as_deref(), Some("postgresql"));
+        assert!(
+            hooks(&world, "postgresql/0").contains(&format!("{endpoint}-relation-joined")),
+            "{app}"
+        );
+    }
+    // Two matching endpoints need the consumer to say which; one the offer
+    // leaves out (admin, pgsql too) is never used.
+    let ambiguous = world
+        .integrate_offer(&url, "both", "pg", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(ambiguous.contains("ambiguous relation"), "{ambiguous}");
+    let chosen = world
+        .integrate_offer(&url, "both:database", "pg", &[])
+        .unwrap();
+    assert_eq!(
+        world
+            .relation(chosen)
+            .unwrap()
+            .side_of("postgresql")
+            .unwrap()
+            .endpoint,
+        "database"
+    );
+    let db_only = world.offer("postgresql", &["db"], "legacy-only").unwrap();
+    let refused = world
+        .integrate_offer(&db_only, "modern", "pg-old", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("no relations found"), "{refused}");
+    assert!(world
+        .integrate_offer("admin/db.nope", "modern", "x", &[])
+        .is_err());
+    // Within a model too, interfaces must match.
+    let mismatch = world
+        .integrate_cross_model("postgresql:database", "legacy:db", "pg3", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(mismatch.contains("no relations found"), "{mismatch}");
+}
+
+#[test]
+fn an_action_commits_what_it_buffered_when_it_exits_0() {
+    let s = Scratch::new("world", "action-commit");
+    let mut world = World::new(&s.0.join("world")).unwrap();
+    world.add_model("db");
+    let dispatch = r#"#!/bin/sh
+case "$JUJU_DISPATCH_PATH" in
+  actions/publish)
+    relation-set -r "$(relation-ids db | head -n1)" "said=$(action-get word)"
+    [ "$(action-get word)" = fail ] && exit 1
+    action-set done=yes ;;
+esac
+exit 0
+"#;
+    let provider = common::write_charm(&s.0, "charm-p", "postgresql", PROVIDER, dispatch);
+    std::fs::write(
+        provider.join("actions.yaml"),
+        "publish:\n  params:\n    word:\n      type: string\n",
+    )
+    .unwrap();
+    world
+        .deploy("db", "postgresql", &provider, DeployOptions::default())
+        .unwrap();
+    world
+        .deploy(
+            "db",
+            "myapp",
+            &write_charm(&s.0, "myapp", CONSUMER),
+            DeployOptions::default(),
+        )
+        .unwrap();
+    world.settle().unwrap();
+    let rel = world.integrate("postgresql:db", "myapp:db").unwrap();
+    world.settle().unwrap();
+    let run = |world: &mut World, word: &str| {
+        let mut params = serde_json::Map::new();
+        params.insert("word".into(), word.into());
+        world.run_action("postgresql/0", "publish", params).unwrap()
+    };
+    let failed = run(&mut world, "fail");
+    assert!(failed.failed.is_some());
+    assert_eq!(
+        world.bag(rel, "postgresql/0").unwrap().get("said"),
+        None,
+        "a failed action commits nothing"
+    );
+    let ok = run(&mut world, "hello");
+    assert_eq!(ok.failed, None);
+    assert_eq!(world.bag(rel, "postgresql/0").unwrap()["said"], "hello");
+    let before = hooks(&world, "myapp/0").len();
+    world.settle().unwrap();
+    assert_eq!(
+        hooks(&world, "myapp/0")[before..],
+        ["db-relation-changed"],
+        "the other side hears of it"
+    );
+}
+
+#[test]
 fn upgrade_charm_and_remove_unit_follow_the_contract_order() {
     let s = Scratch::new("world", "upgrade");
     let mut world = World::new(&s.0.join("world")).unwrap();

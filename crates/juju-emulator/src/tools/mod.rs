@@ -167,6 +167,12 @@ pub const TOOLS: &[Tool] = &[
         SMART,
         Args(relation::relation_list),
     ),
+    reads(
+        "relation-model-get",
+        &[RELATION],
+        SMART,
+        Args(relation::relation_model_get),
+    ),
     writes(
         "relation-set",
         &[RELATION, APP, flag("file", None, true)],

@@ -1,4 +1,5 @@
-//! `relation-get`, `relation-set`, `relation-ids`, `relation-list` (contract §4.1–§4.4).
+//! `relation-get`, `relation-set`, `relation-ids`, `relation-list` (contract
+//! §4.1–§4.4) and `relation-model-get` (§4.18).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -158,4 +159,14 @@ pub(super) fn relation_list(ctx: &mut HookContext, p: &Parsed) -> ToolResult {
         return Ok(Reply::Value(json!(rel.remote_app)));
     }
     Ok(Reply::Value(json!(rel.members)))
+}
+
+/// `relation-model-get [-r <id>]`: the model hosting the remote application,
+/// as `{"uuid": ...}` (Juju 3.6). `-r` is needed outside relation hooks.
+pub(super) fn relation_model_get(ctx: &mut HookContext, p: &Parsed) -> ToolResult {
+    no_args(p)?;
+    let id = relation_id(ctx, p)?;
+    Ok(Reply::Value(
+        json!({ "uuid": ctx.relations[&id].remote_model_uuid }),
+    ))
 }

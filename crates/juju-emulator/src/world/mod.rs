@@ -39,7 +39,7 @@ use crate::context::Bag;
 pub use agent::ExecRecord;
 pub use model::{
     ActionOutcome, Application, DeployOptions, EndpointRef, HookPaths, HookRecord, Invocation,
-    LogRecord, Model, Relation, StorageInstance, StorageRequest, Unit, UnitOptions,
+    LogRecord, Model, Offer, Relation, StorageInstance, StorageRequest, Unit, UnitOptions,
 };
 use naming::app_of;
 use secrets::StoredSecret;
@@ -58,6 +58,8 @@ pub struct World {
     models: BTreeMap<String, Model>,
     apps: BTreeMap<String, Application>,
     relations: BTreeMap<u64, Relation>,
+    /// `juju offer`s by URL.
+    offers: BTreeMap<String, Offer>,
     secrets: BTreeMap<String, StoredSecret>,
     queue: VecDeque<Invocation>,
     trace: Vec<HookRecord>,
@@ -114,6 +116,7 @@ impl World {
             models: BTreeMap::new(),
             apps: BTreeMap::new(),
             relations: BTreeMap::new(),
+            offers: BTreeMap::new(),
             secrets: BTreeMap::new(),
             queue: VecDeque::new(),
             trace: Vec::new(),

@@ -88,6 +88,16 @@ pub struct Model {
     pub egress_subnets: Vec<String>,
 }
 
+/// `juju offer`: endpoints of one application that other models may
+/// relate to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    /// `<user>/<model>.<name>`, e.g. `admin/db.pg`.
+    pub url: String,
+    pub app: String,
+    pub endpoints: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct EndpointRef {
     pub app: String,

@@ -1,5 +1,6 @@
 //! The commands an operator runs: `add-model`, `deploy`, `add-unit`,
-//! `config`, `integrate` (within and across models), `add-storage`,
+//! `config`, `integrate` (within and across models), `offer` and
+//! `consume`, `add-storage`,
 //! `detach-storage`, `remove-relation`, `remove-unit`, `refresh` and
 //! `run <action>`. Each changes the model and queues the hooks Juju would
 //! run, in the order of the contract's section 6; [`World::settle`] runs them.
@@ -12,12 +13,12 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use serde_json::Value;
 
 use super::model::{
-    ActionOutcome, Application, DeployOptions, EndpointRef, HookPaths, Invocation, Model, Relation,
-    StorageInstance, StorageRequest, Unit, UnitOptions,
+    ActionOutcome, Application, DeployOptions, EndpointRef, HookPaths, Invocation, Model, Offer,
+    Relation, StorageInstance, StorageRequest, Unit, UnitOptions,
 };
 use super::naming::{app_of, model_uuid, relation_token};
 use super::World;
-use crate::charm::{unpack, Charm};
+use crate::charm::{unpack, Charm, EndpointRole};
 use crate::context::{Bag, Status};
 use crate::tools;
 
@@ -464,6 +465,100 @@ impl World {
         )
     }
 
+    /// `juju offer <app>:<endpoint>[,<endpoint>…] <name>`: returns the
+    /// offer's URL, `admin/<model>.<name>`, for [`World::integrate_offer`].
+    pub fn offer(&mut self, app: &str, endpoints: &[&str], name: &str) -> Result<String> {
+        let application = self.app(app)?;
+        let charm = application.charm.clone().expect("charm");
+        if endpoints.is_empty() {
+            bail!("an offer needs at least one endpoint");
+        }
+        for endpoint in endpoints {
+            match charm.relation_endpoint(endpoint) {
+                Some((EndpointRole::Peer, _)) => {
+                    bail!("cannot offer peer endpoint {endpoint:?} of application {app:?}")
+                }
+                Some(_) => {}
+                None => bail!("application {app:?} has no endpoint {endpoint:?}"),
+            }
+        }
+        let url = format!("admin/{}.{name}", application.model);
+        if let Some(existing) = self.offers.get(&url) {
+            if existing.app != app {
+                bail!(
+                    "offer {url:?} already exists for application {:?}",
+                    existing.app
+                );
+            }
+        }
+        self.offers.insert(
+            url.clone(),
+            Offer {
+                url: url.clone(),
+                app: app.to_string(),
+                endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
+            },
+        );
+        Ok(url)
+    }
+
+    /// `juju consume <url> <saas_name>` in the consumer's model, then
+    /// `juju integrate <consumer>[:<endpoint>] <saas_name> [--via cidrs]`.
+    /// As Juju does, the endpoints are matched by interface and role among
+    /// those the offer names; none, or more than one, is an error.
+    pub fn integrate_offer(
+        &mut self,
+        url: &str,
+        consumer: &str,
+        saas_name: &str,
+        via: &[&str],
+    ) -> Result<u64> {
+        let offer = self
+            .offers
+            .get(url)
+            .cloned()
+            .ok_or_else(|| anyhow!("offer {url:?} not found"))?;
+        let (consumer_app, wanted) = match consumer.split_once(':') {
+            Some((app, endpoint)) => (app, Some(endpoint)),
+            None => (consumer, None),
+        };
+        let consumer_charm = self.app(consumer_app)?.charm.clone().expect("charm");
+        let offer_charm = self.app(&offer.app)?.charm.clone().expect("charm");
+        let consumer_endpoints: Vec<String> = match wanted {
+            Some(endpoint) => vec![endpoint.to_string()],
+            None => consumer_charm.endpoints(),
+        };
+        let mut matches = Vec::new();
+        for mine in &consumer_endpoints {
+            let Some((my_role, my_interface)) = consumer_charm.relation_endpoint(mine) else {
+                bail!("application {consumer_app:?} has no endpoint {mine:?}");
+            };
+            for offered in &offer.endpoints {
+                let (role, interface) = offer_charm.relation_endpoint(offered).expect("checked");
+                if interface == my_interface && role.relates_to(my_role) {
+                    matches.push((offered.clone(), mine.clone()));
+                }
+            }
+        }
+        let (offered, mine) = match matches.as_slice() {
+            [one] => one.clone(),
+            [] => bail!("no relations found between {consumer:?} and {saas_name:?}"),
+            many => bail!(
+                "ambiguous relation: {consumer:?} {saas_name:?} could refer to {}",
+                many.iter()
+                    .map(|(o, m)| format!("\"{consumer_app}:{m} {saas_name}:{o}\""))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        };
+        self.integrate_cross_model(
+            &format!("{}:{offered}", offer.app),
+            &format!("{consumer_app}:{mine}"),
+            saas_name,
+            via,
+        )
+    }
+
     fn integrate_with(
         &mut self,
         a: &str,
@@ -482,15 +577,22 @@ impl World {
             })
         };
         let (left, right) = (parse(a)?, parse(b)?);
+        let mut declared = Vec::new();
         for side in [&left, &right] {
             let charm = self.app(&side.app)?.charm.clone().expect("charm");
-            if !charm.endpoints().contains(&side.endpoint) {
-                bail!(
+            match charm.relation_endpoint(&side.endpoint) {
+                Some((role, interface)) => declared.push((role, interface.to_string())),
+                None => bail!(
                     "application {:?} has no endpoint {:?}",
                     side.app,
                     side.endpoint
-                );
+                ),
             }
+        }
+        let ((left_role, left_interface), (right_role, right_interface)) =
+            (&declared[0], &declared[1]);
+        if left_interface != right_interface || !left_role.relates_to(*right_role) {
+            bail!("no relations found between {a:?} and {b:?}");
         }
         let id = self.new_relation(
             vec![left.clone(), right.clone()],

@@ -225,7 +225,10 @@ impl World {
             return Ok((after, result));
         }
         let mut result = result;
-        if result.succeeded() && !is_action {
+        // Actions commit like hooks (the uniter flushes their context too):
+        // relation data, secrets and ports set in an action reach the
+        // controller when it exits 0, `action-fail` or not.
+        if result.succeeded() {
             if let Err(refused) = self.commit(inv, &after)? {
                 // The controller refused what the hook buffered: Juju fails
                 // the hook (and logs why).

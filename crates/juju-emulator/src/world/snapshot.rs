@@ -95,6 +95,12 @@ impl World {
                 .get(&unit.name)
                 .map(|m| m.iter().map(|u| view(u)).collect())
                 .unwrap_or_default();
+            let remote_app_real = rel.remote_app_of(&app.name).unwrap_or_default();
+            let remote_model_uuid = self
+                .apps
+                .get(remote_app_real)
+                .and_then(|remote| self.models.get(&remote.model))
+                .map_or_else(|| model.uuid.clone(), |remote| remote.uuid.clone());
             let remote_app = rel.remote_app_of(&app.name).map(view).unwrap_or_default();
             relations.insert(
                 rel.id,
@@ -114,6 +120,7 @@ impl World {
                         .map(|(k, v)| (view(k), v.clone()))
                         .collect(),
                     network: self.relation_network(rel.id, &unit.name),
+                    remote_model_uuid,
                 },
             );
         }
