@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use crate::juju::{self, RelationId, SecretContent, SecretOptions};
 use crate::relations::sql::Name;
 use crate::relations::tenancy::revocation::{
-    choose_password, format_binding, parse_binding, PasswordChoice, StoredBinding,
+    choose_password, format_binding, parse_binding, renewing, PasswordChoice, StoredBinding,
 };
 use crate::secret::{Password, Secret};
 
@@ -87,6 +87,8 @@ pub struct Passwords<'a> {
     leader: bool,
     store: &'a dyn PasswordStore,
     known: BTreeMap<String, Entry>,
+    /// Users to give a new password before anything else is decided.
+    renew: BTreeSet<String>,
 }
 
 impl<'a> Passwords<'a> {
@@ -94,8 +96,16 @@ impl<'a> Passwords<'a> {
         Passwords {
             leader,
             store,
+            renew: BTreeSet::new(),
             known: BTreeMap::new(),
         }
+    }
+
+    /// Gives each of `users` a new password the first time this hook asks
+    /// for it (leader only): `rotate-credentials`.
+    pub fn renewing(mut self, users: &BTreeSet<String>) -> Self {
+        self.renew = users.clone();
+        self
     }
 
     /// The password `relation` is to use for `user`, creating or renewing
@@ -111,12 +121,15 @@ impl<'a> Passwords<'a> {
             Some(entry) => entry.clone(),
             None => self.store.read(user)?,
         };
-        let choice = choose_password(
+        let mut choice = choose_password(
             &entry.binding,
             &relation.to_string(),
             live_same_user,
             self.leader,
         );
+        if self.leader && self.renew.remove(user.as_str()) {
+            choice = renewing(choice, &entry.binding, &relation.to_string());
+        }
         let (password, binding) = match choice {
             PasswordChoice::Wait => return Ok(None),
             PasswordChoice::Keep => (entry.password, entry.binding),

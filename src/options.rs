@@ -7,6 +7,7 @@ use std::fmt;
 
 use crate::juju::Config;
 use crate::relations::access::cidr::{AddressLimits, Cidr};
+use crate::relations::postgresql_client::roles::ConsumerPrivileges;
 use crate::relations::tenancy::extensions::AllowedExtensions;
 use crate::relations::tenancy::ownership::SharedDatabases;
 use crate::tuning::TuningConfig;
@@ -63,6 +64,9 @@ pub struct ClientOptions {
     pub allowed_extensions: AllowedExtensions,
     /// `relation-ipv4-breadth`, `relation-ipv6-breadth`.
     pub address_limits: AddressLimits,
+    /// `consumer-privileges`: which `database` consumers may be given
+    /// SUPERUSER or CREATEROLE.
+    pub consumer_privileges: ConsumerPrivileges,
 }
 
 impl ClusterOptions {
@@ -99,6 +103,8 @@ impl ClusterOptions {
                     .map_err(|e| reject("shared-databases", e))?,
                 allowed_extensions: AllowedExtensions::parse(&text("allowed-extensions")?)
                     .map_err(|e| reject("allowed-extensions", e))?,
+                consumer_privileges: ConsumerPrivileges::parse(&text("consumer-privileges")?)
+                    .map_err(|e| reject("consumer-privileges", e))?,
                 address_limits: AddressLimits {
                     ipv4_prefix_len: prefix_len_option(
                         config,
@@ -312,6 +318,7 @@ pub fn quote_conf_value(value: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::relations::postgresql_client::roles::Privilege;
 
     #[test]
     fn extra_pg_conf_accepts_the_usual_spellings() {
@@ -405,8 +412,21 @@ mod tests {
             ("relation-ipv6-breadth", 64.into()),
             ("allowed-extensions", "*".into()),
             ("shared-databases", "reports=a,b".into()),
+            ("consumer-privileges", "createrole = keystone".into()),
         ]))
         .unwrap();
+        assert!(set
+            .clients
+            .consumer_privileges
+            .allows("keystone", Privilege::CreateRole));
+        assert!(!set
+            .clients
+            .consumer_privileges
+            .allows("keystone", Privilege::Superuser));
+        assert!(!defaults
+            .clients
+            .consumer_privileges
+            .allows("keystone", Privilege::CreateRole));
         assert_eq!(
             set.clients.address_limits,
             AddressLimits {
@@ -415,7 +435,7 @@ mod tests {
             }
         );
         assert_eq!(set.clients.allowed_extensions, AllowedExtensions::Any);
-        let cases: [(&str, serde_json::Value, &str); 6] = [
+        let cases: [(&str, serde_json::Value, &str); 8] = [
             (
                 "relation-ipv4-breadth",
                 7.into(),
@@ -434,6 +454,16 @@ mod tests {
                 "is not <database> = <application>",
             ),
             ("allowed-extensions", "a'b".into(), "is not allowed"),
+            (
+                "consumer-privileges",
+                "login = app".into(),
+                "is not a privilege",
+            ),
+            (
+                "consumer-privileges",
+                "superuser = ".into(),
+                "names no application",
+            ),
         ];
         for (option, value, want) in cases {
             let error = ClusterOptions::from_config(&config(&[(option, value)])).unwrap_err();

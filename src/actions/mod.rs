@@ -3,6 +3,7 @@
 //! Actions report failure through `action-fail` and still exit 0, so the
 //! operator sees the message in `juju show-task` rather than a crash.
 
+pub mod rotate_credentials;
 pub mod tuning_report;
 
 use anyhow::{Context, Result};
@@ -14,13 +15,14 @@ use crate::juju;
 pub fn run(hook: &Hook, name: &str) -> Result<()> {
     match name {
         "tuning-report" => tuning_report::run(hook),
+        "rotate-credentials" => rotate_credentials::run(hook),
         other => fail(&format!(
             "unknown action {other:?}: this charm only defines the actions in actions.yaml"
         )),
     }
 }
 
-fn fail(message: &str) -> Result<()> {
+pub(crate) fn fail(message: &str) -> Result<()> {
     juju::action_fail(message)
         .with_context(|| format!("could not mark the action failed (\"{message}\")"))
 }

@@ -41,6 +41,7 @@ pub mod objects;
 pub mod plan;
 pub mod publish;
 pub mod read;
+pub mod secrets;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -48,6 +49,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use self::objects::{ObjectsRequest, Server};
+use self::secrets::SecretTools;
 use crate::credentials::{PasswordStore, Passwords};
 use crate::event::RelationKind;
 use crate::juju::{HookContext, HookRelation, Juju, RelationId};
@@ -65,6 +67,8 @@ use crate::state::StateDir;
 /// What serving the relations talks to.
 pub struct Io<'a> {
     pub juju: &'a dyn Juju,
+    /// The application's secrets (`database` relations, on the leader).
+    pub secrets: &'a dyn SecretTools,
     pub server: &'a dyn Server,
     pub passwords: &'a dyn PasswordStore,
 }
@@ -74,12 +78,16 @@ pub struct Clients<'a> {
     pub context: &'a HookContext,
     /// Where the relation results are kept.
     pub state: &'a StateDir,
-    /// The server's port and major version, as published.
+    /// The server's port, major and full version, as published.
     pub port: u16,
     pub major: u32,
     /// This unit's role: what clients are told, and whether objects are
     /// created (a standby is read-only; it still grants access).
     pub role: &'a Role,
+    pub version: &'a str,
+    /// Users whose passwords the operator asked to renew
+    /// (`rotate-credentials`); empty in hooks.
+    pub renew: &'a BTreeSet<String>,
     pub io: Io<'a>,
 }
 
@@ -144,8 +152,9 @@ impl Clients<'_> {
                 });
             }
             let serving = serving.as_ref().expect("just set");
-            let passwords =
-                passwords.get_or_insert_with(|| Passwords::new(serving.leader, self.io.passwords));
+            let passwords = passwords.get_or_insert_with(|| {
+                Passwords::new(serving.leader, self.io.passwords).renewing(self.renew)
+            });
             let is_hook_relation = hook.is_some_and(|h| h.id == *id);
             let outcome = self.serve_relation(
                 serving,
@@ -156,6 +165,7 @@ impl Clients<'_> {
             );
             served.insert(key, outcome);
         }
+        let removed = self.retire_secrets(&mut served, removed, serving.as_ref().map(|s| s.leader));
         let mut problems: Vec<Problem> = self
             .revoke(&mut served, removed, leaving)
             .into_iter()
@@ -191,6 +201,7 @@ impl Clients<'_> {
         if removed.is_empty() {
             return Ok(());
         }
+        let removed = self.retire_secrets(&mut served, removed, None);
         for problem in self.revoke(&mut served, removed, leaving) {
             log::warn!("{problem}");
         }
@@ -228,6 +239,79 @@ impl Clients<'_> {
             live.retain(|id| *id != h.id);
         }
         Ok(live)
+    }
+
+    /// Retires the application secrets of removed `database` relations, on
+    /// the leader (`leader`: already asked, else asked here if needed). A
+    /// relation whose secrets could not all be removed stays in `served`,
+    /// without access, so the next hook tries again.
+    fn retire_secrets(
+        &self,
+        served: &mut ServedMap,
+        removed: Vec<(String, Served)>,
+        leader: Option<bool>,
+    ) -> Vec<(String, Served)> {
+        let mut leader = leader;
+        let mut gone = Vec::new();
+        for (key, old) in removed {
+            if old.secret_labels.is_empty() {
+                gone.push((key, old));
+                continue;
+            }
+            let is_leader = match leader {
+                Some(known) => known,
+                None => {
+                    let known = self.io.juju.is_leader().unwrap_or(false);
+                    leader = Some(known);
+                    known
+                }
+            };
+            let Ok(id) = key.parse::<RelationId>() else {
+                gone.push((key, old));
+                continue;
+            };
+            if !is_leader {
+                gone.push((key, old));
+                continue;
+            }
+            let in_context = self
+                .context
+                .relation_hook(RelationKind::Broken)
+                .is_some_and(|h| h.id == id);
+            match secrets::apply(self.io.secrets, &id, in_context, &[], &old.secret_labels) {
+                Ok(applied) if applied.remembered.is_empty() => gone.push((key, old)),
+                Ok(applied) => {
+                    // Removed in this hook; forgotten once a later hook
+                    // finds them gone (the removal commits with the hook).
+                    served.insert(
+                        key.clone(),
+                        Served {
+                            secret_labels: applied.remembered,
+                            condition: Condition::Refused,
+                            ..removed_entry(&old)
+                        },
+                    );
+                    gone.push((key, old));
+                }
+                Err(error) => {
+                    let problem = format!(
+                        "{key} (removed): could not remove its secrets yet ({}); retrying",
+                        one_line(&error)
+                    );
+                    log::warn!("{problem}");
+                    served.insert(
+                        key.clone(),
+                        Served {
+                            problem: Some(problem),
+                            condition: Condition::Failed,
+                            ..removed_entry(&old)
+                        },
+                    );
+                    gone.push((key, old));
+                }
+            }
+        }
+        gone
     }
 
     /// Revokes the users that neither a serving relation nor this unit's
@@ -282,7 +366,7 @@ impl Clients<'_> {
         previous: &Served,
     ) -> Served {
         let mut seen = Seen::default();
-        match self.try_serve(serving, passwords, id, hook, &mut seen) {
+        match self.try_serve(serving, passwords, id, hook, previous, &mut seen) {
             Ok(served) => served,
             Err(error) => {
                 let problem = format!("{id}: {}; retrying on the next hook", one_line(&error));
@@ -295,12 +379,19 @@ impl Clients<'_> {
                         seen
                     }
                 };
+                let more_databases = if database == previous.database {
+                    previous.more_databases.clone()
+                } else {
+                    Vec::new()
+                };
                 Served {
                     remote_app: or_previous(seen.remote_app, &previous.remote_app),
                     endpoint: id.endpoint().to_string(),
                     user: or_previous(seen.user, &previous.user),
                     database,
+                    more_databases,
                     cidrs,
+                    secret_labels: previous.secret_labels.clone(),
                     problem: Some(problem),
                     condition: Condition::Failed,
                 }
@@ -315,6 +406,7 @@ impl Clients<'_> {
         passwords: &mut Passwords,
         id: &RelationId,
         hook: Option<&HookRelation>,
+        previous: &Served,
         seen: &mut Seen,
     ) -> Result<Served> {
         let juju = self.io.juju;
@@ -324,6 +416,7 @@ impl Clients<'_> {
             remote_app: remote_app.clone(),
             endpoint: id.endpoint().to_string(),
             user: user.to_string(),
+            secret_labels: previous.secret_labels.clone(),
             problem: Some(problem),
             condition,
             ..Served::default()
@@ -340,11 +433,17 @@ impl Clients<'_> {
             // Fail closed: take back anything published before, so the
             // client does not keep connecting with data the charm no longer
             // stands by.
-            let problem = match self.publish(id, &retraction(endpoint), serving) {
-                Ok(()) => problem,
-                Err(e) => format!("{problem} (taking its data back failed: {})", one_line(&e)),
-            };
-            Ok(outcome(user.as_str(), Condition::Refused, problem))
+            let mut refused = outcome(user.as_str(), Condition::Refused, problem.clone());
+            match self.publish(id, &retraction(endpoint), serving, &previous.secret_labels) {
+                Ok(labels) => refused.secret_labels = labels,
+                Err(e) => {
+                    refused.problem = Some(format!(
+                        "{problem} (taking its data back failed: {})",
+                        one_line(&e)
+                    ))
+                }
+            }
+            Ok(refused)
         };
 
         let facts = read::relation_facts(juju, id, &remote_app, hook)?;
@@ -358,7 +457,9 @@ impl Clients<'_> {
             return Ok(outcome(user.as_str(), Condition::Waiting, problem));
         };
         let host = juju.ingress_address(id)?;
-        let server = self.role.server_facts(&host, self.port, self.major);
+        let server = self
+            .role
+            .server_facts(&host, self.port, self.major, self.version);
         let credentials = Credentials {
             user: user.clone(),
             password: stored.password.clone(),
@@ -369,8 +470,13 @@ impl Clients<'_> {
             &server,
             &credentials,
             &serving.options.address_limits,
+            &serving.options.consumer_privileges,
         ) {
-            Ok(plan) => plan,
+            Ok(Some(plan)) => plan,
+            Ok(None) => {
+                let problem = format!("{id}: waiting for {remote_app} to ask for a database");
+                return Ok(outcome(user.as_str(), Condition::Waiting, problem));
+            }
             Err(problem) => return refuse(problem),
         };
         seen.cidrs = Some(plan.access.cidrs.clone());
@@ -391,25 +497,41 @@ impl Clients<'_> {
                 return refuse(problem);
             }
         }
-        self.publish(id, &plan.publication, serving)?;
+        let secret_labels =
+            self.publish(id, &plan.publication, serving, &previous.secret_labels)?;
         Ok(Served {
             remote_app,
             endpoint: id.endpoint().to_string(),
             user: user.to_string(),
             database: plan.objects.database.to_string(),
+            more_databases: plan
+                .objects
+                .more_databases
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             cidrs: plan.access.cidrs.iter().map(|c| c.to_string()).collect(),
+            secret_labels,
             problem: None,
             condition: Condition::Served,
         })
     }
 
-    fn publish(&self, id: &RelationId, publication: &Publication, serving: &Serving) -> Result<()> {
+    fn publish(
+        &self,
+        id: &RelationId,
+        publication: &Publication,
+        serving: &Serving,
+        secret_labels: &BTreeSet<String>,
+    ) -> Result<BTreeSet<String>> {
         publish::publish(
             self.io.juju,
+            self.io.secrets,
             id,
             publication,
             &self.context.unit,
             serving.leader,
+            secret_labels,
         )
     }
 }
@@ -430,6 +552,17 @@ struct Seen {
     user: String,
     /// The addresses its plan grants.
     cidrs: Option<BTreeSet<Cidr>>,
+}
+
+/// What stays cached of a removed relation while something of it is still
+/// to be taken back: who it was, no access.
+fn removed_entry(old: &Served) -> Served {
+    Served {
+        remote_app: old.remote_app.clone(),
+        endpoint: old.endpoint.clone(),
+        user: old.user.clone(),
+        ..Served::default()
+    }
 }
 
 #[cfg(test)]

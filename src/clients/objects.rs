@@ -16,6 +16,7 @@ use crate::cluster::{db, Cluster};
 use crate::credentials::StoredPassword;
 use crate::juju::RelationId;
 use crate::options::ClientOptions;
+use crate::relations::postgresql_client::roles::decide_extra_role;
 use crate::relations::sql::{quote_ident, quote_literal, Name};
 use crate::relations::tenancy::extensions::{
     plan_extensions, schemas_to_check, ExtensionFacts, SchemaFacts, DEFAULT_SCHEMA,
@@ -66,7 +67,8 @@ fn ident(name: &Name) -> Result<String> {
 
 /// What the server holds that bears on one relation's request.
 struct Holdings {
-    database: DatabaseFacts,
+    /// Each of its databases, `objects.databases()` order.
+    databases: Vec<DatabaseFacts>,
     roles: Vec<(Name, Vec<RoleFact>)>,
     extensions: BTreeMap<String, ExtensionFacts>,
 }
@@ -91,8 +93,12 @@ fn ensure_objects(cluster: &Cluster, request: &ObjectsRequest) -> Result<Option<
         for role in &objects.roles {
             roles.push((role.clone(), role_closure(client, role).await?));
         }
+        let mut databases = Vec::new();
+        for name in objects.databases() {
+            databases.push(database_facts(client, name.as_str()).await?);
+        }
         Ok(Holdings {
-            database: database_facts(client, database).await?,
+            databases,
             roles,
             extensions: if objects.extensions.is_empty() {
                 BTreeMap::new()
@@ -102,7 +108,7 @@ fn ensure_objects(cluster: &Cluster, request: &ObjectsRequest) -> Result<Option<
         })
     })
     .context("reading what the server holds for it")?;
-    let schemas = if holdings.database.exists && !objects.extensions.is_empty() {
+    let schemas = if holdings.databases[0].exists && !objects.extensions.is_empty() {
         let wanted = schemas_to_check(&objects.extensions, &holdings.extensions);
         db::with_client(cluster, database, async |client| {
             for row in client
@@ -127,19 +133,22 @@ fn ensure_objects(cluster: &Cluster, request: &ObjectsRequest) -> Result<Option<
 
     // 2. Whether it may have it.
     let refusal = |problem: String| Ok(Some(format!("{id}: {problem}")));
-    let database_action = match decide_database(
-        owner,
-        &objects.user,
-        &objects.database,
-        &holdings.database,
-        &options.shared_databases,
-    ) {
-        Ok(action) => action,
-        Err(problem) => return refusal(problem),
-    };
+    let mut database_actions = Vec::new();
+    for (name, facts) in objects.databases().zip(&holdings.databases) {
+        match decide_database(owner, &objects.user, name, facts, &options.shared_databases) {
+            Ok(action) => database_actions.push((name, action)),
+            Err(problem) => return refusal(problem),
+        }
+    }
     let mut role_actions = Vec::new();
     for (role, closure) in &holdings.roles {
-        match decide_role(owner, &objects.user, role, closure) {
+        let decided = if objects.create_missing_roles {
+            decide_role(owner, &objects.user, role, closure)
+        } else {
+            // `database` grants only roles an operator made.
+            decide_extra_role(owner, &objects.user, role, closure).map(|()| RoleAction::Grant)
+        };
+        match decided {
             Ok(action) => role_actions.push((role, action)),
             Err(problem) => return refusal(problem),
         }
@@ -157,18 +166,26 @@ fn ensure_objects(cluster: &Cluster, request: &ObjectsRequest) -> Result<Option<
 
     // 3. Create and grant.
     let user = ident(&objects.user)?;
-    let database_ident = ident(&objects.database)?;
     let relation = id.to_string();
     db::with_client(cluster, "postgres", async |client| {
-        ensure_user(client, &objects.user, objects.superuser, stored).await?;
-        if database_action.record {
-            records::record(client, Record::Database, database, owner, &relation).await?;
-        }
-        if database_action.create {
-            let owner_role = if objects.superuser { "postgres" } else { &user };
+        ensure_user(client, objects, stored).await?;
+        for (name, action) in &database_actions {
+            let database_ident = ident(name)?;
+            if action.record {
+                records::record(client, Record::Database, name.as_str(), owner, &relation).await?;
+            }
+            if action.create {
+                let owner_role = if objects.superuser { "postgres" } else { &user };
+                client
+                    .batch_execute(&format!(
+                        "CREATE DATABASE {database_ident} OWNER {owner_role}"
+                    ))
+                    .await?;
+            }
             client
                 .batch_execute(&format!(
-                    "CREATE DATABASE {database_ident} OWNER {owner_role}"
+                    "REVOKE ALL ON DATABASE {database_ident} FROM PUBLIC; \
+                     GRANT ALL ON DATABASE {database_ident} TO {user}"
                 ))
                 .await?;
         }
@@ -186,26 +203,25 @@ fn ensure_objects(cluster: &Cluster, request: &ObjectsRequest) -> Result<Option<
                 .batch_execute(&format!("GRANT {role_ident} TO {user}"))
                 .await?;
         }
-        client
-            .batch_execute(&format!(
-                "REVOKE ALL ON DATABASE {database_ident} FROM PUBLIC; \
-                 GRANT ALL ON DATABASE {database_ident} TO {user}"
-            ))
-            .await?;
         Ok(())
     })
     .context("creating its database objects")?;
+
+    if !objects.superuser {
+        for name in &objects.more_databases {
+            db::with_client(cluster, name.as_str(), async |client| {
+                grant_public_schema(client, &user).await
+            })
+            .with_context(|| format!("preparing database {name}"))?;
+        }
+    }
 
     if objects.superuser && steps.is_empty() {
         return Ok(None);
     }
     db::with_client(cluster, database, async |client| {
-        if !objects.superuser && schema_exists(client, "public").await? {
-            // Its user may create in its database's public schema (which
-            // the consumer may also have dropped: its choice).
-            client
-                .batch_execute(&format!("GRANT ALL ON SCHEMA public TO {user}"))
-                .await?;
+        if !objects.superuser {
+            grant_public_schema(client, &user).await?;
         }
         let mut in_default_schema = false;
         for step in &steps {
@@ -243,21 +259,42 @@ fn ensure_objects(cluster: &Cluster, request: &ObjectsRequest) -> Result<Option<
     Ok(None)
 }
 
+/// Lets `user` (quoted) create in the public schema of the database the
+/// client is connected to (which the consumer may also have dropped: its
+/// choice).
+async fn grant_public_schema(client: &Client, user: &str) -> Result<()> {
+    if schema_exists(client, "public").await? {
+        client
+            .batch_execute(&format!("GRANT ALL ON SCHEMA public TO {user}"))
+            .await?;
+    }
+    Ok(())
+}
+
 /// The relation's login role, with its password's verifier (the password
-/// itself never goes into SQL).
+/// itself never goes into SQL) and exactly the role attributes the
+/// relation may have.
 async fn ensure_user(
     client: &Client,
-    user_name: &Name,
-    superuser: bool,
+    objects: &DesiredObjects,
     stored: &StoredPassword,
 ) -> Result<()> {
+    let user_name = &objects.user;
     let user = ident(user_name)?;
     let verifier = quote_literal(&stored.verifier)?;
-    let superuser = if superuser {
-        "SUPERUSER"
-    } else {
-        "NOSUPERUSER"
+    let attribute = |on: bool, name: &str| {
+        if on {
+            name.to_string()
+        } else {
+            format!("NO{name}")
+        }
     };
+    let superuser = format!(
+        "{} {} {}",
+        attribute(objects.superuser, "SUPERUSER"),
+        attribute(objects.createdb, "CREATEDB"),
+        attribute(objects.createrole, "CREATEROLE")
+    );
     let existing = client
         .query_opt(
             "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
@@ -268,7 +305,7 @@ async fn ensure_user(
         None => {
             client
                 .batch_execute(&format!(
-                    "CREATE ROLE {user} WITH LOGIN {superuser} NOCREATEDB NOCREATEROLE \
+                    "CREATE ROLE {user} WITH LOGIN {superuser} \
                      NOREPLICATION PASSWORD {verifier}"
                 ))
                 .await?
@@ -460,7 +497,7 @@ fn revoke_login(cluster: &Cluster, user: &str) -> Result<()> {
     db::with_client(cluster, "postgres", async |client| {
         let state = client
             .query_opt(
-                "SELECT rolcanlogin OR rolsuper, \
+                "SELECT rolcanlogin OR rolsuper OR rolcreaterole, \
                         EXISTS (SELECT 1 FROM pg_stat_activity WHERE usename = $1) \
                  FROM pg_roles WHERE rolname = $1",
                 &[&user],
@@ -475,7 +512,9 @@ fn revoke_login(cluster: &Cluster, user: &str) -> Result<()> {
         }
         client.query_one(terminate, &[&user]).await?;
         client
-            .batch_execute(&format!("ALTER ROLE {name} NOLOGIN NOSUPERUSER"))
+            .batch_execute(&format!(
+                "ALTER ROLE {name} NOLOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB"
+            ))
             .await?;
         client.query_one(terminate, &[&user]).await?;
         log::info!("revoked login of {user} and ended its sessions");

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::juju::{HookRelation, RelationId};
 use crate::relations::access::cidr::Cidr;
-use crate::relations::access::RelationAccess;
+use crate::relations::access::{HbaScope, RelationAccess};
 use crate::relations::sql::{Name, NameKind};
 use crate::relations::tenancy::revocation::{users_to_revoke, Standing};
 use crate::relations::ClientEndpoint;
@@ -99,8 +99,17 @@ pub fn failing_access(
 pub fn access_of(id: &str, s: &Served) -> Option<RelationAccess> {
     let relation: RelationId = id.parse().ok()?;
     let database = Name::parse(NameKind::Database, &s.database).ok()?;
+    let scope = if s.more_databases.is_empty() {
+        ClientEndpoint::named(relation.endpoint())?.hba_scope(&database)
+    } else {
+        let mut all = vec![database];
+        for more in &s.more_databases {
+            all.push(Name::parse(NameKind::Database, more).ok()?);
+        }
+        HbaScope::Databases(all)
+    };
     Some(RelationAccess {
-        scope: ClientEndpoint::named(relation.endpoint())?.hba_scope(&database),
+        scope,
         relation,
         remote_app: s.remote_app.clone(),
         user: Name::parse(NameKind::User, &s.user).ok()?,

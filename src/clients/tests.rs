@@ -15,11 +15,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::Result;
 
 use super::objects::{ObjectsRequest, Server};
+use super::secrets::SecretTools;
 use super::*;
 use crate::credentials::{Entry, Issue, PasswordStore};
+use crate::juju::SecretUri;
 use crate::juju::{RelationData, ToolError};
+use crate::relations::postgresql_client::secrets::OwnedSecret;
 use crate::relations::sql::Name;
 use crate::relations::tenancy::revocation::StoredBinding;
+use crate::secret::Secret;
 use crate::state::relations::Condition;
 
 /// One relation as Juju holds it.
@@ -175,6 +179,34 @@ impl Juju for FakeJuju {
 }
 
 /// The server: what it was asked to create and to take back.
+/// Users to renew: none in these tests.
+static NO_RENEWAL: BTreeSet<String> = BTreeSet::new();
+
+/// The `pgsql` relations these tests serve never touch Juju secrets: any
+/// call fails the relation, which the tests would see.
+struct PgsqlHasNoSecrets;
+
+impl SecretTools for PgsqlHasNoSecrets {
+    fn find(&self, label: &str) -> Result<Option<OwnedSecret>> {
+        anyhow::bail!("pgsql looked up secret {label}")
+    }
+    fn create(&self, label: &str, _: &Secret<RelationData>) -> Result<SecretUri> {
+        anyhow::bail!("pgsql created secret {label}")
+    }
+    fn update(&self, uri: &SecretUri, _: &Secret<RelationData>) -> Result<()> {
+        anyhow::bail!("pgsql updated secret {uri}")
+    }
+    fn grant(&self, uri: &SecretUri, _: &RelationId) -> Result<()> {
+        anyhow::bail!("pgsql granted secret {uri}")
+    }
+    fn revoke(&self, uri: &SecretUri, _: &RelationId) -> Result<()> {
+        anyhow::bail!("pgsql revoked secret {uri}")
+    }
+    fn remove(&self, uri: &SecretUri) -> Result<()> {
+        anyhow::bail!("pgsql removed secret {uri}")
+    }
+}
+
 #[derive(Default)]
 struct FakeServer {
     /// Users whose objects were ensured, by relation.
@@ -325,8 +357,11 @@ impl World {
             port: 5432,
             major: 16,
             role: &self.role,
+            version: "16.4",
+            renew: &NO_RENEWAL,
             io: Io {
                 juju: &self.juju,
+                secrets: &PgsqlHasNoSecrets,
                 server: &self.server,
                 passwords: &self.passwords,
             },

@@ -32,6 +32,7 @@
 pub mod placement;
 pub mod plan;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -39,6 +40,7 @@ use anyhow::{Context, Result};
 use self::plan::{UnitFacts, UnitPlan};
 use crate::charm::Hook;
 use crate::clients::objects::ClusterServer;
+use crate::clients::secrets::HookSecrets;
 use crate::clients::{self, Clients, Io};
 use crate::cluster::conf::{self, ConfigCheck};
 use crate::cluster::{control, db, packages, reload, Cluster};
@@ -66,14 +68,22 @@ pub fn converge_and_report(hook: &Hook) -> Result<()> {
 }
 
 pub fn converge(hook: &Hook) -> Result<Outcome> {
-    let outcome = converge_unit(hook)?;
+    converge_renewing(hook, &BTreeSet::new())
+}
+
+/// [`converge`], giving the relation users in `renew` new passwords as
+/// their relations are served (`rotate-credentials`).
+pub fn converge_renewing(hook: &Hook, renew: &BTreeSet<String>) -> Result<Outcome> {
+    let outcome = converge_unit(hook, renew)?;
     if !matches!(outcome, Outcome::Active(_)) {
         // A converge that stopped early (bad config, storage in the way)
         // never reached the relations: removed ones still lose their access.
         if let Some(cluster) = hook.unit.existing_cluster().filter(|c| c.is_running()) {
             let role = Role::of_this_unit();
-            with_clients(hook, &cluster, &role, |clients| clients.revoke_removed())
-                .context("revoking the users of removed relations")?;
+            with_clients(hook, &cluster, &role, "", renew, |clients| {
+                clients.revoke_removed()
+            })
+            .context("revoking the users of removed relations")?;
         }
     }
     Ok(outcome)
@@ -89,7 +99,7 @@ fn blocked(hook: &Hook, problem: &str) -> Outcome {
     Outcome::Blocked(plan::still_serving(problem, serving(hook)))
 }
 
-fn converge_unit(hook: &Hook) -> Result<Outcome> {
+fn converge_unit(hook: &Hook, renew: &BTreeSet<String>) -> Result<Outcome> {
     let unit = &hook.unit;
     // 1. Ground: the config, the packages, the cluster in place.
     let config = juju::config_get().context("reading the charm config")?;
@@ -141,7 +151,7 @@ fn converge_unit(hook: &Hook) -> Result<Outcome> {
     };
 
     // 4. Apply.
-    apply(hook, &cluster, &mounts, &facts, plan)
+    apply(hook, &cluster, &mounts, &facts, plan, renew)
 }
 
 fn apply(
@@ -150,6 +160,7 @@ fn apply(
     mounts: &Mounts,
     facts: &UnitFacts,
     plan: UnitPlan,
+    renew: &BTreeSet<String>,
 ) -> Result<Outcome> {
     let unit = &hook.unit;
     let options = &facts.options;
@@ -195,7 +206,7 @@ fn apply(
     }
     let version = db::wait_for_version(cluster, Duration::from_secs(60))?;
     storage::retire_leftovers(cluster, &facts.data_dir)?;
-    let mut served = with_clients(hook, cluster, &facts.role, |clients| {
+    let mut served = with_clients(hook, cluster, &facts.role, &version, renew, |clients| {
         clients.serve(&options.clients)
     })?;
     if plan::hba_after_serving(&plan, &served.access) {
@@ -227,10 +238,14 @@ fn apply(
 
 /// Runs `serve` on the client relations of the unit's running `cluster`,
 /// through the real hook tools and server.
+/// `version`: the server's full version, published to `database`
+/// consumers (empty when the relations are not served).
 fn with_clients<T>(
     hook: &Hook,
     cluster: &Cluster,
     role: &Role,
+    version: &str,
+    renew: &BTreeSet<String>,
     serve: impl FnOnce(&Clients) -> Result<T>,
 ) -> Result<T> {
     let server = ClusterServer(cluster);
@@ -243,8 +258,13 @@ fn with_clients<T>(
         port: cluster.port,
         major: cluster.major,
         role,
+        version,
+        renew,
         io: Io {
             juju: &HookTools,
+            secrets: &HookSecrets {
+                model_uuid: hook.context.model_uuid.clone(),
+            },
             server: &server,
             passwords: &passwords,
         },

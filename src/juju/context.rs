@@ -29,6 +29,9 @@ pub struct HookContext {
     pub charm_dir: Option<PathBuf>,
     /// `JUJU_VERSION`, e.g. `3.6.1`.
     pub juju_version: String,
+    /// `JUJU_MODEL_UUID`: with a secret's id, the URI consumers in other
+    /// models read it by (`secret://<model-uuid>/<id>`).
+    pub model_uuid: String,
     /// Whether a hook context exists (`JUJU_CONTEXT_ID`), so `juju-log` works.
     pub in_hook: bool,
 }
@@ -80,6 +83,7 @@ impl HookContext {
             storage_id: set("JUJU_STORAGE_ID"),
             charm_dir: var("JUJU_CHARM_DIR").map(PathBuf::from),
             juju_version: var("JUJU_VERSION").unwrap_or_default(),
+            model_uuid: var("JUJU_MODEL_UUID").unwrap_or_default(),
             in_hook: set("JUJU_CONTEXT_ID").is_some(),
         })
     }

@@ -8,9 +8,11 @@
 //! else in the charm spawns hook tools or parses their output.
 //!
 //! Secret values never go on a command line shown in errors: `relation-set`
-//! reads JSON from stdin; `leader-set`, `secret-add`/`secret-set` and
-//! `action-set` values are passed as `key=value` arguments that errors show
-//! as `key=***`. `tool.rs` holds the exact redaction rule.
+//! reads JSON from stdin; `secret-add`/`secret-set` read each value from a
+//! file of root's alone (`key#file=<path>`), never from the command line;
+//! `leader-set` and `action-set`, which take values nowhere else, get them
+//! as `key=value` arguments that errors show as `key=***`. `tool.rs` holds
+//! the exact redaction rule.
 //!
 //! The tools' behaviour (exit codes, output shapes, when writes take effect)
 //! is described in `juju-hook-contract.md` §3–5.
@@ -43,8 +45,9 @@ pub use relation::{
 };
 pub use seam::{HookTools, Juju};
 pub use secrets::{
-    secret_add, secret_get, secret_get_by_label, secret_get_latest, secret_grant,
-    secret_id_by_label, secret_ids, secret_set, SecretContent, SecretOptions, SecretOwner,
+    secret_add, secret_get, secret_get_by_label, secret_get_latest, secret_get_peek, secret_grant,
+    secret_id_by_label, secret_ids, secret_info_by_label, secret_remove, secret_revoke, secret_set,
+    SecretContent, SecretInfo, SecretOptions, SecretOwner, SecretUri,
 };
 pub use status::{
     application_status_set, application_version_set, status_get, status_set, status_set_if_changed,

@@ -5,17 +5,27 @@
 //! output and decides what an error message may contain.
 //!
 //! Redaction rule: an invocation remembers which of its values are sensitive
-//! (values of `key=value` arguments added with [`Invocation::secret_pair`] and
-//! values sent on stdin). Error messages show those arguments as `key=***`,
-//! never show stdin, and have every sensitive value scrubbed out of the tool's
+//! (values of `key=value` arguments added with [`Invocation::secret_pair`],
+//! values passed in files with [`Invocation::secret_file_pair`] and values
+//! sent on stdin). Error messages show those arguments as `key=***`, never
+//! show stdin, and have every sensitive value scrubbed out of the tool's
 //! stderr before it is stored. Output parse errors keep only the position,
 //! never the offending text.
+//!
+//! Off the command line: a process's arguments are world-readable in
+//! `/proc/<pid>/cmdline`, so tools that can take a value from elsewhere get
+//! it there: stdin (`relation-set --file -`) or, for `secret-add` and
+//! `secret-set`, which read no stdin, a file of root's alone
+//! (`key#file=<path>`, as ops passes secret content) in a scratch directory
+//! that lives exactly as long as the tool runs.
 
 use std::fmt;
 use std::io::{self, Write};
 use std::process::{Command, Output, Stdio};
 
 use serde::de::DeserializeOwned;
+
+use crate::fsx::Scratch;
 
 /// A sensitive value shorter than this is not scrubbed from stderr: it cannot
 /// be a real credential (passwords are 32 characters) and replacing every
@@ -32,6 +42,9 @@ pub(crate) struct Invocation {
     /// Values to scrub from stderr.
     sensitive: Vec<String>,
     stdin: Option<Vec<u8>>,
+    /// `(index into args, value)`: `args[index]` is `key#file=`, completed
+    /// with the path of a file holding `value` when the tool runs.
+    files: Vec<(usize, String)>,
 }
 
 impl Invocation {
@@ -42,6 +55,7 @@ impl Invocation {
             shown_args: Vec::new(),
             sensitive: Vec::new(),
             stdin: None,
+            files: Vec::new(),
         }
     }
 
@@ -64,6 +78,17 @@ impl Invocation {
     /// Adds a `key=value` argument whose value is never shown in errors.
     pub(crate) fn secret_pair(mut self, key: &str, value: &str) -> Self {
         self.args.push(format!("{key}={value}"));
+        self.shown_args.push(format!("{key}=***"));
+        self.sensitive.push(value.to_string());
+        self
+    }
+
+    /// Adds a `key#file=<path>` argument: `value` is written to a file of
+    /// root's alone just before the tool runs and removed after, so it is
+    /// never on a command line; errors show `key=***`.
+    pub(crate) fn secret_file_pair(mut self, key: &str, value: &str) -> Self {
+        self.files.push((self.args.len(), value.to_string()));
+        self.args.push(format!("{key}#file="));
         self.shown_args.push(format!("{key}=***"));
         self.sensitive.push(value.to_string());
         self
@@ -114,10 +139,28 @@ impl Invocation {
         })
     }
 
+    /// Runs the tool and reads its stdout with `parse`, whose error says
+    /// what was expected (never quoting the output).
+    pub(crate) fn run_parsed<T>(
+        self,
+        parse: impl FnOnce(&str) -> Result<T, &'static str>,
+    ) -> Result<T, ToolError> {
+        let tool = self.tool;
+        let shown_args = self.shown_args.clone();
+        let stdout = self.run()?;
+        parse(&stdout).map_err(|reason| ToolError {
+            tool,
+            shown_args,
+            failure: ToolFailure::UnexpectedOutput(reason.to_string()),
+        })
+    }
+
     fn spawn_and_wait(&self) -> io::Result<Output> {
+        // Kept until the tool has exited: it holds the value files.
+        let (_scratch, args) = self.args_with_files()?;
         let mut command = Command::new(self.tool);
         command
-            .args(&self.args)
+            .args(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let Some(input) = &self.stdin else {
@@ -139,6 +182,23 @@ impl Invocation {
             }
         }
         child.wait_with_output()
+    }
+
+    /// The arguments with every `key#file=` completed by the path of a new
+    /// file holding its value, in a scratch directory only root can enter.
+    fn args_with_files(&self) -> io::Result<(Option<Scratch>, Vec<String>)> {
+        if self.files.is_empty() {
+            return Ok((None, self.args.clone()));
+        }
+        let scratch = Scratch::new("tool-values").map_err(io::Error::other)?;
+        let mut args = self.args.clone();
+        for (n, (index, value)) in self.files.iter().enumerate() {
+            let path = scratch
+                .write(&format!("value-{n}"), value.as_bytes(), 0o600)
+                .map_err(io::Error::other)?;
+            args[*index].push_str(&path.display().to_string());
+        }
+        Ok((Some(scratch), args))
     }
 
     fn scrub(&self, text: &str) -> String {
@@ -407,6 +467,45 @@ mod tests {
             .run()
             .unwrap();
         assert_eq!(out, "hello");
+    }
+
+    #[test]
+    fn file_values_reach_the_tool_but_not_its_command_line() {
+        // The "tool" prints its arguments, then the file the second names.
+        let invocation = Invocation::new("sh")
+            .arg("-c")
+            .arg("echo \"$*\"; cat \"${2#password#file=}\"")
+            .arg("sh")
+            .arg("--label")
+            .secret_file_pair("password", "s3cret value\nwith a newline");
+        assert!(!format!("{invocation:?}").contains("s3cret"));
+        let out = invocation.run().unwrap();
+        let (args, content) = out.split_once('\n').unwrap();
+        assert!(!args.contains("s3cret"), "{args}");
+        assert!(
+            args.starts_with("--label password#file=/run/juju-pg-charm/"),
+            "{args}"
+        );
+        assert_eq!(content, "s3cret value\nwith a newline", "exact bytes");
+        let path = args.split_once('=').unwrap().1;
+        assert!(
+            !std::path::Path::new(path).exists(),
+            "removed after the tool ran"
+        );
+    }
+
+    #[test]
+    fn file_values_are_shown_and_scrubbed_like_pairs() {
+        let invocation = Invocation::new("sh")
+            .arg("-c")
+            .arg("echo \"ERROR bad $(cat \"${1#password#file=}\")\" >&2; exit 1")
+            .arg("sh")
+            .secret_file_pair("password", "s3cretPassw0rd");
+        let err = invocation.run().unwrap_err();
+        let message = err.to_string();
+        assert!(!message.contains("s3cretPassw0rd"), "{message}");
+        assert!(message.contains("password=***"), "{message}");
+        assert!(message.ends_with("ERROR bad ***"), "{message}");
     }
 
     #[test]

@@ -57,7 +57,13 @@ impl Role {
 
     /// What a client relation is told about the server, `host` being this
     /// unit's address for that relation.
-    pub fn server_facts(&self, host: &str, port: u16, major_version: u32) -> ServerFacts {
+    pub fn server_facts(
+        &self,
+        host: &str,
+        port: u16,
+        major_version: u32,
+        version: &str,
+    ) -> ServerFacts {
         let (primary_host, standby_hosts, state) = match self {
             Role::Standalone => (host.to_string(), Vec::new(), ServerState::Standalone),
             Role::Primary { standbys } => (
@@ -77,6 +83,7 @@ impl Role {
             standby_hosts,
             port,
             major_version,
+            version: version.to_string(),
             state,
         }
     }
@@ -132,7 +139,7 @@ mod tests {
             ),
         ];
         for (role, primary_host, standbys, state, writes, from) in cases {
-            let facts = role.server_facts("10.0.0.9", 5432, 16);
+            let facts = role.server_facts("10.0.0.9", 5432, 16, "16.4");
             assert_eq!(facts.host, "10.0.0.9");
             assert_eq!(facts.primary_host, primary_host, "{role:?}");
             assert_eq!(facts.standby_hosts, standbys, "{role:?}");

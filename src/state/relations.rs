@@ -3,7 +3,7 @@
 //! (and any not served yet) while `pg_hba.conf` is still rendered from all
 //! of them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -38,7 +38,15 @@ pub struct Served {
     pub user: String,
     /// The access `pg_hba.conf` grants it; an empty database means none.
     pub database: String,
+    /// More databases it may reach the same way (`database` on protocol v1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_databases: Vec<String>,
     pub cidrs: Vec<String>,
+    /// The labels of the application secrets the leader may have made for
+    /// it (`database`), kept until Juju says they name nothing
+    /// ([`crate::relations::postgresql_client::secrets`]).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub secret_labels: BTreeSet<String>,
     /// Why the relation is refused, waiting or failing; `None` when served.
     pub problem: Option<String>,
     #[serde(default)]

@@ -37,6 +37,7 @@ pub mod access;
 pub mod ids;
 pub mod names;
 pub mod pgsql;
+pub mod postgresql_client;
 pub mod secret;
 pub mod sql;
 pub mod tenancy;
@@ -47,6 +48,7 @@ use std::fmt;
 use self::access::cidr::AddressLimits;
 use self::access::{HbaScope, RelationAccess};
 pub use self::ids::{RelationData, RelationId};
+use self::postgresql_client::roles::ConsumerPrivileges;
 use self::sql::Name;
 use self::tenancy::extensions::ExtensionRequest;
 use crate::secret::{Password, Secret};
@@ -57,6 +59,10 @@ pub enum Interface {
     /// The legacy `pgsql` interface; `admin`: the relation's user is a
     /// superuser (`db-admin`), else it owns one database (`db`).
     Pgsql { admin: bool },
+    /// `postgresql_client` (`database`), both protocol versions of the
+    /// data-platform libraries: the user owns the databases it asks for,
+    /// with the privileges `extra-user-roles` may add.
+    PostgresqlClient,
 }
 
 impl Interface {
@@ -64,6 +70,7 @@ impl Interface {
     pub fn name(self) -> &'static str {
         match self {
             Interface::Pgsql { .. } => "pgsql",
+            Interface::PostgresqlClient => "postgresql_client",
         }
     }
 }
@@ -84,6 +91,10 @@ impl ClientEndpoint {
         name: "db-admin",
         interface: Interface::Pgsql { admin: true },
     };
+    pub const DATABASE: ClientEndpoint = ClientEndpoint {
+        name: postgresql_client::ENDPOINT,
+        interface: Interface::PostgresqlClient,
+    };
 
     /// The client endpoint with this name in `metadata.yaml`.
     pub fn named(name: &str) -> Option<ClientEndpoint> {
@@ -99,6 +110,7 @@ impl ClientEndpoint {
     pub fn grants_superuser(self) -> bool {
         match self.interface {
             Interface::Pgsql { admin } => admin,
+            Interface::PostgresqlClient => false,
         }
     }
 
@@ -121,7 +133,11 @@ impl fmt::Display for ClientEndpoint {
 
 /// Every client endpoint; `metadata.yaml`'s `provides` holds exactly these
 /// (and `tests` check it).
-pub const CLIENT_ENDPOINTS: &[ClientEndpoint] = &[ClientEndpoint::DB, ClientEndpoint::DB_ADMIN];
+pub const CLIENT_ENDPOINTS: &[ClientEndpoint] = &[
+    ClientEndpoint::DB,
+    ClientEndpoint::DB_ADMIN,
+    ClientEndpoint::DATABASE,
+];
 
 /// What the charm read about one client relation, whatever its interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,13 +161,22 @@ pub struct RelationFacts {
 pub struct DesiredObjects {
     /// Created if missing, never dropped.
     pub database: Name,
-    /// A LOGIN role with privileges on `database` only (`db`), or a
-    /// superuser (`db-admin`).
+    /// More databases like `database` (a `database` consumer on protocol v1
+    /// may ask for several); empty for `pgsql`.
+    pub more_databases: Vec<Name>,
+    /// A LOGIN role with privileges on its databases only (`db`,
+    /// `database`), or a superuser (`db-admin`, or a `database` consumer
+    /// the operator allowed SUPERUSER).
     pub user: Name,
     pub superuser: bool,
-    /// Created NOLOGIN if missing and granted to `user`, as
-    /// [`tenancy::ownership::decide_role`] allows.
+    /// `CREATEDB` and `CREATEROLE` (`database`'s `extra-user-roles`).
+    pub createdb: bool,
+    pub createrole: bool,
+    /// Granted to `user`, as [`tenancy::ownership::decide_role`] allows;
+    /// `pgsql` creates a missing one NOLOGIN, `database` refuses the
+    /// relation instead (`create_missing_roles` false).
     pub roles: Vec<Name>,
+    pub create_missing_roles: bool,
     /// Created in `database`, as [`tenancy::extensions::plan_extensions`]
     /// allows.
     pub extensions: Vec<ExtensionRequest>,
@@ -166,6 +191,13 @@ pub enum ServerState {
     Master,
     /// A read-only standby.
     HotStandby,
+}
+
+impl DesiredObjects {
+    /// `database`, then `more_databases`.
+    pub fn databases(&self) -> impl Iterator<Item = &Name> {
+        std::iter::once(&self.database).chain(self.more_databases.iter())
+    }
 }
 
 impl ServerState {
@@ -192,6 +224,8 @@ pub struct ServerFacts {
     pub port: u16,
     /// The major version, e.g. 16.
     pub major_version: u32,
+    /// The full version, e.g. `16.4` (`database` publishes it).
+    pub version: String,
     pub state: ServerState,
 }
 
@@ -209,6 +243,14 @@ pub enum Publication {
     /// `pgsql`: the same keys in this unit's bag and, on the leader, in the
     /// application's bag (an empty value deletes a key).
     PgsqlBags(Secret<RelationData>),
+    /// `postgresql_client`: on the leader, the plan's secrets made to
+    /// exist (and no others of the relation), then the application bag
+    /// naming them ([`postgresql_client::publish::app_bag`]); nothing on
+    /// other units.
+    ClientSecretsAndBag(Box<postgresql_client::plan::ClientPlan>),
+    /// `postgresql_client` taken back: the relation's secrets retired and
+    /// every key the charm may publish deleted.
+    ClientRetraction,
 }
 
 /// One relation's plan, whatever its interface: what `pg_hba.conf` grants,
@@ -220,23 +262,30 @@ pub struct ClientPlan {
     pub publication: Publication,
 }
 
-/// Plans one relation on `endpoint` through its interface; `Err` refuses it
-/// with a message for a blocked status, which starts with the relation id.
+/// Plans one relation on `endpoint` through its interface; `Ok(None)`: the
+/// consumer has not asked yet; `Err` refuses it with a message for a
+/// blocked status, which starts with the relation id.
 pub fn plan_client(
     endpoint: ClientEndpoint,
     facts: &RelationFacts,
     server: &ServerFacts,
     credentials: &Credentials,
     limits: &AddressLimits,
-) -> Result<ClientPlan, String> {
+    privileges: &ConsumerPrivileges,
+) -> Result<Option<ClientPlan>, String> {
     match endpoint.interface {
         Interface::Pgsql { .. } => pgsql::plan::plan_relation(facts, server, credentials, limits)
-            .map(|plan| ClientPlan {
-                publication: plan.publication(),
-                access: plan.access,
-                objects: plan.objects,
+            .map(|plan| {
+                Some(ClientPlan {
+                    publication: plan.publication(),
+                    access: plan.access,
+                    objects: plan.objects,
+                })
             })
             .map_err(|error| error.to_string()),
+        Interface::PostgresqlClient => {
+            postgresql_client::plan_relation(facts, server, credentials, limits, privileges)
+        }
     }
 }
 
@@ -245,6 +294,7 @@ pub fn plan_client(
 pub fn retraction(endpoint: ClientEndpoint) -> Publication {
     match endpoint.interface {
         Interface::Pgsql { .. } => Publication::PgsqlBags(Secret::new(pgsql::plan::retraction())),
+        Interface::PostgresqlClient => Publication::ClientRetraction,
     }
 }
 

@@ -39,11 +39,13 @@ pub fn default_database(remote_app: &str) -> Name {
 }
 
 /// The login role the charm creates for a relation on `endpoint` with
-/// `remote_app`: `juju_<app>` or `jujuadmin_<app>`.
+/// `remote_app`: `juju_<app>`, `jujuadmin_<app>` or, for `database`,
+/// `jujuclient_<app>`.
 pub fn relation_user(endpoint: ClientEndpoint, remote_app: &str) -> Name {
     let prefix = match endpoint.interface {
         Interface::Pgsql { admin: false } => "juju_",
         Interface::Pgsql { admin: true } => "jujuadmin_",
+        Interface::PostgresqlClient => "jujuclient_",
     };
     fit_name(NameKind::User, &format!("{prefix}{remote_app}"), remote_app)
 }

@@ -143,19 +143,22 @@ pub fn hba_rules(input: &HbaInput) -> Vec<HbaRule> {
 
     let mut rules = Vec::new();
     for access in relations {
-        let database = match &access.scope {
-            HbaScope::Database(name) => HbaDatabase::Named(name.clone()),
-            HbaScope::AllDatabases => HbaDatabase::All,
-            HbaScope::Replication => HbaDatabase::Replication,
+        let databases = match &access.scope {
+            HbaScope::Database(name) => vec![HbaDatabase::Named(name.clone())],
+            HbaScope::Databases(names) => names.iter().cloned().map(HbaDatabase::Named).collect(),
+            HbaScope::AllDatabases => vec![HbaDatabase::All],
+            HbaScope::Replication => vec![HbaDatabase::Replication],
         };
         let comment = format!("{} {}", access.relation, access.remote_app);
-        for &cidr in &access.cidrs {
-            rules.push(HbaRule {
-                database: database.clone(),
-                user: HbaUser::Named(access.user.clone()),
-                cidr,
-                comment: comment.clone(),
-            });
+        for database in &databases {
+            for &cidr in &access.cidrs {
+                rules.push(HbaRule {
+                    database: database.clone(),
+                    user: HbaUser::Named(access.user.clone()),
+                    cidr,
+                    comment: comment.clone(),
+                });
+            }
         }
     }
     let admin_addresses: BTreeSet<Cidr> = input.admin_addresses.iter().copied().collect();
@@ -287,6 +290,35 @@ host all all 0.0.0.0/0 reject # everything else over IPv4
 host all all ::/0 reject # everything else over IPv6
 ";
         assert_eq!(render_pg_hba(&input), expected);
+    }
+
+    #[test]
+    fn several_databases_get_a_rule_each_from_every_block() {
+        let mut v1 = access(
+            "database:4",
+            "remote-0b",
+            "appdb",
+            "jujuclient_remote-0b",
+            &["10.0.0.8", "10.0.0.9"],
+        );
+        v1.scope = HbaScope::Databases(vec![
+            name(NameKind::Database, "appdb"),
+            name(NameKind::Database, "reports"),
+        ]);
+        let text = render_pg_hba(&HbaInput {
+            relations: vec![v1],
+            admin_addresses: vec![],
+        });
+        let rules: Vec<&str> = text.lines().filter(|l| l.contains("database:4")).collect();
+        assert_eq!(
+            rules,
+            [
+                "host \"appdb\" \"jujuclient_remote-0b\" 10.0.0.8/32 scram-sha-256 # database:4 remote-0b",
+                "host \"appdb\" \"jujuclient_remote-0b\" 10.0.0.9/32 scram-sha-256 # database:4 remote-0b",
+                "host \"reports\" \"jujuclient_remote-0b\" 10.0.0.8/32 scram-sha-256 # database:4 remote-0b",
+                "host \"reports\" \"jujuclient_remote-0b\" 10.0.0.9/32 scram-sha-256 # database:4 remote-0b",
+            ]
+        );
     }
 
     #[test]

@@ -18,6 +18,9 @@ use crate::RelationId;
 pub enum HbaScope {
     /// One database (a `db` consumer's).
     Database(Name),
+    /// Several databases (a `database` consumer's on protocol v1): one rule
+    /// for each.
+    Databases(Vec<Name>),
     /// Every database (a `db-admin` consumer, a superuser).
     AllDatabases,
     /// Streaming replication connections (the `replication` keyword), for

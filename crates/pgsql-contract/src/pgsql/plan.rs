@@ -151,9 +151,13 @@ fn plan(
         },
         objects: DesiredObjects {
             database,
+            more_databases: Vec::new(),
             user: credentials.user.clone(),
             superuser: endpoint.grants_superuser(),
+            createdb: false,
+            createrole: false,
             roles: request.roles.clone(),
+            create_missing_roles: true,
             extensions: request.extensions.clone(),
         },
         request,
@@ -322,6 +326,7 @@ mod tests {
             standby_hosts: vec![],
             port: 5432,
             major_version: 16,
+            version: "16.4".to_string(),
             state: ServerState::Standalone,
         }
     }
@@ -382,9 +387,13 @@ mod tests {
             plan.objects,
             DesiredObjects {
                 database: discourse,
+                more_databases: vec![],
                 user: credentials_for(&facts).user,
                 superuser: false,
+                createdb: false,
+                createrole: false,
                 roles: vec![],
+                create_missing_roles: true,
                 extensions: vec![],
             }
         );

@@ -116,6 +116,24 @@ pub fn choose_password(
     }
 }
 
+/// The choice when the operator asked for a new password
+/// (`rotate-credentials`): the leader renews what `choice` would keep or
+/// rebind, issued to the same relations; waiting stays waiting.
+pub fn renewing(choice: PasswordChoice, stored: &StoredBinding, this: &str) -> PasswordChoice {
+    match choice {
+        PasswordChoice::Keep => {
+            let mut ids = match stored {
+                StoredBinding::Bound(ids) => ids.clone(),
+                StoredBinding::Missing | StoredBinding::Unbound => BTreeSet::new(),
+            };
+            ids.insert(this.to_string());
+            PasswordChoice::Renew(ids)
+        }
+        PasswordChoice::Rebind(ids) => PasswordChoice::Renew(ids),
+        other => other,
+    }
+}
+
 /// The relation ids as stored next to a password: comma-separated, sorted.
 pub fn format_binding(ids: &BTreeSet<String>) -> String {
     ids.iter().map(String::as_str).collect::<Vec<_>>().join(",")
@@ -139,6 +157,39 @@ pub fn parse_binding(text: Option<&str>) -> StoredBinding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renewing_keeps_the_binding_and_never_forces_a_non_leader() {
+        let ids =
+            |list: &[&str]| -> BTreeSet<String> { list.iter().map(|s| s.to_string()).collect() };
+        let bound = StoredBinding::Bound(ids(&["db:1", "db:2"]));
+        let cases = [
+            (
+                PasswordChoice::Keep,
+                &bound,
+                PasswordChoice::Renew(ids(&["db:1", "db:2"])),
+            ),
+            (
+                PasswordChoice::Keep,
+                &StoredBinding::Unbound,
+                PasswordChoice::Renew(ids(&["db:1"])),
+            ),
+            (
+                PasswordChoice::Rebind(ids(&["db:1", "db:3"])),
+                &bound,
+                PasswordChoice::Renew(ids(&["db:1", "db:3"])),
+            ),
+            (
+                PasswordChoice::Renew(ids(&["db:1"])),
+                &StoredBinding::Missing,
+                PasswordChoice::Renew(ids(&["db:1"])),
+            ),
+            (PasswordChoice::Wait, &bound, PasswordChoice::Wait),
+        ];
+        for (choice, stored, want) in cases {
+            assert_eq!(renewing(choice.clone(), stored, "db:1"), want, "{choice:?}");
+        }
+    }
 
     fn ids(list: &[&str]) -> BTreeSet<String> {
         list.iter().map(|id| id.to_string()).collect()
