@@ -1,5 +1,8 @@
-//! The Kubernetes-side consumer fixture (`tests/consumer-charm`): a real
-//! ops charm using ops-lib-pgsql, as k8s applications do.
+//! The Kubernetes-side consumer fixtures: `tests/consumer-charm`, a real ops
+//! charm using ops-lib-pgsql, and `tests/consumer-database-v0` / `-v1`, real
+//! ops charms using the two `postgresql_client` libraries, as k8s
+//! applications do. All write `consumer-state.json` next to their charm
+//! directory.
 
 use std::path::PathBuf;
 
@@ -9,6 +12,15 @@ use serde_json::Value;
 /// The consumer charm directory, with its Python dependencies installed.
 pub fn consumer_charm() -> PathBuf {
     scenarios::consumer_charm().expect("the consumer charm")
+}
+
+/// The `postgresql_client` consumer fixture `tests/consumer-database-<version>`
+/// (`v0`: data_interfaces v0; `v1`: dpcharmlibs-interfaces), with its Python
+/// dependencies installed by `scripts/consumer-venv` (which fills every
+/// fixture).
+pub fn database_consumer_charm(version: &str) -> PathBuf {
+    scenarios::consumer_charm().expect("the consumer fixtures");
+    scenarios::repo_root().join(format!("tests/consumer-database-{version}"))
 }
 
 /// The consumer's state file (written at the end of each of its hooks).
