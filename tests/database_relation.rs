@@ -11,12 +11,6 @@
 //! Passwords are read from the secrets as Juju holds them (the test is the
 //! controller) and handed to `psql` through `PGPASSWORD`, never on a command
 //! line; failures print psql's message without them.
-//!
-//! **Needs the wiring.** Until `relations::postgresql_client` is served by
-//! the per-relation client loop (issue 10's restructuring), the charm
-//! declares `database` but publishes nothing on it, so every test here but
-//! the `db` half of the first fails at its first look at the `database`
-//! consumer. See /work/notes/db-core-progress.md.
 
 mod common;
 
