@@ -5,11 +5,13 @@
 //! the scenarios (walkthrough, benchmarks, `tuning-plan`) use: the router
 //! ([`charm`]), the hook context and tools ([`juju`], [`knobs`],
 //! [`process_env`]), the pure cores they inspect ([`relations`],
-//! [`tuning`]), and the places the tests clean up ([`state`], [`fsx`],
-//! [`cluster`]). Everything else is private to the charm: the converge
-//! (`converge`, `lifecycle`), the client relations' shell (`clients`,
-//! `credentials`), storage placement and moves (`storage`), roles
-//! (`replication`), options, outcomes, events, actions.
+//! [`tuning`]), the HA groundwork the HA tests and benchmark drive
+//! ([`ha`]: Patroni and etcd on every unit, issues 11 and 12; not yet
+//! wired into the converge), and the places the tests clean up
+//! ([`state`], [`fsx`], [`cluster`]). Everything else is private to the
+//! charm: the converge (`converge`, `lifecycle`), the client relations'
+//! shell (`clients`, `credentials`), storage placement and moves
+//! (`storage`), roles (`replication`), options, outcomes, events, actions.
 
 mod actions;
 pub mod charm;
@@ -19,6 +21,7 @@ mod converge;
 mod credentials;
 mod event;
 pub mod fsx;
+pub mod ha;
 pub mod juju;
 pub mod knobs;
 mod lifecycle;
