@@ -27,19 +27,19 @@
 
 pub mod dcs;
 pub mod etcd_config;
-// pub mod etcdctl;
-// pub mod http;
-// pub mod install;
+pub mod etcdctl;
+pub mod http;
+pub mod install;
 pub mod membership;
 pub mod options;
-// pub mod patroni_api;
+pub mod patroni_api;
 pub mod patroni_config;
-// pub mod services;
+pub mod services;
 pub mod settings;
 pub mod topology;
 pub mod units;
 pub mod version;
-// pub mod watcher;
+pub mod watcher;
 
 use std::fmt;
 use std::net::IpAddr;

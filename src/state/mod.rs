@@ -22,6 +22,8 @@
 //!   changed it) and `host-applied.json` (the host plan in force);
 //! * [`pending_move`]: `pending-move.json` (a storage move that was blocked);
 //! * [`memo`]: `memo-<key>` (what an immediate hook tool was last told);
+//! * [`ha`]: the HA files (etcd member record, roles digest, detached
+//!   services, the watcher's configuration; issue 11, not wired yet);
 //! * [`legacy`]: adopting the records of revisions before this directory.
 //!
 //! Files are written through [`crate::fsx::write_atomic`] (exclusive
@@ -31,6 +33,7 @@
 //! deletes the whole directory ([`StateDir::remove_all`]).
 
 pub mod cluster;
+pub mod ha;
 pub mod host;
 pub mod huge_pages;
 pub mod legacy;
