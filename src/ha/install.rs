@@ -157,6 +157,8 @@ pub fn patroni_program(choice: &PatroniChoice, root: &Path, wheel: &BundledWheel
 
 /// A launcher: the system python3, isolated (`-I`: no user site, no
 /// `PYTHON*` variables), with the wheel's directory first on `sys.path`.
+/// The `__main__` guard matters: Patroni starts the postmaster through
+/// multiprocessing's spawn, whose child imports the main script again.
 pub fn launcher(lib: &Path, module: &str, function: &str) -> String {
     format!(
         "#!/usr/bin/python3 -I\n\
@@ -164,7 +166,8 @@ pub fn launcher(lib: &Path, module: &str, function: &str) -> String {
          import sys\n\
          sys.path.insert(0, {lib:?})\n\
          from {module} import {function}\n\
-         sys.exit({function}())\n",
+         if __name__ == \"__main__\":\n\
+         \x20   sys.exit({function}())\n",
         lib = lib.to_string_lossy()
     )
 }
@@ -284,7 +287,9 @@ mod tests {
         );
         assert!(text.starts_with("#!/usr/bin/python3 -I\n"));
         assert!(text.contains("sys.path.insert(0, \"/usr/lib/juju-pg-charm/patroni-3.2.2/lib\")"));
-        assert!(text.contains("from patroni.__main__ import main\nsys.exit(main())\n"));
+        assert!(text.contains(
+            "from patroni.__main__ import main\nif __name__ == \"__main__\":\n    sys.exit(main())\n"
+        ));
     }
 
     #[test]

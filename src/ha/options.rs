@@ -82,21 +82,34 @@ impl TimingProfile {
         loop_wait: 10,
         retry_timeout: 10,
     };
-    /// Replaced in 14.5–14.8 s (measured), with ~4 s between an isolated
-    /// primary's demotion and the earliest promotion elsewhere; 0 promotions
-    /// under a 240 s pgbench load on 2 busy cores.
+    /// The fastest Patroni 3.1+ accepts. The prototype measured 12/2/3 on
+    /// 3.0.2 (crash → writable in 14.5–14.8 s, 0 promotions under a 240 s
+    /// pgbench load with loop_wait 2 and retry_timeout 3), but Patroni
+    /// 3.1 and later raise a `ttl` below 20 to 20 ("ttl=12 can't be smaller
+    /// than 20, adjusting...", seen with the bundled 3.2.2), so the lease,
+    /// and with it a crash failover, takes at least ~20 s (expected
+    /// 18–23 s from the measured `ttl − loop_wait … ttl` + 2–3 s).
     pub const FAST: TimingProfile = TimingProfile {
-        ttl: 12,
+        ttl: 20,
         loop_wait: 2,
         retry_timeout: 3,
     };
+
+    /// Patroni's minimums (3.1+: it silently raises smaller values).
+    pub const MIN_TTL: u32 = 20;
+    pub const MIN_RETRY_TIMEOUT: u32 = 3;
 
     /// A profile obeying Patroni's rule `loop_wait + 2 × retry_timeout ≤ ttl`
     /// (else a primary cut off from the DCS may still be primary when its
     /// lease expires and another member promotes).
     pub fn new(ttl: u32, loop_wait: u32, retry_timeout: u32) -> Result<Self> {
-        if loop_wait == 0 || retry_timeout == 0 {
-            bail!("loop_wait and retry_timeout must be at least 1 s");
+        if loop_wait == 0 || retry_timeout < Self::MIN_RETRY_TIMEOUT || ttl < Self::MIN_TTL {
+            bail!(
+                "Patroni needs loop_wait ≥ 1 s, retry_timeout ≥ {} s and ttl ≥ {} s \
+                 (got {loop_wait}, {retry_timeout}, {ttl})",
+                Self::MIN_RETRY_TIMEOUT,
+                Self::MIN_TTL
+            );
         }
         if loop_wait + 2 * retry_timeout > ttl {
             bail!(
@@ -118,7 +131,7 @@ impl TimingProfile {
             "fast" => Ok(Self::FAST),
             _ => bail!(
                 "{FAILOVER_PROFILE}: {raw:?} is neither \"default\" (ttl 30 s, loop_wait 10 s, \
-                 retry_timeout 10 s) nor \"fast\" (12 s, 2 s, 3 s)"
+                 retry_timeout 10 s) nor \"fast\" (20 s, 2 s, 3 s)"
             ),
         }
     }
@@ -245,12 +258,18 @@ mod tests {
         assert_eq!(TimingProfile::parse("fast").unwrap(), TimingProfile::FAST);
         assert_eq!(TimingProfile::parse("").unwrap(), TimingProfile::DEFAULT);
         assert!(
-            TimingProfile::new(10, 2, 4).is_ok(),
+            TimingProfile::new(20, 2, 9).is_ok(),
             "zero slack is allowed"
         );
-        let e = TimingProfile::new(10, 3, 4).unwrap_err().to_string();
-        assert!(e.contains("exceeds ttl 10"), "{e}");
-        assert!(TimingProfile::new(30, 0, 10).is_err());
+        let e = TimingProfile::new(20, 3, 9).unwrap_err().to_string();
+        assert!(e.contains("exceeds ttl 20"), "{e}");
+        // What Patroni 3.1+ would silently raise is refused.
+        for (ttl, loop_wait, retry) in [(12, 2, 3), (30, 0, 10), (30, 10, 2)] {
+            let e = TimingProfile::new(ttl, loop_wait, retry)
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("Patroni needs"), "{e}");
+        }
         let e = TimingProfile::parse("turbo").unwrap_err().to_string();
         assert!(e.starts_with("failover-profile: \"turbo\""), "{e}");
     }

@@ -285,7 +285,7 @@ mod tests {
     fn bootstrap_dcs_is_the_dynamic_configuration() {
         let v = rendered(&config());
         assert_eq!(v["bootstrap"]["dcs"], config().dynamic.to_json());
-        assert_eq!(v["bootstrap"]["dcs"]["ttl"], 12);
+        assert_eq!(v["bootstrap"]["dcs"]["ttl"], 20);
         assert_eq!(v["bootstrap"]["dcs"]["loop_wait"], 2);
         assert_eq!(v["bootstrap"]["dcs"]["retry_timeout"], 3);
         assert_eq!(v["bootstrap"]["initdb"][1], "data-checksums");
