@@ -34,6 +34,7 @@ pub mod membership;
 pub mod options;
 pub mod patroni_api;
 pub mod patroni_config;
+pub mod plan;
 pub mod services;
 pub mod settings;
 pub mod topology;
