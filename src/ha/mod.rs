@@ -25,6 +25,7 @@
 //!
 //! Names shared by everything: [`Member`] and [`HaPaths`].
 
+pub mod converge;
 pub mod dcs;
 pub mod etcd_config;
 pub mod etcdctl;

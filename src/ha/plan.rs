@@ -374,6 +374,48 @@ pub fn hba_block(me: &Member, app: &HaAppState) -> String {
     text
 }
 
+/// The markers around the HA block in `pg_hba.conf`.
+pub const HBA_BEGIN: &str = "# BEGIN replication between the units (HA)";
+pub const HBA_END: &str = "# END replication between the units (HA)";
+
+/// The HA block of a `pg_hba.conf`, without its markers.
+pub fn hba_block_in(text: &str) -> Option<String> {
+    let (_, rest) = text.split_once(&format!("{HBA_BEGIN}\n"))?;
+    let (block, _) = rest.split_once(&format!("{HBA_END}\n"))?;
+    Some(block.to_string())
+}
+
+/// `text` with its HA block replaced by `block`, or inserted before the
+/// first `host` rule (the charm's file ends with rules that reject every
+/// other address, so the block must come before them).
+pub fn with_hba_block(text: &str, block: &str) -> String {
+    let wrapped = format!("{HBA_BEGIN}\n{block}{HBA_END}\n");
+    if let (Some(start), Some(end)) = (text.find(HBA_BEGIN), text.find(HBA_END)) {
+        if start < end {
+            let after = end + HBA_END.len() + 1;
+            return format!(
+                "{}{wrapped}{}",
+                &text[..start],
+                &text[after.min(text.len())..]
+            );
+        }
+    }
+    let mut out = String::new();
+    let mut inserted = false;
+    for line in text.lines() {
+        if !inserted && line.trim_start().starts_with("host") {
+            out.push_str(&wrapped);
+            inserted = true;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if !inserted {
+        out.push_str(&wrapped);
+    }
+    out
+}
+
 /// patroni.yml for this unit as the cluster stands.
 pub fn patroni_config(inputs: &Inputs, me: &Member, app: &HaAppState) -> PatroniConfig {
     let mut config = inputs.patroni.clone();

@@ -788,3 +788,36 @@ fn secrets_round_trip_and_never_show() {
         assert!(!shown.contains(p.expose().as_str()), "{shown}");
     }
 }
+
+#[test]
+fn the_hba_block_goes_before_the_rejecting_rules_and_is_replaced_in_place() {
+    let charm =
+        "# written by the charm\nlocal all postgres peer map=juju_charm\nlocal all all peer\n\
+                 hostssl app app 10.0.0.0/24 scram-sha-256\nhost all all 0.0.0.0/0 reject\n";
+    assert_eq!(hba_block_in(charm), None);
+    let one = with_hba_block(
+        charm,
+        "host replication juju_replication 1.2.3.4/32 scram-sha-256\n",
+    );
+    assert_eq!(
+        one,
+        format!(
+            "# written by the charm\nlocal all postgres peer map=juju_charm\nlocal all all peer\n\
+             {HBA_BEGIN}\nhost replication juju_replication 1.2.3.4/32 scram-sha-256\n{HBA_END}\n\
+             hostssl app app 10.0.0.0/24 scram-sha-256\nhost all all 0.0.0.0/0 reject\n"
+        )
+    );
+    assert_eq!(
+        hba_block_in(&one).as_deref(),
+        Some("host replication juju_replication 1.2.3.4/32 scram-sha-256\n")
+    );
+    let two = with_hba_block(&one, "x\ny\n");
+    assert_eq!(hba_block_in(&two).as_deref(), Some("x\ny\n"));
+    assert_eq!(two.matches(HBA_BEGIN).count(), 1);
+    assert_eq!(with_hba_block(&two, "x\ny\n"), two, "idempotent");
+    // A file with no host rule gets the block at its end.
+    assert_eq!(
+        with_hba_block("local all all peer\n", "z\n"),
+        format!("local all all peer\n{HBA_BEGIN}\nz\n{HBA_END}\n")
+    );
+}
