@@ -496,15 +496,20 @@ fn apply(
         Action::AddLearner(member) => {
             let root = root_etcdctl(unit, &observed.app.cluster, observed.secrets()?);
             retry(Duration::from_secs(20), "unhealthy cluster", || {
-                root.add_learner(&member.name(), &member.etcd_peer_url())
+                root.at_leader()?
+                    .add_learner(&member.name(), &member.etcd_peer_url())
             })?;
         }
         Action::Promote { id, .. } => {
             let root = root_etcdctl(unit, &observed.app.cluster, observed.secrets()?);
-            retry(Duration::from_secs(30), "in sync", || root.promote(*id))?;
+            retry(Duration::from_secs(30), "in sync", || {
+                root.at_leader()?.promote(*id)
+            })?;
         }
         Action::RemoveMember { id, .. } => {
-            root_etcdctl(unit, &observed.app.cluster, observed.secrets()?).remove(*id)?;
+            root_etcdctl(unit, &observed.app.cluster, observed.secrets()?)
+                .at_leader()?
+                .remove(*id)?;
         }
         Action::StartEtcd {
             env,
@@ -764,7 +769,7 @@ fn start_etcd(
     services.start(&etcd_spec(unit))?;
     let me = Etcdctl::new(vec![unit.member().etcd_client_url()], None);
     wait_for(Duration::from_secs(30), "etcd to answer", || {
-        me.member_list().ok()
+        me.answers().then_some(())
     })?;
     Ok(())
 }

@@ -144,6 +144,30 @@ impl Etcdctl {
         Ok(added.member.id)
     }
 
+    /// Whether the endpoints answer `endpoint status` (which a learner
+    /// serves too; it refuses `member list` until promoted).
+    pub fn answers(&self) -> bool {
+        self.run(&["endpoint", "status", "-w", "json"], None)
+            .is_ok()
+    }
+
+    /// The endpoint of etcd's raft leader, from `endpoint status`.
+    /// Membership changes go there: etcd 3.4 forwards a `member promote`
+    /// sent to a follower without the caller's credentials, and the leader
+    /// refuses it ("auth: user name is empty", measured on 3.4.23).
+    pub fn leader_endpoint(&self) -> Result<String> {
+        let out = self.run(&["endpoint", "status", "-w", "json"], None)?;
+        leader_in_status(&out)
+    }
+
+    /// This etcdctl, against etcd's raft leader only.
+    pub fn at_leader(&self) -> Result<Etcdctl> {
+        Ok(Etcdctl {
+            endpoints: vec![self.leader_endpoint()?],
+            ..self.clone()
+        })
+    }
+
     pub fn promote(&self, id: u64) -> Result<()> {
         self.run(&["member", "promote", &format!("{id:x}")], None)
             .map(drop)
@@ -235,6 +259,36 @@ impl Etcdctl {
     }
 }
 
+#[derive(Deserialize)]
+struct EndpointStatus {
+    #[serde(rename = "Endpoint")]
+    endpoint: String,
+    #[serde(rename = "Status")]
+    status: StatusBody,
+}
+
+#[derive(Deserialize)]
+struct StatusBody {
+    header: StatusHeader,
+    leader: u64,
+}
+
+#[derive(Deserialize)]
+struct StatusHeader {
+    member_id: u64,
+}
+
+/// The endpoint whose member is the leader the others name.
+pub fn leader_in_status(out: &str) -> Result<String> {
+    let statuses: Vec<EndpointStatus> =
+        serde_json::from_str(out).context("endpoint status: unexpected output")?;
+    statuses
+        .iter()
+        .find(|s| s.status.header.member_id == s.status.leader)
+        .map(|s| s.endpoint.clone())
+        .context("no endpoint is etcd's leader (an election is under way?)")
+}
+
 #[derive(Debug, Deserialize)]
 struct ListedMember {
     #[serde(rename = "ID")]
@@ -277,6 +331,15 @@ pub fn parse_member_list(out: &str) -> Result<Vec<EtcdMember>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_leader_endpoint_is_the_one_whose_member_leads() {
+        let out = r#"[{"Endpoint":"http://10.0.0.1:2379","Status":{"header":{"cluster_id":1,"member_id":11,"revision":5,"raft_term":2},"version":"3.4.23","dbSize":20480,"leader":12,"raftIndex":9,"raftTerm":2,"raftAppliedIndex":9,"dbSizeInUse":20480}},
+ {"Endpoint":"http://10.0.0.2:2379","Status":{"header":{"cluster_id":1,"member_id":12,"revision":5,"raft_term":2},"version":"3.4.23","dbSize":20480,"leader":12,"raftIndex":9,"raftTerm":2,"raftAppliedIndex":9,"dbSizeInUse":20480}}]"#;
+        assert_eq!(leader_in_status(out).unwrap(), "http://10.0.0.2:2379");
+        let lost = out.replace("\"member_id\":12", "\"member_id\":13");
+        assert!(leader_in_status(&lost).is_err());
+    }
     use crate::secret::Secret;
 
     #[test]

@@ -29,7 +29,7 @@ use super::membership::{
 };
 use super::options::HaOptions;
 use super::patroni_config::{self, PatroniConfig, PatroniSecrets, REPLICATION_USER, REWIND_USER};
-use super::topology::{topology, warnings, ClusterMember, LocalRole, LocalStatus};
+use super::topology::{topology, warnings, ClusterMember, LocalStatus};
 use super::version::PatroniVersion;
 use super::Member;
 use crate::juju::RelationData;
@@ -672,15 +672,16 @@ pub fn plan(facts: &Facts<'_>) -> Plan {
                     plan.actions.push(Action::PatchDcs(patch));
                 }
             }
-            if let Some(status) = &local.patroni {
-                if status.role == LocalRole::Replica && status.state != "streaming" {
+            // `/patroni` says `running` for any replica; `/cluster` says
+            // whether it streams.
+            let mine = facts
+                .cluster
+                .and_then(|c| c.iter().find(|m| m.name == facts.me.name()));
+            if let Some(m) = mine {
+                if m.role.is_standby() && !m.is_streaming(facts.inputs.patroni_version) {
                     plan.problems.push(Problem::Waiting(format!(
-                        "Patroni runs this standby but it is {}",
-                        if status.state.is_empty() {
-                            "starting"
-                        } else {
-                            status.state.as_str()
-                        }
+                        "this standby does not stream from the primary yet (Patroni: {})",
+                        m.state
                     )));
                 }
             }

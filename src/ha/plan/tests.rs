@@ -8,7 +8,7 @@ use crate::ha::dcs::DynamicConfig;
 use crate::ha::membership::{EtcdMember, Joining};
 use crate::ha::options::{SyncNodeCount, TimingProfile};
 use crate::ha::patroni_config::WatchdogMode;
-use crate::ha::topology::parse_cluster;
+use crate::ha::topology::{parse_cluster, LocalRole};
 use crate::secret::Password;
 
 const NOW: u64 = 1_000_000;
@@ -663,12 +663,28 @@ fn the_topology_to_publish_comes_from_patroni_not_from_juju() {
 
 #[test]
 fn a_standby_that_does_not_stream_says_so() {
-    let c = Case::new(1, false)
+    // `/patroni` says `running` for every replica: `/cluster` decides.
+    let mut c = Case::new(1, false)
         .member_of(&[0, 1])
-        .running(LocalRole::Replica, "starting")
+        .running(LocalRole::Replica, "running")
         .settled();
+    let cluster = |state: &str| {
+        parse_cluster(&format!(
+            r#"{{"members": [
+          {{"name": "postgresql-0", "role": "leader", "state": "running"}},
+          {{"name": "postgresql-1", "role": "replica", "state": "{state}"}}]}}"#
+        ))
+        .unwrap()
+    };
+    c.cluster = Some(cluster("streaming"));
+    assert!(c.plan().problems.is_empty(), "{:?}", c.plan());
+    c.cluster = Some(cluster("starting"));
     let p = c.plan();
+    assert!(waiting(&p)[0].contains("does not stream"), "{p:?}");
     assert!(waiting(&p)[0].contains("starting"), "{p:?}");
+    // 3.2.2 reports streaming: `running` for a replica means it does not.
+    c.cluster = Some(cluster("running"));
+    assert_eq!(waiting(&c.plan()).len(), 1);
 }
 
 #[test]
