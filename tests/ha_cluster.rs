@@ -100,41 +100,12 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
     world.settle().unwrap();
     let leader = world.app(APP).unwrap().leader.clone().unwrap();
     let mut outputs = String::new();
-    let mut converged = false;
-    for pass in 0..25 {
-        let mut busy = false;
-        let mut states = Vec::new();
-        for unit in &units {
-            let (code, stdout, stderr) = exec_round(&mut world, unit, &name);
-            outputs.push_str(&stdout);
-            outputs.push_str(&stderr);
-            let line = stdout
-                .lines()
-                .find_map(|l| l.split_once(ROUND_MARK).map(|(_, rest)| rest))
-                .map(str::to_string);
-            let Some(line) = line.filter(|_| code == 0) else {
-                let logs = service_logs(&world, unit);
-                panic!("{unit}: round {pass} failed ({code}):\n{stdout}\n{stderr}\n{logs}")
-            };
-            eprintln!("pass {pass} {unit}: {line}");
-            busy |= !line.contains("did=[]");
-            states.push(line);
-        }
-        let roles: Vec<&str> = states
-            .iter()
-            .filter_map(|s| s.split_whitespace().find_map(|w| w.strip_prefix("role=")))
-            .collect();
-        let quiet_now = states.iter().all(|s| s.contains("problems=[]"));
-        if !busy
-            && quiet_now
+    let converged = passes(&mut world, &units, &name, None, &mut outputs, |states| {
+        let roles: Vec<&str> = states.iter().filter_map(|s| role_of(s)).collect();
+        states.iter().all(|s| s.contains("problems=[]"))
             && roles.iter().filter(|r| **r == "Primary").count() == 1
             && roles.iter().filter(|r| **r == "Standby").count() == 2
-        {
-            converged = true;
-            break;
-        }
-        world.run_for(Duration::from_secs(2)).unwrap();
-    }
+    });
     assert!(converged, "the three units did not converge");
 
     // Patroni, not Juju, says who is primary: it is the founder, unit 0's
@@ -206,6 +177,52 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
         assert!(out.0, "{unit}: the check failed:\n{}", out.1);
     }
 
+    // Scale down: the standby that is not synchronous leaves; etcd and
+    // Patroni keep the other two, the synchronous standby stays.
+    let leaving = &units[2];
+    assert!(
+        replication.contains("postgresql-1:streaming:sync"),
+        "{replication}"
+    );
+    let left = passes(
+        &mut world,
+        &units,
+        &name,
+        Some(leaving),
+        &mut outputs,
+        |states| {
+            states[2].contains("did=[]")
+                && states[0].contains("problems=[]")
+                && states[0].contains("published=Some((Some(\"postgresql/0\"), 1))")
+        },
+    );
+    assert!(left, "{leaving} did not leave cleanly");
+    let members = run_etcdctl_member_list(&world, &primary);
+    assert_eq!(members.matches("\"name\"").count(), 2, "{members}");
+    assert!(!members.contains("postgresql-2"), "{members}");
+    let processes = world
+        .machine_of(leaving)
+        .unwrap()
+        .run("ps", &["-eo", "args"])
+        .unwrap();
+    let processes = String::from_utf8_lossy(&processes.stdout).into_owned();
+    let left_running: Vec<&str> = processes
+        .lines()
+        .filter(|l| {
+            l.starts_with("/usr/bin/etcd") || l.contains("bin/patroni") || l.contains("postgres -D")
+        })
+        .collect();
+    assert!(
+        left_running.is_empty(),
+        "still running on {leaving}: {left_running:?}"
+    );
+    sql(&world, &primary, "INSERT INTO kept VALUES (1002)").unwrap();
+    assert_eq!(
+        sql(&world, &units[1], "SELECT max(n) FROM kept").unwrap(),
+        "1002",
+        "the synchronous standby has every commit"
+    );
+
     // No password in any argv or log, on any machine, nor in what the hooks
     // and juju-exec printed or logged (collected before the test reads the
     // passwords through juju-exec itself).
@@ -231,7 +248,7 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
             )
             .unwrap();
         let argv = String::from_utf8_lossy(&argv.stdout).into_owned();
-        assert!(argv.contains("patroni"), "{unit}: the argv were read");
+        assert!(argv.contains("machine-init"), "{unit}: the argv were read");
         seen.push((format!("argv on {unit}"), argv));
         let logs = machine
             .run(
@@ -260,6 +277,76 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
             );
         }
     }
+}
+
+/// Runs HA rounds over `units` (with `departing` leaving) until a pass
+/// where nothing was done and `done` holds for the summary lines; whether it
+/// got there.
+fn passes(
+    world: &mut World,
+    units: &[String],
+    name: &str,
+    departing: Option<&String>,
+    outputs: &mut String,
+    done: impl Fn(&[String]) -> bool,
+) -> bool {
+    for pass in 0..25 {
+        let mut busy = false;
+        let mut states = Vec::new();
+        for unit in units {
+            let (code, stdout, stderr) = exec_round(world, unit, name, departing == Some(unit));
+            outputs.push_str(&stdout);
+            outputs.push_str(&stderr);
+            let line = stdout
+                .lines()
+                .find_map(|l| l.split_once(ROUND_MARK).map(|(_, rest)| rest))
+                .map(str::to_string);
+            let Some(line) = line.filter(|_| code == 0) else {
+                let logs = service_logs(world, unit);
+                panic!("{unit}: round {pass} failed ({code}):\n{stdout}\n{stderr}\n{logs}")
+            };
+            eprintln!("pass {pass} {unit}: {line}");
+            busy |= !line.contains("did=[]");
+            states.push(line);
+        }
+        if !busy && done(&states) {
+            return true;
+        }
+        world.run_for(Duration::from_secs(2)).unwrap();
+    }
+    false
+}
+
+fn role_of(state: &str) -> Option<&str> {
+    state
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("role="))
+}
+
+fn run_etcdctl_member_list(world: &World, unit: &str) -> String {
+    let machine = world.machine_of(unit).unwrap();
+    let endpoint = format!("http://{}:2379", machine.address());
+    let out = machine
+        .run(
+            "env",
+            &[
+                "ETCDCTL_API=3",
+                "etcdctl",
+                "--endpoints",
+                &endpoint,
+                "member",
+                "list",
+                "-w",
+                "json",
+            ],
+        )
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The last lines of every service log on `unit`'s machine.
@@ -394,10 +481,12 @@ fn finish(world: &mut World, child: Child, limit: Duration) -> (i32, String, Str
 }
 
 /// One `ha::converge` in `unit`'s hook context.
-fn exec_round(world: &mut World, unit: &str, name: &str) -> (i32, String, String) {
+fn exec_round(world: &mut World, unit: &str, name: &str, departing: bool) -> (i32, String, String) {
     let exe = std::env::current_exe().unwrap();
     let commands = format!(
-        "HA_CLUSTER_ROUND=1 HA_CLUSTER_NAME={name} {} --exact {TEST} --nocapture --test-threads=1",
+        "HA_CLUSTER_ROUND=1 HA_CLUSTER_NAME={name} HA_CLUSTER_DEPARTING={} {} --exact {TEST} \
+         --nocapture --test-threads=1",
+        if departing { "1" } else { "" },
         exe.display()
     );
     let child = spawn_exec(world, unit, &commands);
@@ -529,7 +618,7 @@ mod inner {
             unit: unit_name,
             address,
             leader,
-            departing: false,
+            departing: std::env::var("HA_CLUSTER_DEPARTING").is_ok_and(|v| v == "1"),
             cluster: Cluster {
                 major,
                 name: name.clone(),

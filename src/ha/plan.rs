@@ -661,6 +661,8 @@ pub fn plan(facts: &Facts<'_>) -> Plan {
         }
         UnitStep::Blocked(why) => plan.problems.push(Problem::Blocked(why)),
         UnitStep::Wait(why) => plan.problems.push(Problem::Waiting(why)),
+        // A departed unit is "running" with nothing left to run.
+        UnitStep::Running if !local.patroni_running => {}
         UnitStep::Running => {
             if !config_current {
                 plan.actions

@@ -705,6 +705,15 @@ fn departing_stops_patroni_first_and_says_so_in_its_bag() {
     c.local.patroni_running = false;
     c.local.listed_in_etcd = Some(false);
     assert_eq!(kinds(&c.plan()), ["leave-etcd"]);
+    // Gone from both: nothing more, whatever the membership does meanwhile.
+    c.local.etcd_running = false;
+    c.local.etcd_record = EtcdRecord::None;
+    c.local.patroni_config = Some(Secret::new("{\"old\": 1}".into()));
+    c.app.cluster.members.retain(|x| x.unit != "postgresql/2");
+    c.local.hba_block = Some(hba_block(&m(2), &c.app.cluster));
+    let p = c.plan();
+    assert!(p.actions.is_empty(), "{:?}", kinds(&p));
+    assert_eq!(p.role, Role::Standby, "never serves clients again");
 }
 
 #[test]
