@@ -708,4 +708,6 @@ pub fn plan(facts: &Facts<'_>) -> Plan {
 }
 
 #[cfg(test)]
+mod simulation;
+#[cfg(test)]
 mod tests;
