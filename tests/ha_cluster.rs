@@ -17,18 +17,14 @@
 //! Every process runs inside the machines, which the World kills and
 //! removes when it drops (also when the test fails).
 
-use std::cell::RefCell;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use juju_emulator::machine::MachineSpec;
 use juju_emulator::{DeployOptions, World};
+use scenarios::ha::{self, finish, quiet_charm, role_of, spawn_exec, Driver, APP};
 
 const TEST: &str = "three_units_form_a_replicated_cluster_from_the_charms_standalone_one";
-const APP: &str = "postgresql";
-const ROUND_MARK: &str = "HA-ROUND ";
 
 fn cluster_name() -> String {
     format!("hac{}", std::process::id() % 100_000)
@@ -36,8 +32,8 @@ fn cluster_name() -> String {
 
 #[test]
 fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
-    if std::env::var_os("HA_CLUSTER_ROUND").is_some() {
-        inner::round();
+    if std::env::var_os(ha::ROUND_ENV).is_some() {
+        ha::round();
         return;
     }
     if std::env::var_os("HA_CLUSTER_CHECK").is_some() {
@@ -79,8 +75,7 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
         let s = &world.unit(unit).unwrap().status;
         assert_eq!(s.status, "active", "{unit}: {}", s.message);
     }
-    let major = installed_major();
-    let sql = |world: &World, unit: &str, sql: &str| psql(world, unit, major, &name, sql);
+    let sql = |world: &World, unit: &str, sql: &str| ha::psql(world, unit, sql);
     sql(
         &world,
         &units[0],
@@ -100,7 +95,14 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
     world.settle().unwrap();
     let leader = world.app(APP).unwrap().leader.clone().unwrap();
     let mut outputs = String::new();
-    let converged = passes(&mut world, &units, &name, None, &mut outputs, |states| {
+    let driver = Driver::new(
+        std::env::current_exe().unwrap(),
+        ["--exact", TEST, "--nocapture", "--test-threads=1"]
+            .map(String::from)
+            .to_vec(),
+        &name,
+    );
+    let converged = driver.passes(&mut world, &units, None, "", &mut outputs, |states| {
         let roles: Vec<&str> = states.iter().filter_map(|s| role_of(s)).collect();
         states.iter().all(|s| s.contains("problems=[]"))
             && roles.iter().filter(|r| **r == "Primary").count() == 1
@@ -184,11 +186,11 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
         replication.contains("postgresql-1:streaming:sync"),
         "{replication}"
     );
-    let left = passes(
+    let left = driver.passes(
         &mut world,
         &units,
-        &name,
         Some(leaving),
+        "",
         &mut outputs,
         |states| {
             states[2].contains("did=[]")
@@ -279,50 +281,6 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
     }
 }
 
-/// Runs HA rounds over `units` (with `departing` leaving) until a pass
-/// where nothing was done and `done` holds for the summary lines; whether it
-/// got there.
-fn passes(
-    world: &mut World,
-    units: &[String],
-    name: &str,
-    departing: Option<&String>,
-    outputs: &mut String,
-    done: impl Fn(&[String]) -> bool,
-) -> bool {
-    for pass in 0..25 {
-        let mut busy = false;
-        let mut states = Vec::new();
-        for unit in units {
-            let (code, stdout, stderr) = exec_round(world, unit, name, departing == Some(unit));
-            outputs.push_str(&stdout);
-            outputs.push_str(&stderr);
-            let line = stdout
-                .lines()
-                .find_map(|l| l.split_once(ROUND_MARK).map(|(_, rest)| rest))
-                .map(str::to_string);
-            let Some(line) = line.filter(|_| code == 0) else {
-                let logs = service_logs(world, unit);
-                panic!("{unit}: round {pass} failed ({code}):\n{stdout}\n{stderr}\n{logs}")
-            };
-            eprintln!("pass {pass} {unit}: {line}");
-            busy |= !line.contains("did=[]");
-            states.push(line);
-        }
-        if !busy && done(&states) {
-            return true;
-        }
-        world.run_for(Duration::from_secs(2)).unwrap();
-    }
-    false
-}
-
-fn role_of(state: &str) -> Option<&str> {
-    state
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("role="))
-}
-
 fn run_etcdctl_member_list(world: &World, unit: &str) -> String {
     let machine = world.machine_of(unit).unwrap();
     let endpoint = format!("http://{}:2379", machine.address());
@@ -349,28 +307,6 @@ fn run_etcdctl_member_list(world: &World, unit: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The last lines of every service log on `unit`'s machine.
-fn service_logs(world: &World, unit: &str) -> String {
-    let out = world
-        .machine_of(unit)
-        .unwrap()
-        .run(
-            "sh",
-            &[
-                "-c",
-                "for f in /var/log/juju-pg-charm/*; do echo \"--- $f\"; tail -n 25 \"$f\"; done",
-            ],
-        )
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn installed_major() -> u32 {
-    *postgresql_charm::cluster::packages::installed_majors()
-        .last()
-        .expect("a PostgreSQL server is installed")
-}
-
 fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
     loop {
@@ -380,117 +316,6 @@ fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>
         assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
         std::thread::sleep(Duration::from_millis(500));
     }
-}
-
-/// `psql` as postgres on `unit`'s machine, over its socket.
-fn psql(world: &World, unit: &str, major: u32, name: &str, sql: &str) -> Result<String, String> {
-    let _ = (major, name);
-    let out = world
-        .machine_of(unit)
-        .unwrap()
-        .run(
-            "runuser",
-            &[
-                "-u",
-                "postgres",
-                "--",
-                "psql",
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "/var/run/postgresql",
-                "-p",
-                "5432",
-                "-d",
-                "postgres",
-                "-c",
-                sql,
-            ],
-        )
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// The wheel from the packed charm, and a charm that only records hooks,
-/// with the same metadata and config.
-fn quiet_charm(dir: &Path, packed: &Path) -> PathBuf {
-    let charm = dir.join("quiet-charm");
-    std::fs::create_dir_all(charm.join("wheels")).unwrap();
-    let root = scenarios::repo_root();
-    for file in ["metadata.yaml", "config.yaml", "actions.yaml"] {
-        std::fs::copy(root.join(file), charm.join(file)).unwrap();
-    }
-    let wheel = postgresql_charm::ha::version::BundledWheel::charm();
-    let out = Command::new("/usr/bin/python3")
-        .args([
-            "-c",
-            "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])",
-        ])
-        .arg(packed)
-        .arg(format!("wheels/{}", wheel.file_name()))
-        .arg(&charm)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dispatch = charm.join("dispatch");
-    std::fs::write(
-        &dispatch,
-        "#!/bin/sh\necho \"${JUJU_DISPATCH_PATH#hooks/}\" >> \"$JUJU_CHARM_DIR/../hooks-seen\"\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&dispatch, std::fs::Permissions::from_mode(0o755)).unwrap();
-    charm
-}
-
-fn spawn_exec(world: &World, unit: &str, commands: &str) -> Child {
-    world
-        .machine_of(unit)
-        .unwrap()
-        .command("/usr/bin/juju-exec")
-        .unwrap()
-        .args(["-u", unit, commands])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn finish(world: &mut World, child: Child, limit: Duration) -> (i32, String, String) {
-    let child = RefCell::new(child);
-    let served = world.run_until(limit, |_| child.borrow_mut().try_wait().unwrap().is_some());
-    if served.is_err() {
-        let _ = child.borrow_mut().kill();
-    }
-    let out = child.into_inner().wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// One `ha::converge` in `unit`'s hook context.
-fn exec_round(world: &mut World, unit: &str, name: &str, departing: bool) -> (i32, String, String) {
-    let exe = std::env::current_exe().unwrap();
-    let commands = format!(
-        "HA_CLUSTER_ROUND=1 HA_CLUSTER_NAME={name} HA_CLUSTER_DEPARTING={} {} --exact {TEST} \
-         --nocapture --test-threads=1",
-        if departing { "1" } else { "" },
-        exe.display()
-    );
-    let child = spawn_exec(world, unit, &commands);
-    finish(world, child, Duration::from_secs(300))
 }
 
 /// This test binary in `mode` inside `unit`'s machine (no hook context).
@@ -533,124 +358,24 @@ fn read_passwords(world: &mut World, leader: &str) -> Vec<(String, String)> {
     content.into_iter().collect()
 }
 
-/// What runs inside the machines.
+/// What runs inside the machines besides the rounds.
 mod inner {
-    use std::path::{Path, PathBuf};
     use std::process::Command;
 
-    use postgresql_charm::cluster::Cluster;
-    use postgresql_charm::ha::converge::{converge, HaUnit, Session};
-    use postgresql_charm::ha::dcs::DynamicConfig;
-    use postgresql_charm::ha::etcd_config::cluster_token;
     use postgresql_charm::ha::http::{self, BasicAuth};
-    use postgresql_charm::ha::options::{HaOptions, TimingProfile};
-    use postgresql_charm::ha::patroni_config::{PatroniConfig, WatchdogMode, ETCD_PATRONI_USER};
-    use postgresql_charm::ha::plan::Inputs;
-    use postgresql_charm::ha::version::BundledWheel;
-    use postgresql_charm::ha::{install, HaPaths, REST_API_PORT};
+    use postgresql_charm::ha::patroni_config::ETCD_PATRONI_USER;
+    use postgresql_charm::ha::REST_API_PORT;
     use postgresql_charm::secret::Password;
-    use postgresql_charm::state::StateDir;
 
     fn env(name: &str) -> String {
         std::env::var(name).unwrap_or_else(|_| panic!("{name} unset"))
     }
 
-    fn paths(major: u32, name: &str) -> HaPaths {
-        let mut paths = HaPaths::for_cluster(major, name);
-        // On an emulated machine /usr/lib is the test host's.
-        paths.bundled_root = PathBuf::from("/var/lib/juju-pg-ha-test-bundled");
-        paths
-    }
-
-    /// One `ha::converge`, in a unit's hook context; prints a summary line.
-    pub fn round() {
-        let name = env("HA_CLUSTER_NAME");
-        let unit_name = env("JUJU_UNIT_NAME");
-        let major = super::installed_major();
-        let address: std::net::IpAddr = postgresql_charm::juju::unit_private_address()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let leader = postgresql_charm::juju::is_leader().unwrap();
-        let paths = paths(major, &name);
-        let wheel = BundledWheel::charm();
-        let charm_dir = PathBuf::from(env("JUJU_CHARM_DIR"));
-        let patroni = install::install_bundled(
-            &charm_dir.join("wheels").join(wheel.file_name()),
-            &wheel,
-            &paths.bundled_root,
-        )
-        .unwrap();
-        let me = postgresql_charm::ha::Member::new(&unit_name, address);
-        let data_dir = PathBuf::from(format!("/var/lib/postgresql/{major}/{name}"));
-        let options = HaOptions {
-            timing: TimingProfile::FAST,
-            ..Default::default()
-        };
-        let inputs = Inputs {
-            patroni: PatroniConfig {
-                scope: super::APP.into(),
-                me: me.clone(),
-                etcd_members: vec![],
-                listen_host: address.to_string(),
-                port: 5432,
-                data_dir: data_dir.clone(),
-                config_dir: PathBuf::from(format!("/etc/postgresql/{major}/{name}")),
-                bin_dir: PathBuf::from(format!("/usr/lib/postgresql/{major}/bin")),
-                pgpass: paths.patroni_pgpass.clone(),
-                socket_dir: "/var/run/postgresql".into(),
-                wal_dir: None,
-                strict: false,
-                watchdog: WatchdogMode::Off,
-                local_parameters: Default::default(),
-                dynamic: DynamicConfig {
-                    timing: options.timing,
-                    replication: options.replication_for(1),
-                    parameters: [("max_connections".to_string(), "120".to_string())].into(),
-                },
-            },
-            options,
-            cluster_token: cluster_token(&env("JUJU_MODEL_UUID"), super::APP),
-            etcd_data: paths.etcd_data.clone(),
-            patroni_version: wheel.version,
-        };
-        let unit = HaUnit {
-            unit: unit_name,
-            address,
-            leader,
-            departing: std::env::var("HA_CLUSTER_DEPARTING").is_ok_and(|v| v == "1"),
-            cluster: Cluster {
-                major,
-                name: name.clone(),
-                port: 5432,
-            },
-            data_dir,
-            state: StateDir::at(&Path::new(postgresql_charm::state::ROOT).join(&name)),
-            paths,
-            inputs,
-            patroni_program: patroni,
-        };
-        let mut session = Session::default();
-        let plan = converge(&unit, &mut session).unwrap_or_else(|e| {
-            panic!("converge failed after {:?}: {e:#}", session.done);
-        });
-        println!(
-            "\n{}role={:?} did={:?} problems={:?} warnings={:?} published={:?}",
-            super::ROUND_MARK,
-            plan.role,
-            session.done,
-            plan.problems,
-            plan.warnings,
-            plan.published
-                .map(|p| (p.primary.map(|m| m.unit), p.standbys.len()))
-        );
-    }
-
     /// Authentication, checked inside a machine (no hook context).
     pub fn check() {
         let name = env("HA_CLUSTER_NAME");
-        let major = super::installed_major();
-        let paths = paths(major, &name);
+        let major = scenarios::ha::installed_major();
+        let paths = scenarios::ha::paths(major, &name);
         let config: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&paths.patroni_config).unwrap()).unwrap();
         let etcd_password = Password::new(config["etcd3"]["password"].as_str().unwrap().into());

@@ -2,6 +2,7 @@
 //! tests: where the packed charm is, scratch directories and loop-device
 //! disks that clean up after themselves.
 
+pub mod ha;
 pub mod host;
 pub mod netns;
 
