@@ -342,9 +342,11 @@ fn report(
     lag: &[(String, Vec<(f64, f64)>)],
     joins: &[(u64, f64, f64)],
 ) {
+    let joins_scales = std::env::var("JOIN_SCALES").unwrap_or_else(|_| "70".into());
     println!(
         "pgbench TPC-B, -M prepared -c 8 -j 2, scale {scale}, {rounds} rounds of {seconds} s per \
-         configuration, alternated (`bench-ha {rounds} {seconds}`)\n"
+         configuration, alternated (`SCALE={scale} JOIN_SCALES={joins_scales} bench/ha {rounds} \
+         {seconds}`)\n"
     );
     println!("| configuration | median TPS | runs | lag p50 / p99 (bytes) | lag p50 / p99 (s) |");
     println!("|---|---|---|---|---|");
