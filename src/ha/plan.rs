@@ -313,6 +313,12 @@ pub enum Action {
 }
 
 /// The part this unit plays (what the converge serves clients as).
+///
+/// Not `crate::replication::Role`: that one carries its peers
+/// (`Primary { standbys }`, `Standby { primary }`), while a member that is
+/// still cloning or waiting to join has no primary to name; the peers are in
+/// [`Plan::published`]. The wiring maps this `Role` plus `published` to the
+/// converge's `Role`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// No replicated cluster (yet): the server runs outside Patroni.
