@@ -367,9 +367,19 @@ mod tests {
         let sid = std::fs::read_to_string(format!("/proc/{}/stat", first.pid)).unwrap();
         let fields: Vec<&str> = sid[sid.rfind(')').unwrap() + 2..].split(' ').collect();
         assert_eq!(fields[3], first.pid.to_string(), "session id is its pid");
+        // Its greeting first: killed before it ran `echo`, it would write
+        // nothing and the log below would count one line short.
+        let log_file = dir.join("logs/svc.log");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::fs::read_to_string(&log_file).unwrap().lines().count() < 1 {
+            assert!(Instant::now() < deadline, "the first start wrote nothing");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         // Dies: revived; stopped: not revived.
         kill(Pid::from_raw(first.pid), Signal::SIGKILL).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
+        // Generous bounds: they only stop a broken test, and a loaded
+        // machine can take seconds to schedule a child.
+        let deadline = Instant::now() + Duration::from_secs(60);
         while first.is_alive() && Instant::now() < deadline {
             // Our child: reap it so that it is gone, as init would.
             let _ = nix::sys::wait::waitpid(Pid::from_raw(first.pid), None);
@@ -378,14 +388,13 @@ mod tests {
         let second = services.revive(ServiceKind::HaWatcher).unwrap().unwrap();
         assert_ne!(second, first);
         assert_eq!(services.revive(ServiceKind::HaWatcher).unwrap(), None);
-        let log_file = dir.join("logs/svc.log");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while std::fs::read_to_string(&log_file).unwrap().lines().count() < 2 {
             assert!(Instant::now() < deadline, "the second start wrote nothing");
             std::thread::sleep(Duration::from_millis(50));
         }
         services
-            .stop(ServiceKind::HaWatcher, Duration::from_secs(5), true)
+            .stop(ServiceKind::HaWatcher, Duration::from_secs(30), true)
             .unwrap_or_else(|e| panic!("{e:#}"));
         let _ = nix::sys::wait::waitpid(Pid::from_raw(second.pid), None);
         assert!(!second.is_alive());
