@@ -40,7 +40,7 @@ use super::services::{Detached, ServiceSpec};
 use super::{host_port, HaPaths, Member, ServiceKind, REST_API_PORT};
 use crate::cluster::{self, control, Cluster};
 use crate::fsx::{self, Owner};
-use crate::juju::{self, RelationData, RelationId, SecretOptions};
+use crate::juju::{self, RelationData, RelationId, SecretOptions, SecretUri};
 use crate::secret::{Password, Secret};
 use crate::state::{ha as ha_files, StateDir};
 
@@ -272,12 +272,13 @@ fn observe(unit: &HaUnit, relation: &RelationId, session: &Session) -> Result<Ob
     let secrets = match (&session.secrets, &app.secrets_uri) {
         (Some(s), _) => SecretsFact::Present(s.clone()),
         (None, None) => SecretsFact::Missing,
-        (None, Some(uri)) => match juju::secret_get(uri) {
-            Ok(content) => match HaSecrets::from_content(&content) {
+        (None, Some(uri)) => match SecretUri::parse(uri).map(|u| juju::secret_get(&u)) {
+            None => SecretsFact::Unreadable(format!("{uri} is not a secret URI")),
+            Some(Ok(content)) => match HaSecrets::from_content(&content) {
                 Some(s) => SecretsFact::Present(s),
                 None => SecretsFact::Unreadable(format!("{uri} lacks some passwords")),
             },
-            Err(e) => SecretsFact::Unreadable(format!("{e}")),
+            Some(Err(e)) => SecretsFact::Unreadable(format!("{e}")),
         },
     };
     let mut peers = Vec::new();
@@ -478,7 +479,7 @@ fn apply(
                 },
             )
             .context("adding the cluster's secret")?;
-            let data = RelationData::from([(plan::keys::SECRETS.to_string(), uri)]);
+            let data = RelationData::from([(plan::keys::SECRETS.to_string(), uri.to_string())]);
             juju::relation_set_app(relation, &data).context("publishing the secret's URI")?;
             session.app_bag.extend(data);
             session.secrets = Some(secrets);
