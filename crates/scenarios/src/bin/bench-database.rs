@@ -57,13 +57,14 @@ fn count_tool_calls(world: &World, unit: &str, calls: &Path) -> Result<()> {
         let Ok(target) = std::fs::read_link(&path) else {
             continue;
         };
+        // The emulator picks the tool by argv[0]'s name: `exec -a` keeps it.
         let real = tools.join(format!(".real-{name}"));
         std::os::unix::fs::symlink(&target, &real)?;
         std::fs::remove_file(&path)?;
         std::fs::write(
             &path,
             format!(
-                "#!/bin/bash\necho {name} >> '{}'\nexec '{}' \"$@\"\n",
+                "#!/bin/bash\necho {name} >> '{}'\nexec -a {name} '{}' \"$@\"\n",
                 calls.display(),
                 real.display()
             ),
