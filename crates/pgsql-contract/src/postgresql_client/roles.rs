@@ -39,7 +39,9 @@ use std::fmt;
 use crate::excerpt;
 use crate::pgsql::request::{MAX_REQUEST_ITEMS, MAX_REQUEST_VALUE_BYTES};
 use crate::sql::{Name, NameKind};
-use crate::tenancy::ownership::{decide_role, Owner, RoleAction, RoleFact};
+use crate::tenancy::ownership::{
+    decide_role, parse_application_lists, Owner, RoleAction, RoleFact,
+};
 
 /// A role attribute a consumer may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -184,46 +186,27 @@ impl ConsumerPrivileges {
     /// Parses the option; the error names the entry.
     pub fn parse(text: &str) -> Result<ConsumerPrivileges, String> {
         let mut allowed = ConsumerPrivileges::default();
-        for entry in text.split([';', '\n']) {
-            let entry = entry.trim();
-            if entry.is_empty() {
-                continue;
-            }
-            let (privilege, apps) = entry.split_once('=').ok_or_else(|| {
-                format!(
-                    "entry {} is not <privilege> = <application>[, ...]",
-                    excerpt(entry)
-                )
-            })?;
-            let privilege = match Privilege::from_keyword(privilege.trim()) {
-                Some(Privilege::CreateDb) => {
-                    return Err(
-                        "CREATEDB needs no permission: every consumer may have it".to_string()
-                    )
-                }
-                Some(privilege) => privilege,
-                None => {
-                    return Err(format!(
+        for (privilege, apps) in
+            parse_application_lists(
+                text,
+                "<privilege>",
+                |privilege| match Privilege::from_keyword(privilege) {
+                    Some(Privilege::CreateDb) => {
+                        Err("CREATEDB needs no permission: every consumer may have it".to_string())
+                    }
+                    Some(privilege) => Ok(privilege),
+                    None => Err(format!(
                         "{} is not a privilege; name superuser or createrole",
-                        excerpt(privilege.trim())
-                    ))
-                }
-            };
-            let apps: Vec<&str> = apps
-                .split(|c: char| c == ',' || c.is_ascii_whitespace())
-                .filter(|app| !app.is_empty())
-                .collect();
-            if apps.is_empty() {
-                return Err(format!("entry {} names no application", excerpt(entry)));
-            }
-            if let Some(bad) = apps.iter().find(|app| !is_application_name(app)) {
-                return Err(format!("{} is not an application name", excerpt(bad)));
-            }
+                        excerpt(privilege)
+                    )),
+                },
+            )?
+        {
             allowed
                 .by_privilege
                 .entry(privilege)
                 .or_default()
-                .extend(apps.iter().map(|app| app.to_string()));
+                .extend(apps);
         }
         Ok(allowed)
     }
@@ -236,17 +219,6 @@ impl ConsumerPrivileges {
                 .get(&privilege)
                 .is_some_and(|apps| apps.contains(app))
     }
-}
-
-/// Juju's application names: lower-case letters, digits and `-`, starting
-/// with a letter (which `remote-<hex>` also is). The same rule as
-/// `shared-databases`.
-fn is_application_name(text: &str) -> bool {
-    text.len() <= 128
-        && text.starts_with(|c: char| c.is_ascii_lowercase())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// Refuses the privileges `app` asked for that the operator did not allow

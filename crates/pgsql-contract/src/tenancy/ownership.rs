@@ -76,34 +76,14 @@ impl SharedDatabases {
     /// Parses the option; the error names the entry.
     pub fn parse(text: &str) -> Result<SharedDatabases, String> {
         let mut shared = SharedDatabases::default();
-        for entry in text.split([';', '\n']) {
-            let entry = entry.trim();
-            if entry.is_empty() {
-                continue;
-            }
-            let (database, apps) = entry.split_once('=').ok_or_else(|| {
-                format!(
-                    "entry {} is not <database> = <application>[, ...]",
-                    excerpt(entry)
-                )
-            })?;
-            let database =
-                Name::parse(NameKind::Database, database.trim()).map_err(|e| e.to_string())?;
-            let apps: Vec<&str> = apps
-                .split(|c: char| c == ',' || c.is_ascii_whitespace())
-                .filter(|app| !app.is_empty())
-                .collect();
-            if apps.is_empty() {
-                return Err(format!("entry {} names no application", excerpt(entry)));
-            }
-            if let Some(bad) = apps.iter().find(|app| !is_application_name(app)) {
-                return Err(format!("{} is not an application name", excerpt(bad)));
-            }
+        for (database, apps) in parse_application_lists(text, "<database>", |database| {
+            Name::parse(NameKind::Database, database).map_err(|e| e.to_string())
+        })? {
             shared
                 .by_database
                 .entry(database.as_str().to_string())
                 .or_default()
-                .extend(apps.iter().map(|app| app.to_string()));
+                .extend(apps);
         }
         Ok(shared)
     }
@@ -114,6 +94,43 @@ impl SharedDatabases {
             .get(database.as_str())
             .is_some_and(|apps| apps.contains(app))
     }
+}
+
+/// Parses the options that name applications per key (`shared-databases`,
+/// `consumer-privileges`): entries separated by `;` or line breaks, each
+/// `<key> = <application>[, <application>…]` (commas or blanks between
+/// applications). `key` judges the left side; the error names the entry.
+pub(crate) fn parse_application_lists<K>(
+    text: &str,
+    key_name: &str,
+    key: impl Fn(&str) -> Result<K, String>,
+) -> Result<Vec<(K, Vec<String>)>, String> {
+    let mut entries = Vec::new();
+    for entry in text.split([';', '\n']) {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let (left, apps) = entry.split_once('=').ok_or_else(|| {
+            format!(
+                "entry {} is not {key_name} = <application>[, ...]",
+                excerpt(entry)
+            )
+        })?;
+        let left = key(left.trim())?;
+        let apps: Vec<&str> = apps
+            .split(|c: char| c == ',' || c.is_ascii_whitespace())
+            .filter(|app| !app.is_empty())
+            .collect();
+        if apps.is_empty() {
+            return Err(format!("entry {} names no application", excerpt(entry)));
+        }
+        if let Some(bad) = apps.iter().find(|app| !is_application_name(app)) {
+            return Err(format!("{} is not an application name", excerpt(bad)));
+        }
+        entries.push((left, apps.iter().map(|app| app.to_string()).collect()));
+    }
+    Ok(entries)
 }
 
 /// Juju's application names: lower-case letters, digits and `-`, starting
