@@ -50,6 +50,11 @@ pub fn handle(hook: &Hook) -> Result<()> {
         }
         Event::Relation { endpoint, .. } if !is_our_endpoint(endpoint) => unhandled(event),
         Event::StorageAttached { storage } if !is_our_storage(storage) => unhandled(event),
+        // Dispatched by the HA watcher (`juju-exec`) when Patroni's primary
+        // or standbys change: the relations follow.
+        Event::Unknown(name) if name == crate::ha::TOPOLOGY_HOOK => {
+            converge::converge_and_report(hook)
+        }
         Event::Unknown(_) => unhandled(event),
         // Everything else converges the whole unit: the legacy charm's rule,
         // which makes the order hooks arrive in irrelevant.

@@ -13,6 +13,7 @@
 //! | `PG_CHARM_HOST_GLOBAL=off` | no global kernel setting changes (sysctl, THP, systemd) | on |
 //! | `PG_CHARM_HOST_DEVICES` | the only devices (comma-separated kernel names) whose live settings may change | all planned |
 //! | `PG_CHARM_LOG` | the log filter, in `RUST_LOG` syntax | `info` |
+//! | `PG_CHARM_HA=off` | every unit stays a standalone server (tests that put several units' clusters on one machine, where peers cannot replicate) | on |
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -29,6 +30,8 @@ pub struct TestKnobs {
     pub host_global: bool,
     pub host_devices: Option<BTreeSet<String>>,
     pub log_filter: String,
+    /// `false` with `PG_CHARM_HA=off`.
+    pub ha: bool,
 }
 
 impl Default for TestKnobs {
@@ -41,6 +44,7 @@ impl Default for TestKnobs {
             host_global: true,
             host_devices: None,
             log_filter: String::new(),
+            ha: true,
         }
     }
 }
@@ -70,6 +74,7 @@ impl TestKnobs {
                     .collect()
             }),
             log_filter: var("PG_CHARM_LOG").unwrap_or_default(),
+            ha: set("PG_CHARM_HA").is_none_or(|v| v.trim() != "off"),
         }
     }
 }
@@ -90,6 +95,7 @@ mod tests {
                     "PG_CHARM_HOST_GLOBAL" => " off ",
                     "PG_CHARM_HOST_DEVICES" => "loop7, loop8,,",
                     "PG_CHARM_LOG" => "debug",
+                    "PG_CHARM_HA" => "off",
                     _ => return None,
                 }
                 .to_string(),
@@ -104,6 +110,7 @@ mod tests {
                 host_global: false,
                 host_devices: Some(["loop7".to_string(), "loop8".to_string()].into()),
                 log_filter: "debug".into(),
+                ha: false,
             }
         );
         // Blank or unparsable values are the defaults.
@@ -112,6 +119,7 @@ mod tests {
         });
         assert_eq!(blank.port, DEFAULT_PORT);
         assert!(blank.host_etc.is_none() && blank.host_devices.is_none() && blank.host_global);
+        assert!(blank.ha);
         assert_eq!(blank.cluster_name, " ");
     }
 }

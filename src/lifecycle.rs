@@ -2,13 +2,17 @@
 //! ([`crate::converge`]): storage detaching, stop, remove, and the cheap
 //! `update-status` check, which converges only when something changed.
 
+use std::time::Duration;
+
 use anyhow::Result;
 
 use crate::charm::Hook;
 use crate::clients;
 use crate::cluster::{conf, control, packages, Cluster};
-use crate::converge::converge_and_report;
+use crate::converge::{converge_and_report, ha_step};
 use crate::fsx;
+use crate::ha::services::Detached;
+use crate::ha::ServiceKind;
 use crate::juju::{self, WorkloadStatus};
 use crate::storage;
 use crate::tuning;
@@ -43,12 +47,28 @@ fn data_is_on_detaching_storage(hook: &Hook, cluster: &Cluster) -> bool {
     }
 }
 
-/// `stop`: no server is left running; nothing is deleted.
+/// `stop`: no server is left running; nothing is deleted. Patroni goes
+/// first (it would start the server again), then etcd.
 pub fn stop_server(hook: &Hook, reason: &str) -> Result<()> {
+    stop_ha_services(hook)?;
     if let Some(cluster) = hook.unit.existing_cluster() {
         control::stop(&cluster)?;
     }
     hook.unit.set_status(WorkloadStatus::Maintenance, reason)
+}
+
+/// Stops Patroni (which stops its server) and etcd, when this unit runs them.
+fn stop_ha_services(hook: &Hook) -> Result<()> {
+    let services = Detached::new(hook.unit.state.clone());
+    services.stop(ServiceKind::HaWatcher, Duration::from_secs(10), true)?;
+    if services.running(ServiceKind::Patroni).is_some() {
+        hook.unit.progress("stopping Patroni and its PostgreSQL");
+        services.stop(ServiceKind::Patroni, Duration::from_secs(300), false)?;
+    }
+    if services.running(ServiceKind::Etcd).is_some() {
+        services.stop(ServiceKind::Etcd, Duration::from_secs(30), true)?;
+    }
+    Ok(())
 }
 
 /// `remove`: the unit leaves and hands the machine back. The server is
@@ -57,7 +77,9 @@ pub fn stop_server(hook: &Hook, reason: &str) -> Result<()> {
 /// value back, its files under /etc go (units disabled first), and its
 /// state directory is deleted.
 pub fn remove_unit(hook: &Hook) -> Result<()> {
+    stop_ha_services(hook)?;
     if let Some(cluster) = hook.unit.existing_cluster() {
+        ha_step::hand_back(&cluster)?;
         control::stop(&cluster)?;
         let start_conf = cluster.conf_dir().join("start.conf");
         conf::write_if_changed(
@@ -92,6 +114,10 @@ fn data_in_place(cluster: &Cluster) -> bool {
 pub fn update_status(hook: &Hook) -> Result<()> {
     let state = &hook.unit.state;
     match hook.unit.existing_cluster() {
+        // A member of a replicated cluster: Patroni may have promoted or
+        // demoted the server since the last hook, so the relations follow
+        // (the fallback when no topology hook came).
+        Some(cluster) if ha_step::member_before(hook, &cluster) => converge_and_report(hook),
         // Re-tuning (src/tuning/apply.rs): compares sysfs/procfs with the
         // machine the last converge recorded; spawns nothing.
         Some(cluster) if cluster.is_running() && tuning::machine::machine_changed(state) => {

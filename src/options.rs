@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use crate::ha::options::{HaOptions, FAILOVER_PROFILE, SYNC_MODE_STRICT, SYNC_NODE_COUNT};
 use crate::juju::Config;
 use crate::relations::access::cidr::{AddressLimits, Cidr};
 use crate::relations::postgresql_client::roles::ConsumerPrivileges;
@@ -52,6 +53,9 @@ pub struct ClusterOptions {
     pub host_tuning: bool,
     /// What consumers may be given.
     pub clients: ClientOptions,
+    /// `synchronous-node-count`, `synchronous-mode-strict`,
+    /// `failover-profile`: how the replicated cluster commits and fails over.
+    pub ha: HaOptions,
 }
 
 /// The options that bound what client relations may be given.
@@ -120,8 +124,39 @@ impl ClusterOptions {
                     )?,
                 },
             },
+            ha: ha_options(config, &text)?,
         })
     }
+}
+
+/// The HA options; every problem is reported, each already naming its
+/// option (the first is the one the error is filed under).
+fn ha_options(
+    config: &Config,
+    text: &dyn Fn(&'static str) -> Result<String, OptionError>,
+) -> Result<HaOptions, OptionError> {
+    let sync_node_count = text(SYNC_NODE_COUNT)?;
+    let profile = text(FAILOVER_PROFILE)?;
+    let strict = config
+        .bool(SYNC_MODE_STRICT)
+        .map_err(|e| reject(SYNC_MODE_STRICT, e.to_string()))?;
+    HaOptions::parse(
+        Some(sync_node_count.as_str()).filter(|v| !v.is_empty()),
+        strict,
+        Some(profile.as_str()).filter(|v| !v.is_empty()),
+    )
+    .map_err(|errors| {
+        let option = [SYNC_NODE_COUNT, SYNC_MODE_STRICT, FAILOVER_PROFILE]
+            .into_iter()
+            .find(|o| errors[0].starts_with(o))
+            .unwrap_or(SYNC_NODE_COUNT);
+        let reason = errors
+            .iter()
+            .map(|e| e.strip_prefix(&format!("{option}: ")).unwrap_or(e))
+            .collect::<Vec<_>>()
+            .join("; ");
+        reject(option, reason)
+    })
 }
 
 /// An integer option holding a prefix length within `range`.
@@ -469,6 +504,83 @@ mod tests {
             let error = ClusterOptions::from_config(&config(&[(option, value)])).unwrap_err();
             assert_eq!(error.option, option);
             assert!(error.reason.contains(want), "{option}: {}", error.reason);
+        }
+    }
+
+    #[test]
+    fn ha_options_are_parsed_and_each_problem_names_its_option() {
+        let config = |pairs: &[(&str, serde_json::Value)]| {
+            let mut options: std::collections::BTreeMap<String, serde_json::Value> = [
+                ("locale", "C.UTF-8"),
+                ("encoding", "UTF8"),
+                ("profile", "mixed"),
+                ("storage-type", "auto"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+            .collect();
+            options.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())));
+            Config::from_map(options)
+        };
+        // Unset (or config.yaml's defaults): one synchronous standby, not
+        // strict, Patroni's default timing.
+        let unset = ClusterOptions::from_config(&config(&[])).unwrap().ha;
+        assert_eq!(unset, HaOptions::default());
+        let defaults = ClusterOptions::from_config(&config(&[
+            (SYNC_NODE_COUNT, "1".into()),
+            (SYNC_MODE_STRICT, false.into()),
+            (FAILOVER_PROFILE, "default".into()),
+        ]))
+        .unwrap()
+        .ha;
+        assert_eq!(defaults, HaOptions::default());
+        let set = ClusterOptions::from_config(&config(&[
+            (SYNC_NODE_COUNT, "majority".into()),
+            (SYNC_MODE_STRICT, true.into()),
+            (FAILOVER_PROFILE, "fast".into()),
+        ]))
+        .unwrap()
+        .ha;
+        assert!(set.strict);
+        assert_eq!(set.timing, crate::ha::options::TimingProfile::FAST);
+        type Pairs<'a> = &'a [(&'a str, serde_json::Value)];
+        let cases: [(Pairs, &str, &str); 4] = [
+            (
+                &[(SYNC_NODE_COUNT, "two".into())],
+                SYNC_NODE_COUNT,
+                "\"two\" is not 0",
+            ),
+            (
+                &[(SYNC_NODE_COUNT, "-1".into())],
+                SYNC_NODE_COUNT,
+                "is not 0",
+            ),
+            (
+                &[(FAILOVER_PROFILE, "turbo".into())],
+                FAILOVER_PROFILE,
+                "is neither",
+            ),
+            (
+                &[
+                    (SYNC_NODE_COUNT, "0".into()),
+                    (SYNC_MODE_STRICT, true.into()),
+                ],
+                SYNC_MODE_STRICT,
+                "needs synchronous replication",
+            ),
+        ];
+        for (pairs, option, want) in cases {
+            let error = ClusterOptions::from_config(&config(pairs)).unwrap_err();
+            assert_eq!(error.option, option, "{pairs:?}");
+            assert!(error.reason.contains(want), "{pairs:?}: {}", error.reason);
+            assert!(
+                error.to_string().starts_with(&format!("config {option}: ")),
+                "{error}"
+            );
+            assert!(
+                !error.reason.starts_with(&format!("{option}: ")),
+                "named twice: {error}"
+            );
         }
     }
 

@@ -20,6 +20,8 @@ pub struct Unit {
     pub port: u16,
     pub state: StateDir,
     pub host: HostRoots,
+    /// Whether this unit may join a replicated cluster ([`TestKnobs::ha`]).
+    pub ha: bool,
 }
 
 impl Unit {
@@ -30,6 +32,7 @@ impl Unit {
             cluster_name: knobs.cluster_name.clone(),
             port: knobs.port,
             host: HostRoots::for_unit(knobs, state.clone()),
+            ha: knobs.ha,
             state,
         }
     }

@@ -306,7 +306,12 @@ fn huge_or_invalid_subnet_lists_are_refused() {
 #[test]
 fn scale_down_does_not_revoke_what_the_remaining_units_serve() {
     let mut s = site("scale-down");
-    // A second unit, with a cluster of its own on this test machine.
+    // A second unit, with a cluster of its own on this test machine: two
+    // servers on one address cannot replicate, so each stays standalone
+    // (PG_CHARM_HA=off). What is tested is the departing unit's revocation,
+    // which does not depend on replication (tests/ha_cluster.rs has the
+    // replicated scale down).
+    s.h.world.set_test_env("PG_CHARM_HA", "off");
     let second = common::ClusterGuard::new();
     let address = s.consumer_host.host_addr.to_string();
     let unit =

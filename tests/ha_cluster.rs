@@ -1,19 +1,17 @@
-//! Root tier: three units on three emulated machines turn the charm's
-//! standalone clusters into one replicated cluster (etcd 3.4, the bundled
-//! Patroni 3.2.2), driven by `ha::converge` from inside each unit's hook
-//! context.
+//! Root tier: the packed charm, as Juju runs it, turns one standalone unit
+//! into a replicated cluster of three on three emulated machines (etcd 3.4,
+//! the bundled Patroni 3.2.2) when two units are added, with no command
+//! beyond `add-unit`.
 //!
-//! Today's converge does not call the HA step yet (issue 10 restructures
-//! it), so the test deploys the packed charm (each unit creates its
-//! standalone cluster; unit 0's gets rows), then refreshes the application to
-//! a charm that only records its hooks, so that the old converge does not
-//! fight Patroni, and runs `ha::converge` in each unit through `juju-exec`:
-//! this same test binary, with `HA_CLUSTER_ROUND` set, in the unit's hook
-//! context (relation data, secrets, leadership), committed like a hook. It
-//! repeats rounds over the units until none has anything left to do, then
-//! checks the cluster from outside: rows on both standbys, one synchronous
-//! standby, the same system identifier, three voting etcd members, the REST
-//! API and etcd refusing anonymous writes, no password in any argv or log.
+//! Unit 0 is deployed alone (a standalone server, as before HA) and gets
+//! rows; `add-unit` twice; the hooks (and `update-status`, every few seconds
+//! here, every five minutes in Juju) converge until unit 0 is the primary of
+//! two streaming standbys cloned from it. Then, from outside: the rows on
+//! both standbys, one synchronous standby, one system identifier, the same
+//! cluster-wide settings everywhere, a `db` consumer told the primary in
+//! `master` and the standbys in `standbys` by every unit, the REST API and
+//! etcd refusing anonymous writes, three voting etcd members; removing a
+//! standby leaves two members serving; no password in any argv or log.
 //! Every process runs inside the machines, which the World kills and
 //! removes when it drops (also when the test fails).
 
@@ -21,8 +19,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use juju_emulator::machine::MachineSpec;
-use juju_emulator::{DeployOptions, World};
-use scenarios::ha::{self, finish, quiet_charm, role_of, spawn_exec, Driver, APP};
+use juju_emulator::{DeployOptions, UnitOptions, World};
+use scenarios::ha::{self, finish, spawn_exec, APP};
 
 const TEST: &str = "three_units_form_a_replicated_cluster_from_the_charms_standalone_one";
 
@@ -30,12 +28,20 @@ fn cluster_name() -> String {
     format!("hac{}", std::process::id() % 100_000)
 }
 
+fn machine() -> MachineSpec {
+    MachineSpec {
+        memory_mib: 2048,
+        ..Default::default()
+    }
+}
+
+fn status(world: &World, unit: &str) -> (String, String) {
+    let s = &world.unit(unit).unwrap().status;
+    (s.status.clone(), s.message.clone())
+}
+
 #[test]
 fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
-    if std::env::var_os(ha::ROUND_ENV).is_some() {
-        ha::round();
-        return;
-    }
     if std::env::var_os("HA_CLUSTER_CHECK").is_some() {
         inner::check();
         return;
@@ -59,60 +65,87 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
             APP,
             &charm,
             DeployOptions {
-                units: 3,
-                config: [("memory-limit".to_string(), "512M".to_string())].into(),
-                machine: Some(MachineSpec {
-                    memory_mib: 2048,
-                    ..Default::default()
-                }),
+                units: 1,
+                config: [
+                    ("memory-limit".to_string(), "512M".to_string()),
+                    ("failover-profile".to_string(), "fast".to_string()),
+                ]
+                .into(),
+                machine: Some(machine()),
                 ..Default::default()
             },
         )
         .unwrap();
     world.settle().unwrap();
-    let units: Vec<String> = (0..3).map(|n| format!("{APP}/{n}")).collect();
-    for unit in &units {
-        let s = &world.unit(unit).unwrap().status;
-        assert_eq!(s.status, "active", "{unit}: {}", s.message);
-    }
+    let first = format!("{APP}/0");
+    let (state, message) = status(&world, &first);
+    assert_eq!(state, "active", "{message}");
+    assert!(
+        !message.contains("primary"),
+        "alone, a standalone server: {message}"
+    );
     let sql = |world: &World, unit: &str, sql: &str| ha::psql(world, unit, sql);
     sql(
         &world,
-        &units[0],
+        &first,
         "CREATE TABLE kept (n int PRIMARY KEY); INSERT INTO kept SELECT generate_series(1, 1000);",
     )
     .unwrap();
     let standalone_sysid = sql(
         &world,
-        &units[0],
+        &first,
         "SELECT system_identifier FROM pg_control_system()",
     )
     .unwrap();
-
-    // The old converge steps aside; the HA step runs through juju-exec.
-    let quiet = quiet_charm(&scratch.0, &charm);
-    world.upgrade_charm(APP, &quiet).unwrap();
+    let consumer = scenarios::consumer_charm().unwrap();
+    world
+        .deploy(
+            "db",
+            "shop",
+            &consumer,
+            DeployOptions {
+                units: 1,
+                config: [("database".to_string(), "shop".to_string())].into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let relation = world.integrate(&format!("{APP}:db"), "shop:db").unwrap();
     world.settle().unwrap();
-    let leader = world.app(APP).unwrap().leader.clone().unwrap();
-    let mut outputs = String::new();
-    let driver = Driver::new(
-        std::env::current_exe().unwrap(),
-        ["--exact", TEST, "--nocapture", "--test-threads=1"]
-            .map(String::from)
-            .to_vec(),
-        &name,
-    );
-    let converged = driver.passes(&mut world, &units, None, "", &mut outputs, |states| {
-        let roles: Vec<&str> = states.iter().filter_map(|s| role_of(s)).collect();
-        states.iter().all(|s| s.contains("problems=[]"))
-            && roles.iter().filter(|r| **r == "Primary").count() == 1
-            && roles.iter().filter(|r| **r == "Standby").count() == 2
-    });
-    assert!(converged, "the three units did not converge");
 
-    // Patroni, not Juju, says who is primary: it is the founder, unit 0's
-    // machine, holding the charm's standalone data.
-    let primary = leader.clone();
+    // Two more units: nothing else is asked of the operator.
+    let mut units = vec![first.clone()];
+    for _ in 0..2 {
+        let unit = world
+            .add_unit_with(
+                APP,
+                UnitOptions {
+                    machine: Some(machine()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        units.push(unit);
+    }
+    world.set_update_status_interval(Some(Duration::from_secs(5)));
+    let formed = world.run_until(Duration::from_secs(420), |w| {
+        let messages: Vec<(String, String)> = units.iter().map(|u| status(w, u)).collect();
+        messages.iter().all(|(s, _)| s == "active")
+            && messages[0].1.contains("primary, 2 standbys")
+            && messages[1..]
+                .iter()
+                .all(|(_, m)| m.contains(&format!("standby of {first}")))
+    });
+    if let Err(e) = formed {
+        let logs: String = units.iter().map(|u| ha::service_logs(&world, u)).collect();
+        panic!("the three units did not form one cluster: {e:#}\n{logs}");
+    }
+    world.set_update_status_interval(None);
+    world.settle().unwrap();
+
+    // Patroni, not Juju, says who is primary: the founder, holding the
+    // standalone data.
+    let primary = first.clone();
     let standbys: Vec<&String> = units.iter().filter(|u| **u != primary).collect();
     let sysids: Vec<String> = units
         .iter()
@@ -164,14 +197,102 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
         },
     );
     eprintln!("pg_stat_replication: {replication}");
-    // Cluster-wide settings come from the DCS, the same everywhere.
+    // Cluster-wide settings come from the DCS, the same everywhere; the
+    // memory settings follow each machine.
+    let cluster_wide: Vec<String> = units
+        .iter()
+        .map(|u| sql(&world, u, "SHOW max_connections").unwrap())
+        .collect();
+    assert!(
+        cluster_wide.iter().all(|v| *v == cluster_wide[0]),
+        "{cluster_wide:?}"
+    );
+
+    // The consumer is told the primary and the standbys, by every unit,
+    // and the leader's application bag says the same.
+    let addresses: std::collections::BTreeMap<String, String> = units
+        .iter()
+        .map(|u| {
+            (
+                u.clone(),
+                world.machine_of(u).unwrap().address().to_string(),
+            )
+        })
+        .collect();
+    let address = |unit: &str| addresses[unit].clone();
+    let want_standbys: Vec<String> = {
+        let mut v: Vec<String> = standbys.iter().map(|u| address(u)).collect();
+        v.sort();
+        v
+    };
     for unit in &units {
-        assert_eq!(
-            sql(&world, unit, "SHOW max_connections").unwrap(),
-            "120",
-            "{unit}"
-        );
+        let bag = world.bag(relation, unit).unwrap();
+        // Only the hosts are compared and shown: the strings hold passwords.
+        let master = hosts(bag.get("master").map(String::as_str).unwrap_or_default());
+        assert_eq!(master, [address(&primary)], "{unit}'s master");
+        let mut listed = hosts(bag.get("standbys").map(String::as_str).unwrap_or_default());
+        listed.sort();
+        assert_eq!(listed, want_standbys, "{unit}'s standbys");
+        let state = bag.get("state").map(String::as_str).unwrap_or_default();
+        let want = if *unit == primary {
+            "master"
+        } else {
+            "hot standby"
+        };
+        assert_eq!(state, want, "{unit}");
     }
+    let app_bag = world.bag(relation, APP).unwrap();
+    assert_eq!(
+        hosts(
+            app_bag
+                .get("master")
+                .map(String::as_str)
+                .unwrap_or_default()
+        ),
+        [address(&primary)],
+        "the leader's application bag"
+    );
+    // The consumer's database exists once, on the primary, and streams.
+    assert_eq!(
+        sql(
+            &world,
+            standbys[0],
+            "SELECT count(*) FROM pg_database WHERE datname = 'shop'"
+        )
+        .unwrap(),
+        "1"
+    );
+
+    // The operator asks Patroni, through any unit, who is primary.
+    let asked = world
+        .run_action(&units[2], "get-primary", Default::default())
+        .unwrap();
+    assert!(asked.failed.is_none(), "{:?}", asked.failed);
+    let result = |outcome: &juju_emulator::world::ActionOutcome, key: &str| {
+        outcome
+            .results
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(result(&asked, "primary"), primary);
+    assert_eq!(result(&asked, "address"), address(&primary));
+    let status_of = world
+        .run_action(&units[1], "cluster-status", Default::default())
+        .unwrap();
+    assert!(status_of.failed.is_none(), "{:?}", status_of.failed);
+    let members = result(&status_of, "members");
+    assert_eq!(members.lines().count(), 3, "{members}");
+    assert!(
+        members.contains(&format!("{primary}: primary, running, timeline")),
+        "{members}"
+    );
+    assert_eq!(
+        members.matches("synchronous standby, streaming").count(),
+        1,
+        "{members}"
+    );
 
     // Authentication, inside each machine.
     for unit in &units {
@@ -181,64 +302,44 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
 
     // Scale down: the standby that is not synchronous leaves; etcd and
     // Patroni keep the other two, the synchronous standby stays.
-    let leaving = &units[2];
-    assert!(
-        replication.contains("postgresql-1:streaming:sync"),
-        "{replication}"
-    );
-    let left = driver.passes(
-        &mut world,
-        &units,
-        Some(leaving),
-        "",
-        &mut outputs,
-        |states| {
-            states[2].contains("did=[]")
-                && states[0].contains("problems=[]")
-                && states[0].contains("published=Some((Some(\"postgresql/0\"), 1))")
-        },
-    );
-    assert!(left, "{leaving} did not leave cleanly");
+    let (sync_standby, leaving) = if replication.contains("postgresql-1:streaming:sync") {
+        (units[1].clone(), units[2].clone())
+    } else {
+        (units[2].clone(), units[1].clone())
+    };
+    world.remove_unit(&leaving).unwrap();
+    world.set_update_status_interval(Some(Duration::from_secs(5)));
+    let left = world.run_until(Duration::from_secs(180), |w| {
+        let message = status(w, &primary).1;
+        message.contains("primary, 1 standby") && message.contains("cannot fail over safely")
+    });
+    if let Err(e) = left {
+        panic!("{leaving} did not leave cleanly: {e:#}");
+    }
+    world.set_update_status_interval(None);
+    world.settle().unwrap();
     let members = run_etcdctl_member_list(&world, &primary);
     assert_eq!(members.matches("\"name\"").count(), 2, "{members}");
-    assert!(!members.contains("postgresql-2"), "{members}");
-    let processes = world
-        .machine_of(leaving)
-        .unwrap()
-        .run("ps", &["-eo", "args"])
-        .unwrap();
-    let processes = String::from_utf8_lossy(&processes.stdout).into_owned();
-    let left_running: Vec<&str> = processes
-        .lines()
-        .filter(|l| {
-            l.starts_with("/usr/bin/etcd") || l.contains("bin/patroni") || l.contains("postgres -D")
-        })
-        .collect();
-    assert!(
-        left_running.is_empty(),
-        "still running on {leaving}: {left_running:?}"
-    );
+    assert!(!members.contains(&ha_member_name(&leaving)), "{members}");
     sql(&world, &primary, "INSERT INTO kept VALUES (1002)").unwrap();
     assert_eq!(
-        sql(&world, &units[1], "SELECT max(n) FROM kept").unwrap(),
+        sql(&world, &sync_standby, "SELECT max(n) FROM kept").unwrap(),
         "1002",
         "the synchronous standby has every commit"
     );
+    let remaining = [primary.clone(), sync_standby.clone()];
 
     // No password in any argv or log, on any machine, nor in what the hooks
-    // and juju-exec printed or logged (collected before the test reads the
-    // passwords through juju-exec itself).
-    let mut seen: Vec<(String, String)> = vec![("juju-exec rounds".into(), outputs)];
+    // logged (collected before the test reads the passwords through
+    // juju-exec itself).
+    let mut seen: Vec<(String, String)> = Vec::new();
     for record in world.logs() {
         seen.push((
             format!("juju-log of {}", record.unit),
             record.message.clone(),
         ));
     }
-    for exec in world.execs() {
-        seen.push(("juju-exec results".into(), format!("{:?}", exec.result)));
-    }
-    for unit in &units {
+    for unit in &remaining {
         let machine = world.machine_of(unit).unwrap();
         let argv = machine
             .run(
@@ -268,6 +369,7 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
         );
         seen.push((format!("service logs on {unit}"), logs));
     }
+    let leader = world.app(APP).unwrap().leader.clone().unwrap();
     let passwords = read_passwords(&mut world, &leader);
     assert_eq!(passwords.len(), 5, "the five passwords of the cluster");
     for (key, password) in &passwords {
@@ -279,6 +381,22 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
             );
         }
     }
+}
+
+/// The `host=` of each connection string (one per line) in `text`.
+fn hosts(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| {
+            line.split_whitespace()
+                .find_map(|word| word.strip_prefix("host="))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// `postgresql/2` → `postgresql-2` (Patroni's and etcd's name for it).
+fn ha_member_name(unit: &str) -> String {
+    postgresql_charm::ha::member_name(unit)
 }
 
 fn run_etcdctl_member_list(world: &World, unit: &str) -> String {

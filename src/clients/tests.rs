@@ -579,6 +579,7 @@ fn a_standby_creates_nothing_but_grants_access_and_names_its_primary() {
             name: "postgresql/1".into(),
             address: "10.1.0.7".into(),
         },
+        standbys: vec![],
     };
     let outcome = world.serve("db-relation-changed", Some(("db:1", "app")));
     assert!(outcome.problems.is_empty(), "{:?}", outcome.problems);

@@ -95,7 +95,15 @@ impl Cluster {
     pub fn data_directory(&self) -> Result<PathBuf> {
         let text = fsx::read_to_string(&self.conf_file())
             .with_context(|| format!("reading {}", self.conf_file().display()))?;
-        conf::setting_in(&text, "data_directory")
+        if let Some(dir) = conf::setting_in(&text, "data_directory") {
+            return Ok(PathBuf::from(dir));
+        }
+        // Under Patroni, postgresql.conf is Patroni's, and Debian's file
+        // (with data_directory) is renamed postgresql.base.conf.
+        let base = self.conf_dir().join("postgresql.base.conf");
+        fsx::read_to_string(&base)
+            .ok()
+            .and_then(|text| conf::setting_in(&text, "data_directory"))
             .map(PathBuf::from)
             .with_context(|| format!("no data_directory in {}", self.conf_file().display()))
     }

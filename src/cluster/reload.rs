@@ -90,6 +90,34 @@ pub fn sync_with_files(cluster: &Cluster) -> Result<Vec<String>> {
         .collect())
 }
 
+/// What [`sync_without_restart`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Synced {
+    /// As [`sync_with_files`] returns them.
+    pub hba_problems: Vec<String>,
+    /// Settings waiting for a restart, which someone else (Patroni) does.
+    pub pending_restart: Vec<String>,
+}
+
+/// [`sync_with_files`] for a server the charm must not restart (Patroni
+/// runs it): reloads when a file changed, and reports what waits for a
+/// restart.
+pub fn sync_without_restart(cluster: &Cluster) -> Result<Synced> {
+    let state = db::loaded_state(cluster)?;
+    let mut pending = state.pending_restart.clone();
+    if let Sync::Reload = plan_sync(state.loaded_at_micros, files_changed_at(cluster)?, &pending) {
+        pending = db::reload(cluster)?;
+    }
+    Ok(Synced {
+        hba_problems: state
+            .hba_errors
+            .into_iter()
+            .map(|error| format!("pg_hba.conf {error}; the server keeps its previous rules"))
+            .collect(),
+        pending_restart: pending,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

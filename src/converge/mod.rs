@@ -29,6 +29,7 @@
 //!
 //! [`HugePagesChoice`]: crate::tuning::host_tuning::HugePagesChoice
 
+pub mod ha_step;
 pub mod placement;
 pub mod plan;
 
@@ -37,6 +38,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use self::ha_step::HaDecision;
 use self::plan::{UnitFacts, UnitPlan};
 use crate::charm::Hook;
 use crate::clients::objects::ClusterServer;
@@ -78,8 +80,13 @@ pub fn converge_renewing(hook: &Hook, renew: &BTreeSet<String>) -> Result<Outcom
     if !matches!(outcome, Outcome::Active(_)) {
         // A converge that stopped early (bad config, storage in the way)
         // never reached the relations: removed ones still lose their access.
-        if let Some(cluster) = hook.unit.existing_cluster().filter(|c| c.is_running()) {
-            let role = Role::of_this_unit();
+        // A standby is read-only: the primary's converge revokes.
+        if let Some(cluster) = hook
+            .unit
+            .existing_cluster()
+            .filter(|c| c.is_running() && !in_recovery(c))
+        {
+            let role = Role::Standalone;
             with_clients(hook, &cluster, &role, "", renew, |clients| {
                 clients.revoke_removed()
             })
@@ -87,6 +94,15 @@ pub fn converge_renewing(hook: &Hook, renew: &BTreeSet<String>) -> Result<Outcom
         }
     }
     Ok(outcome)
+}
+
+/// Whether the server is a standby (read-only); `false` when unsure, so
+/// that a failing revocation is reported rather than skipped.
+fn in_recovery(cluster: &Cluster) -> bool {
+    db::query(cluster, "SELECT pg_is_in_recovery()")
+        .ok()
+        .and_then(|rows| rows.first().map(|r| r.get::<_, bool>(0)))
+        .unwrap_or(false)
 }
 
 /// Whether the unit's cluster serves now (for "still serving" in a
@@ -118,11 +134,13 @@ fn converge_unit(hook: &Hook, renew: &BTreeSet<String>) -> Result<Outcome> {
     };
     let cluster = unit.cluster(major);
     let mounts = Mounts::attached(None)?;
-    let role = Role::of_this_unit();
-    let data_dir = match placement::place_cluster(hook, &cluster, &mounts, &options, &role)? {
-        Step::Done(dir) => dir,
-        Step::Blocked(blocked) => return Ok(Outcome::Blocked(blocked)),
-    };
+    // Patroni clones a standby's data itself (after the HA step cleared the
+    // empty cluster made here), so the placement creates, adopts or moves.
+    let data_dir =
+        match placement::place_cluster(hook, &cluster, &mounts, &options, &Role::Standalone)? {
+            Step::Done(dir) => dir,
+            Step::Blocked(blocked) => return Ok(Outcome::Blocked(blocked)),
+        };
     if let Step::Blocked(blocked) =
         storage::place_wal(&cluster, &data_dir, mounts.pgwal.as_deref(), &|m| {
             unit.progress(m)
@@ -141,7 +159,6 @@ fn converge_unit(hook: &Hook, renew: &BTreeSet<String>) -> Result<Outcome> {
         pgdata_mount: mounts.pgdata.clone(),
         data_dir,
         options,
-        role,
     };
 
     // 3. Plan.
@@ -178,13 +195,16 @@ fn apply(
         check: &check,
     };
     let host = tune_host(&unit.host, &target);
-    let candidate = conf::render_charm_conf(&host.huge_pages.apply(plan.settings.clone()));
+    let settings = host.huge_pages.apply(plan.settings.clone());
+    let candidate = conf::render_charm_conf(&settings);
     if let Err(rejected) = check.check(&candidate)? {
         let problem = plan::rejection_message(&rejected, &options.extra_pg_conf);
         return Ok(blocked(hook, &problem));
     }
     let conf_dir = cluster.conf_dir();
     let hba_path = conf_dir.join("pg_hba.conf");
+    let render_hba =
+        |hba: &hba::HbaInput| ha_step::keep_replication_rules(&hba_path, hba::render_pg_hba(hba));
     conf::write_if_changed(&conf_dir.join(conf::CHARM_CONF), &candidate, 0o644)?;
     conf::write_if_changed(
         &conf_dir.join("pg_ident.conf"),
@@ -192,32 +212,68 @@ fn apply(
         0o640,
     )?;
 
+    // The replicated cluster, when this unit takes part in one: Patroni
+    // may take the server over, clone it, or leave it to the charm.
+    let ha = if ha_step::engaged(hook, cluster)? {
+        if let Some(hba) = &plan.hba_before_start {
+            conf::write_if_changed(&hba_path, &render_hba(hba), 0o640)?;
+        }
+        let target = ha_step::Target {
+            cluster,
+            data_dir: &facts.data_dir,
+            wal_dir: mounts.pgwal.as_deref(),
+            options: options.ha,
+            settings: &settings,
+        };
+        match ha_step::run(hook, &target)? {
+            Step::Done(decision) => decision,
+            Step::Blocked(problem) => return Ok(blocked(hook, &problem)),
+        }
+    } else {
+        HaDecision::standalone()
+    };
+    let Some(role) = ha.role.clone() else {
+        // Not serving clients in this hook (joining, cloning, no primary).
+        return Ok(Outcome::from_problems(&ha.problems, String::new));
+    };
+
     // Whether the files changed in this hook or in one killed before it
     // reloaded, the server's loaded state says what is left to do.
-    match &plan.hba_before_start {
-        None => {
-            reload::sync_with_files(cluster)?;
-        }
-        Some(hba) => {
-            conf::write_if_changed(&hba_path, &hba::render_pg_hba(hba), 0o640)?;
-            unit.progress(&format!("starting PostgreSQL {}", cluster.major));
-            control::start(cluster)?;
+    if !ha.patroni_manages {
+        match &plan.hba_before_start {
+            Some(hba) if !cluster.is_running() => {
+                conf::write_if_changed(&hba_path, &render_hba(hba), 0o640)?;
+                unit.progress(&format!("starting PostgreSQL {}", cluster.major));
+                control::start(cluster)?;
+            }
+            _ => {
+                reload::sync_with_files(cluster)?;
+            }
         }
     }
     let version = db::wait_for_version(cluster, Duration::from_secs(60))?;
     storage::retire_leftovers(cluster, &facts.data_dir)?;
-    let mut served = with_clients(hook, cluster, &facts.role, &version, renew, |clients| {
+    let mut served = with_clients(hook, cluster, &role, &version, renew, |clients| {
         clients.serve(&options.clients)
     })?;
     if plan::hba_after_serving(&plan, &served.access) {
         let hba = plan::hba_input(options, served.access);
-        conf::write_if_changed(&hba_path, &hba::render_pg_hba(&hba), 0o640)?;
+        conf::write_if_changed(&hba_path, &render_hba(&hba), 0o640)?;
     }
-    // Access rules need a reload only, never a restart.
-    let hba_problems = reload::sync_with_files(cluster)?;
+    // Access rules need a reload only, never a restart; under Patroni,
+    // Patroni alone restarts the server.
+    let synced = if ha.patroni_manages {
+        reload::sync_without_restart(cluster)?
+    } else {
+        reload::Synced {
+            hba_problems: reload::sync_with_files(cluster)?,
+            pending_restart: Vec::new(),
+        }
+    };
     served
         .problems
-        .extend(hba_problems.into_iter().map(Problem::Blocked));
+        .extend(synced.hba_problems.into_iter().map(Problem::Blocked));
+    served.problems.extend(ha.problems.iter().cloned());
     // open-port is committed with the hook, so what is open is asked of
     // Juju (opened-ports lists committed ports only), never remembered.
     let port = format!("{}/tcp", cluster.port);
@@ -232,7 +288,18 @@ fn apply(
     })
     .context("setting the workload version")?;
     Ok(Outcome::from_problems(&served.problems, || {
-        plan::active_message(&version, &plan, &host.notes)
+        let mut message = plan::active_message(&version, &plan, &host.notes);
+        message.push_str(&plan::role_note(&role));
+        if !synced.pending_restart.is_empty() {
+            message.push_str(&format!(
+                "; {} wait for a restart (Patroni restarts the server: `patronictl restart`)",
+                synced.pending_restart.join(", ")
+            ));
+        }
+        for warning in &ha.warnings {
+            message.push_str(&format!("; {warning}"));
+        }
+        message
     }))
 }
 

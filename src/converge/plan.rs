@@ -33,8 +33,6 @@ pub struct UnitFacts {
     /// The access of the relations served by earlier hooks
     /// ([`crate::clients::cached_access`]).
     pub cached_access: Vec<RelationAccess>,
-    /// This unit's role, decided before the cluster was placed.
-    pub role: Role,
 }
 
 /// What the converge does with the server, before the host is tuned.
@@ -181,6 +179,21 @@ pub fn active_message(version: &str, plan: &UnitPlan, host_notes: &[String]) -> 
     message
 }
 
+/// The unit's place in a replicated cluster, for the active message
+/// (nothing for a standalone server).
+pub fn role_note(role: &Role) -> String {
+    match role {
+        Role::Standalone => String::new(),
+        Role::Primary { standbys } if standbys.is_empty() => "; primary, no standby".into(),
+        Role::Primary { standbys } => format!(
+            "; primary, {} standby{}",
+            standbys.len(),
+            if standbys.len() == 1 { "" } else { "s" }
+        ),
+        Role::Standby { primary, .. } => format!("; standby of {}", primary.name),
+    }
+}
+
 /// Why the server refuses the candidate configuration. `extra-pg-conf` is
 /// named only when the server names a setting that option produced, in the
 /// charm's own file; anything else says what failed instead.
@@ -281,7 +294,6 @@ mod tests {
             }),
             running: true,
             cached_access: Vec::new(),
-            role: Role::Standalone,
         }
     }
 

@@ -113,6 +113,31 @@ pub fn converge(unit: &HaUnit, session: &mut Session) -> Result<Plan> {
     Ok(last.expect("at least one round"))
 }
 
+/// The cluster's passwords as the application secret holds them (any unit
+/// may read it once the leader granted it over the peer relation).
+pub fn read_secrets(app: &str) -> Result<HaSecrets> {
+    let relation = peer_relation()?;
+    let data = juju::relation_get_app(&relation, app)
+        .context("reading the peer relation's application data")?;
+    let uri = AppBag::from_data(&data)
+        .secrets_uri
+        .context("the cluster has no passwords yet")?;
+    let uri = SecretUri::parse(&uri).with_context(|| format!("{uri} is not a secret URI"))?;
+    let content = juju::secret_get(&uri).context("reading the cluster's secret")?;
+    HaSecrets::from_content(&content).context("the cluster's secret lacks some passwords")
+}
+
+/// This unit's Patroni REST API, authenticated with `secrets`.
+pub fn rest_api(address: IpAddr, secrets: &HaSecrets) -> PatroniApi {
+    PatroniApi::new(
+        &host_port(address, REST_API_PORT),
+        Some(BasicAuth {
+            user: REST_API_USER.into(),
+            password: secrets.patroni.rest_api.clone(),
+        }),
+    )
+}
+
 fn peer_relation() -> Result<RelationId> {
     juju::relation_ids(PEER_ENDPOINT)
         .context("listing the peer relation")?

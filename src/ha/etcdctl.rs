@@ -155,9 +155,29 @@ impl Etcdctl {
     /// Membership changes go there: etcd 3.4 forwards a `member promote`
     /// sent to a follower without the caller's credentials, and the leader
     /// refuses it ("auth: user name is empty", measured on 3.4.23).
+    /// Each endpoint is asked on its own: `endpoint status` over several
+    /// fails as a whole when one of them is down (a member leaving, a
+    /// crashed machine), and the leader is among those that answer.
     pub fn leader_endpoint(&self) -> Result<String> {
-        let out = self.run(&["endpoint", "status", "-w", "json"], None)?;
-        leader_in_status(&out)
+        let mut answers = Vec::new();
+        let mut failures = Vec::new();
+        for endpoint in &self.endpoints {
+            let one = Etcdctl {
+                endpoints: vec![endpoint.clone()],
+                ..self.clone()
+            };
+            match one.run(&["endpoint", "status", "-w", "json"], None) {
+                Ok(out) => answers.push(out),
+                Err(e) => failures.push(format!("{endpoint}: {e:#}")),
+            }
+        }
+        leader_among(&answers).with_context(|| {
+            if failures.is_empty() {
+                String::from("asking every etcd endpoint for its status")
+            } else {
+                format!("endpoints that did not answer: {}", failures.join("; "))
+            }
+        })
     }
 
     /// This etcdctl, against etcd's raft leader only.
@@ -279,14 +299,19 @@ struct StatusHeader {
 }
 
 /// The endpoint whose member is the leader the others name.
-pub fn leader_in_status(out: &str) -> Result<String> {
-    let statuses: Vec<EndpointStatus> =
-        serde_json::from_str(out).context("endpoint status: unexpected output")?;
+/// The leader's endpoint among several `endpoint status -w json` outputs.
+pub fn leader_among(outputs: &[String]) -> Result<String> {
+    let mut statuses: Vec<EndpointStatus> = Vec::new();
+    for out in outputs {
+        let mut some: Vec<EndpointStatus> =
+            serde_json::from_str(out).context("endpoint status: unexpected output")?;
+        statuses.append(&mut some);
+    }
     statuses
         .iter()
         .find(|s| s.status.header.member_id == s.status.leader)
         .map(|s| s.endpoint.clone())
-        .context("no endpoint is etcd's leader (an election is under way?)")
+        .context("no endpoint is etcd's leader (an election is under way, or it is down?)")
 }
 
 #[derive(Debug, Deserialize)]
@@ -336,9 +361,18 @@ mod tests {
     fn the_leader_endpoint_is_the_one_whose_member_leads() {
         let out = r#"[{"Endpoint":"http://10.0.0.1:2379","Status":{"header":{"cluster_id":1,"member_id":11,"revision":5,"raft_term":2},"version":"3.4.23","dbSize":20480,"leader":12,"raftIndex":9,"raftTerm":2,"raftAppliedIndex":9,"dbSizeInUse":20480}},
  {"Endpoint":"http://10.0.0.2:2379","Status":{"header":{"cluster_id":1,"member_id":12,"revision":5,"raft_term":2},"version":"3.4.23","dbSize":20480,"leader":12,"raftIndex":9,"raftTerm":2,"raftAppliedIndex":9,"dbSizeInUse":20480}}]"#;
-        assert_eq!(leader_in_status(out).unwrap(), "http://10.0.0.2:2379");
+        assert_eq!(
+            leader_among(&[out.to_string()]).unwrap(),
+            "http://10.0.0.2:2379"
+        );
         let lost = out.replace("\"member_id\":12", "\"member_id\":13");
-        assert!(leader_in_status(&lost).is_err());
+        assert!(leader_among(&[lost]).is_err());
+        // One output per endpoint (each asked on its own; a member that is
+        // down gives none): the leader is found among those that answered.
+        let (first, second) = out.split_once(",\n").unwrap();
+        let answered = [format!("{first}]"), format!("[{}", second.trim_start())];
+        assert_eq!(leader_among(&answered).unwrap(), "http://10.0.0.2:2379");
+        assert!(leader_among(&answered[..1]).is_err(), "the leader is down");
     }
     use crate::secret::Secret;
 

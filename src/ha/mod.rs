@@ -38,6 +38,7 @@ pub mod patroni_config;
 pub mod plan;
 pub mod services;
 pub mod settings;
+pub mod switchover;
 pub mod topology;
 pub mod units;
 pub mod version;
@@ -129,7 +130,10 @@ pub struct HaPaths {
     pub etcd_data: PathBuf,
     /// Output of the detached processes (root's).
     pub log_dir: PathBuf,
-    /// Where the bundled Patroni is installed (root's, readable by all).
+    /// Where the bundled Patroni is installed (root's, readable by all;
+    /// not under the charm's state directory, which only root may enter).
+    /// Under `/var`, which each emulated machine has its own copy of,
+    /// unlike `/usr/lib`.
     pub bundled_root: PathBuf,
     /// The systemd unit directory.
     pub systemd_dir: PathBuf,
@@ -147,7 +151,7 @@ impl HaPaths {
             etcd_env: PathBuf::from(format!("/etc/default/juju-pg-etcd-{name}")),
             etcd_data: PathBuf::from(format!("/var/lib/etcd/juju-pg-{name}")),
             log_dir: PathBuf::from("/var/log/juju-pg-charm"),
-            bundled_root: PathBuf::from("/usr/lib/juju-pg-charm"),
+            bundled_root: PathBuf::from("/var/lib/juju-pg-patroni"),
             systemd_dir: PathBuf::from("/etc/systemd/system"),
             name: name.to_string(),
         }

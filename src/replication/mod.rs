@@ -7,9 +7,9 @@
 //! ([`Role::writes`]: a standby is read-only, yet still gets every client's
 //! `pg_hba.conf` rules so it can serve reads).
 //!
-//! Today every unit is [`Role::Standalone`] ([`Role::of_this_unit`]); the
-//! peer relation (`replication`) and Patroni decide the other roles when HA
-//! lands (issues 11 and 12). Only the plan's tests use them yet.
+//! A lone unit is [`Role::Standalone`]; with peers, Patroni decides who is
+//! primary and the converge's HA step
+//! ([`crate::converge::ha_step::decide`]) turns its plan into a role.
 
 use crate::relations::{ServerFacts, ServerState};
 
@@ -23,24 +23,21 @@ pub struct PeerUnit {
 }
 
 /// This unit's role in the cluster.
-// Only the plan's tests make primaries and standbys until HA decides them.
-#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
     /// The only server: reads and writes, nobody replicates from it.
     Standalone,
     /// Reads and writes; `standbys` replicate from it.
     Primary { standbys: Vec<PeerUnit> },
-    /// A read-only copy of `primary`.
-    Standby { primary: PeerUnit },
+    /// A read-only copy of `primary`; `standbys`: every standby of the
+    /// cluster (this one included once it streams), as clients are told.
+    Standby {
+        primary: PeerUnit,
+        standbys: Vec<PeerUnit>,
+    },
 }
 
 impl Role {
-    /// This unit's role today: the application has one server.
-    pub fn of_this_unit() -> Role {
-        Role::Standalone
-    }
-
     /// Whether the server takes writes, so the charm may create the
     /// relations' databases and roles on it.
     pub fn writes(&self) -> bool {
@@ -50,7 +47,7 @@ impl Role {
     /// The primary this unit's data is cloned from, on a standby.
     pub fn clone_from(&self) -> Option<&PeerUnit> {
         match self {
-            Role::Standby { primary } => Some(primary),
+            Role::Standby { primary, .. } => Some(primary),
             Role::Standalone | Role::Primary { .. } => None,
         }
     }
@@ -71,9 +68,13 @@ impl Role {
                 standbys.iter().map(|s| s.address.clone()).collect(),
                 ServerState::Master,
             ),
-            Role::Standby { primary } => (
+            Role::Standby { primary, standbys } => (
                 primary.address.clone(),
-                vec![host.to_string()],
+                if standbys.is_empty() {
+                    vec![host.to_string()]
+                } else {
+                    standbys.iter().map(|s| s.address.clone()).collect()
+                },
                 ServerState::HotStandby,
             ),
         };
@@ -110,6 +111,15 @@ mod tests {
         };
         let standby = Role::Standby {
             primary: peer("postgresql/0", "10.0.0.1"),
+            standbys: vec![
+                peer("postgresql/3", "10.0.0.9"),
+                peer("postgresql/4", "10.0.0.4"),
+            ],
+        };
+        // Not streaming yet: Patroni lists no standby, the unit names itself.
+        let joining = Role::Standby {
+            primary: peer("postgresql/0", "10.0.0.1"),
+            standbys: vec![],
         };
         // (role, primary_host, standby_hosts, state, writes, cloned from)
         let cases = [
@@ -132,6 +142,14 @@ mod tests {
             (
                 standby,
                 "10.0.0.1",
+                vec!["10.0.0.9", "10.0.0.4"],
+                "hot standby",
+                false,
+                Some("postgresql/0"),
+            ),
+            (
+                joining,
+                "10.0.0.1",
                 vec!["10.0.0.9"],
                 "hot standby",
                 false,
@@ -148,6 +166,5 @@ mod tests {
             assert_eq!(role.writes(), writes);
             assert_eq!(role.clone_from().map(|p| p.name.as_str()), from);
         }
-        assert_eq!(Role::of_this_unit(), Role::Standalone);
     }
 }

@@ -27,6 +27,11 @@ pub fn etcd_record<T: DeserializeOwned>(state: &StateDir) -> Option<T> {
     state.read_json(ETCD_RECORD)
 }
 
+/// Whether an earlier hook gave this unit an etcd member.
+pub fn has_etcd_record(state: &StateDir) -> bool {
+    state.path().join(ETCD_RECORD).exists()
+}
+
 pub fn save_etcd_record<T: Serialize>(state: &StateDir, record: &T) -> Result<()> {
     state.write_json(ETCD_RECORD, record).map(drop)
 }

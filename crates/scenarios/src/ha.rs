@@ -343,3 +343,92 @@ pub fn round() {
             .map(|p| (p.primary.map(|m| m.unit), p.standbys.len()))
     );
 }
+
+/// An emulated machine for a database unit (2 GiB, as the HA tests size
+/// PostgreSQL with `memory-limit`).
+pub fn db_machine() -> juju_emulator::MachineSpec {
+    juju_emulator::MachineSpec {
+        memory_mib: 2048,
+        ..Default::default()
+    }
+}
+
+/// `unit`'s workload status and message.
+pub fn status(world: &World, unit: &str) -> (String, String) {
+    let s = &world.unit(unit).unwrap().status;
+    (s.status.clone(), s.message.clone())
+}
+
+/// `postgresql` deployed alone on an emulated machine (a standalone server),
+/// with `config` on top of a 512M memory limit; its unit.
+pub fn deploy_standalone(world: &mut World, charm: &Path, config: &[(&str, &str)]) -> String {
+    let mut options: std::collections::BTreeMap<String, String> =
+        [("memory-limit".to_string(), "512M".to_string())].into();
+    options.extend(config.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    world
+        .deploy(
+            "db",
+            APP,
+            charm,
+            juju_emulator::DeployOptions {
+                units: 1,
+                config: options,
+                machine: Some(db_machine()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    world.settle().unwrap();
+    format!("{APP}/0")
+}
+
+/// `juju add-unit -n <n>` onto new machines; the new units.
+pub fn add_units(world: &mut World, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            world
+                .add_unit_with(
+                    APP,
+                    juju_emulator::UnitOptions {
+                        machine: Some(db_machine()),
+                        ..Default::default()
+                    },
+                )
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Lets the hooks (and `update-status` every 5 s, the fallback Juju runs
+/// every 5 minutes) run until every unit is active, `primary` says it has
+/// the others as standbys and they say they follow it. Panics with the
+/// services' logs otherwise.
+pub fn wait_for_cluster(world: &mut World, units: &[String], primary: &str, limit: Duration) {
+    let standbys = units.len() - 1;
+    let primary_says = format!(
+        "primary, {standbys} standby{}",
+        if standbys == 1 { "" } else { "s" }
+    );
+    let follows = format!("standby of {primary}");
+    world.set_update_status_interval(Some(Duration::from_secs(5)));
+    let formed = world.run_until(limit, |w| {
+        units.iter().all(|u| {
+            let (state, message) = status(w, u);
+            state == "active"
+                && if u == primary {
+                    message.contains(&primary_says)
+                } else {
+                    message.contains(&follows)
+                }
+        })
+    });
+    world.set_update_status_interval(None);
+    if let Err(e) = formed {
+        let logs: String = units
+            .iter()
+            .filter(|u| world.machine_of(u).is_ok_and(|m| m.is_up()))
+            .map(|u| service_logs(world, u))
+            .collect();
+        panic!("{units:?} did not become one cluster led by {primary}: {e:#}\n{logs}");
+    }
+}
