@@ -335,6 +335,51 @@ fn a_crash_kills_every_process_at_once_and_a_restart_boots_afresh() {
 }
 
 #[test]
+fn a_leader_whose_machine_is_gone_loses_its_lease_to_a_reachable_unit() {
+    let (_s, mut world) = machines("lease", 3);
+    let lease = Duration::from_secs(3);
+    world.set_leadership_lease(lease);
+    assert_eq!(world.app("srv").unwrap().leader.as_deref(), Some("srv/0"));
+    world.crash_machine("0").unwrap();
+    // Before the lease runs out nothing changes; a settle alone (no time
+    // passing in the agent loop) elects nobody.
+    world.settle().unwrap();
+    assert_eq!(world.app("srv").unwrap().leader.as_deref(), Some("srv/0"));
+    let crashed_at = std::time::Instant::now();
+    world
+        .run_until(Duration::from_secs(30), |w| {
+            w.app("srv").unwrap().leader.as_deref() != Some("srv/0")
+        })
+        .unwrap();
+    assert!(crashed_at.elapsed() >= lease - Duration::from_millis(200));
+    let leader = world.app("srv").unwrap().leader.clone().unwrap();
+    assert_ne!(leader, "srv/0");
+    world.settle().unwrap();
+    assert_eq!(world.hook_names(&leader).last().unwrap(), "leader-elected");
+    let other = if leader == "srv/1" { "srv/2" } else { "srv/1" };
+    assert_eq!(
+        world.hook_names(other).last().unwrap(),
+        "leader-settings-changed"
+    );
+    // The old leader learns it on its return.
+    world.restart_machine("0").unwrap();
+    world.settle().unwrap();
+    let names = world.hook_names("srv/0");
+    assert!(
+        names
+            .iter()
+            .rev()
+            .take(3)
+            .any(|h| h == "leader-settings-changed"),
+        "{names:?}"
+    );
+    assert_eq!(
+        world.app("srv").unwrap().leader.as_deref(),
+        Some(leader.as_str())
+    );
+}
+
+#[test]
 fn a_partition_cuts_the_machine_off_and_a_heal_brings_it_back() {
     let (_s, mut world) = machines("partition", 2);
     let a = world.machine_of("srv/0").unwrap().address();

@@ -143,6 +143,11 @@ pub fn installed_major() -> u32 {
 
 /// `psql` as postgres on `unit`'s machine, over its socket (port 5432).
 pub fn psql(world: &World, unit: &str, sql: &str) -> Result<String, String> {
+    psql_in(world, unit, "postgres", sql)
+}
+
+/// [`psql`] in `database`.
+pub fn psql_in(world: &World, unit: &str, database: &str, sql: &str) -> Result<String, String> {
     let out = world
         .machine_of(unit)
         .map_err(|e| e.to_string())?
@@ -164,7 +169,7 @@ pub fn psql(world: &World, unit: &str, sql: &str) -> Result<String, String> {
                 "-p",
                 "5432",
                 "-d",
-                "postgres",
+                database,
                 "-c",
                 sql,
             ],

@@ -75,6 +75,9 @@ pub(super) struct Agent {
     waiting: VecDeque<Incoming>,
     update_status_every: Option<Duration>,
     next_update_status: Option<Instant>,
+    /// Since when each machine has been unreachable (leadership leases).
+    pub(super) unreachable_since: std::collections::BTreeMap<String, Instant>,
+    pub(super) leadership_lease: Duration,
 }
 
 impl Agent {
@@ -87,6 +90,8 @@ impl Agent {
             waiting: VecDeque::new(),
             update_status_every: None,
             next_update_status: None,
+            unreachable_since: Default::default(),
+            leadership_lease: super::machines::LEADERSHIP_LEASE,
         }
     }
 
@@ -193,6 +198,13 @@ impl World {
         self.agent.next_update_status = every.map(|e| Instant::now() + e);
     }
 
+    /// How long a leader's machine may be unreachable before another unit
+    /// is elected ([`super::machines::LEADERSHIP_LEASE`] by default, as
+    /// Juju; shorter only for tests of the emulator itself).
+    pub fn set_leadership_lease(&mut self, lease: Duration) {
+        self.agent.leadership_lease = lease;
+    }
+
     /// Every `juju-exec` served so far, in order.
     pub fn execs(&self) -> &[ExecRecord] {
         &self.execs
@@ -235,6 +247,7 @@ impl World {
         mut done: impl FnMut(&World) -> bool,
     ) -> Result<bool> {
         loop {
+            self.expire_leadership();
             self.settle()?;
             self.fire_update_status();
             if done(self) {

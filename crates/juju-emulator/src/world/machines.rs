@@ -5,10 +5,12 @@
 //! queue until it is restarted or healed; the rest of the model goes on.
 //! After a reboot Juju runs `start` on every unit that had started (the
 //! uniter's reboot detection), before anything else queued for it.
+//! A leader whose machine stays unreachable loses its lease
+//! ([`LEADERSHIP_LEASE`]): the controller elects a reachable unit.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 
@@ -17,6 +19,14 @@ use super::World;
 use crate::machine::net::Bridge;
 use crate::machine::{Machine, MachineSpec};
 use crate::runner::Site;
+
+/// How long after its machine became unreachable a leader's lease is gone.
+/// Juju guarantees a lease for 30 s after the leader's agent last claimed
+/// it (`is-leader`, §4.13) and the agent refreshes it every 30 s, so an
+/// agent that died lets it go within a minute; then the controller elects
+/// another unit, which gets `leader-elected`, the others
+/// `leader-settings-changed`.
+pub const LEADERSHIP_LEASE: Duration = Duration::from_secs(60);
 
 /// How long a clean shutdown waits for processes to exit before killing them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -197,6 +207,65 @@ impl World {
             return false;
         };
         self.machine_reachable(Some(&u.machine))
+    }
+
+    /// Elects a new leader for every application whose leader's machine has
+    /// been unreachable for the lease ([`LEADERSHIP_LEASE`]) (when another unit's is
+    /// reachable). Called while the agents run ([`World::run_until`]).
+    pub(super) fn expire_leadership(&mut self) {
+        let now = Instant::now();
+        for machine in self.machines.values() {
+            if machine.is_reachable() {
+                self.agent.unreachable_since.remove(&machine.id);
+            } else {
+                self.agent
+                    .unreachable_since
+                    .entry(machine.id.clone())
+                    .or_insert(now);
+            }
+        }
+        let apps: Vec<String> = self.apps.keys().cloned().collect();
+        for app in apps {
+            let Some(leader) = self.apps[&app].leader.clone() else {
+                continue;
+            };
+            let Some(machine) = self.apps[&app]
+                .units
+                .get(&leader)
+                .map(|u| u.machine.clone())
+            else {
+                continue;
+            };
+            let expired = self
+                .agent
+                .unreachable_since
+                .get(&machine)
+                .is_some_and(|since| now.duration_since(*since) >= self.agent.leadership_lease);
+            if !expired {
+                continue;
+            }
+            let candidates: Vec<String> = self.apps[&app]
+                .units
+                .values()
+                .filter(|u| u.name != leader && !u.departing)
+                .filter(|u| self.machine_reachable(Some(&u.machine)))
+                .map(|u| u.name.clone())
+                .collect();
+            let Some(new_leader) = candidates.first().cloned() else {
+                continue;
+            };
+            self.apps.get_mut(&app).expect("app").leader = Some(new_leader.clone());
+            self.enqueue_hook(&new_leader, "leader-elected");
+            let others: Vec<String> = self.apps[&app]
+                .units
+                .keys()
+                .filter(|u| **u != new_leader)
+                .cloned()
+                .collect();
+            for other in others {
+                self.enqueue_hook(&other, "leader-settings-changed");
+            }
+        }
     }
 
     /// Whether requests from machine `id` (`None`: the test host) can run.
