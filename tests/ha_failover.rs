@@ -135,6 +135,9 @@ fn read_rows(path: &Path) -> Vec<(u64, f64, String)> {
         .collect()
 }
 
+/// When the set of writable servers changed: (unix time, their units).
+type WritableSet = (f64, Vec<String>);
+
 /// The prober: every 0.5 s, every running server, from inside its machine.
 struct Prober {
     /// (unit, machine init pid) of the servers to ask.
@@ -142,7 +145,7 @@ struct Prober {
     /// Moments two or more servers said they were writable.
     violations: Arc<Mutex<Vec<String>>>,
     /// Every change of the writable set: (unix time, units).
-    changes: Arc<Mutex<Vec<(f64, Vec<String>)>>>,
+    changes: Arc<Mutex<Vec<WritableSet>>>,
     rounds: Arc<Mutex<u64>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
