@@ -60,6 +60,11 @@ pub fn stop_server(hook: &Hook, reason: &str) -> Result<()> {
 /// Stops Patroni (which stops its server) and etcd, when this unit runs them.
 fn stop_ha_services(hook: &Hook) -> Result<()> {
     let services = Detached::new(hook.unit.state.clone());
+    // A unit that never ran them has no service records: nothing to stop,
+    // and no HA file is created for it.
+    if ServiceKind::ALL.iter().all(|k| services.spec(*k).is_none()) {
+        return Ok(());
+    }
     services.stop(ServiceKind::HaWatcher, Duration::from_secs(10), true)?;
     if services.running(ServiceKind::Patroni).is_some() {
         hook.unit.progress("stopping Patroni and its PostgreSQL");

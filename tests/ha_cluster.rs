@@ -294,6 +294,32 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
         "{members}"
     );
 
+    // A bad synchronous-node-count blocks every unit, naming the option,
+    // and every member keeps serving; the good value brings them back.
+    world
+        .set_config(APP, &[("synchronous-node-count", "two")])
+        .unwrap();
+    world.settle().unwrap();
+    for unit in &units {
+        let (state, message) = status(&world, unit);
+        assert_eq!(state, "blocked", "{unit}: {message}");
+        assert!(
+            message.contains("synchronous-node-count") && message.contains("still serving"),
+            "{unit}: {message}"
+        );
+        assert_eq!(
+            sql(&world, unit, "SELECT count(*) FROM kept").unwrap(),
+            "1001"
+        );
+    }
+    world
+        .set_config(APP, &[("synchronous-node-count", "1")])
+        .unwrap();
+    world.settle().unwrap();
+    for unit in &units {
+        assert_eq!(status(&world, unit).0, "active", "{unit}");
+    }
+
     // Authentication, inside each machine.
     for unit in &units {
         let out = run_inner(&world, unit, "HA_CLUSTER_CHECK", &name);

@@ -313,7 +313,7 @@ fn ha_unit(hook: &Hook, target: &Target<'_>, split: SplitSettings) -> Result<HaU
         .and_then(|r| r.departing.as_deref())
         == Some(hook.unit.name.as_str());
     let paths = paths(cluster);
-    let patroni_program = patroni_program(hook, &paths)?;
+    let (patroni_program, patroni_version) = patroni_program(hook, &paths)?;
     let me = Member::new(&hook.unit.name, address);
     let options = target.options;
     let inputs = Inputs {
@@ -341,7 +341,7 @@ fn ha_unit(hook: &Hook, target: &Target<'_>, split: SplitSettings) -> Result<HaU
         options,
         cluster_token: cluster_token(&hook.context.model_uuid, hook.context.application()),
         etcd_data: paths.etcd_data.clone(),
-        patroni_version: patroni_version()?,
+        patroni_version,
     };
     Ok(HaUnit {
         unit: hook.unit.name.clone(),
@@ -357,32 +357,58 @@ fn ha_unit(hook: &Hook, target: &Target<'_>, split: SplitSettings) -> Result<HaU
     })
 }
 
-fn patroni_version() -> Result<crate::ha::version::PatroniVersion> {
-    Ok(version::choose(&install::archive_patroni(), &BundledWheel::charm())?.version())
+/// `/usr/bin/patroni --version`, asked again only when the program file
+/// changed (an upgrade): a Python start-up per hook adds seconds to the
+/// topology hook a failover waits for.
+fn archive_patroni(hook: &Hook) -> version::ArchivePatroni {
+    use std::os::unix::fs::MetadataExt;
+    let program = std::fs::metadata("/usr/bin/patroni")
+        .map(|m| format!("{}:{}.{}", m.len(), m.mtime(), m.mtime_nsec()))
+        .unwrap_or_default();
+    let state = &hook.unit.state;
+    if let Some((seen, said)) = ha_files::archive_patroni_memo(state) {
+        if seen == program && !program.is_empty() {
+            if let Ok(v) = version::PatroniVersion::parse(&said) {
+                return version::ArchivePatroni::Version(v);
+            }
+        }
+    }
+    let found = install::archive_patroni();
+    if let version::ArchivePatroni::Version(v) = &found {
+        if let Err(e) = ha_files::save_archive_patroni_memo(state, &program, &v.to_string()) {
+            log::debug!("not remembering the archive's Patroni version: {e:#}");
+        }
+    }
+    found
 }
 
-/// The archive's packages installed, and the Patroni to run: the archive's
-/// when it is safe with etcd v3, else the wheel bundled into the charm.
-fn patroni_program(hook: &Hook, paths: &HaPaths) -> Result<PathBuf> {
+/// The archive's packages installed, and the Patroni to run (with its
+/// version): the archive's when it is safe with etcd v3, else the wheel
+/// bundled into the charm.
+fn patroni_program(
+    hook: &Hook,
+    paths: &HaPaths,
+) -> Result<(PathBuf, crate::ha::version::PatroniVersion)> {
     install::ensure_packages(services::systemd_runs(), &|m| hook.unit.progress(m))?;
     let wheel = BundledWheel::charm();
-    let choice = version::choose(&install::archive_patroni(), &wheel)?;
+    let choice = version::choose(&archive_patroni(hook), &wheel)?;
+    let version = choice.version();
     if let version::PatroniChoice::Bundled { .. } = &choice {
         let charm_dir = hook
             .context
             .charm_dir
             .as_ref()
             .context("JUJU_CHARM_DIR is not set: the bundled Patroni is in the charm")?;
-        return install::install_bundled(
+        let program = install::install_bundled(
             &charm_dir.join("wheels").join(wheel.file_name()),
             &wheel,
             &paths.bundled_root,
-        );
+        )?;
+        return Ok((program, version));
     }
-    Ok(install::patroni_program(
-        &choice,
-        &paths.bundled_root,
-        &wheel,
+    Ok((
+        install::patroni_program(&choice, &paths.bundled_root, &wheel),
+        version,
     ))
 }
 

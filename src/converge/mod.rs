@@ -251,56 +251,72 @@ fn apply(
             }
         }
     }
-    let version = db::wait_for_version(cluster, Duration::from_secs(60))?;
-    storage::retire_leftovers(cluster, &facts.data_dir)?;
-    let mut served = with_clients(hook, cluster, &role, &version, renew, |clients| {
-        clients.serve(&options.clients)
-    })?;
-    if plan::hba_after_serving(&plan, &served.access) {
-        let hba = plan::hba_input(options, served.access);
-        conf::write_if_changed(&hba_path, &render_hba(&hba), 0o640)?;
-    }
-    // Access rules need a reload only, never a restart; under Patroni,
-    // Patroni alone restarts the server.
-    let synced = if ha.patroni_manages {
-        reload::sync_without_restart(cluster)?
-    } else {
-        reload::Synced {
-            hba_problems: reload::sync_with_files(cluster)?,
-            pending_restart: Vec::new(),
+    // Under Patroni the server may restart under the hook (a rewind after
+    // a partition, a demotion): what fails then is not the hook's fault,
+    // and the next hook (the watcher's, or update-status) serves.
+    let postmaster = Cluster::running_pid(&facts.data_dir);
+    let serve = || -> Result<Outcome> {
+        let version = db::wait_for_version(cluster, Duration::from_secs(60))?;
+        storage::retire_leftovers(cluster, &facts.data_dir)?;
+        let mut served = with_clients(hook, cluster, &role, &version, renew, |clients| {
+            clients.serve(&options.clients)
+        })?;
+        if plan::hba_after_serving(&plan, &served.access) {
+            let hba = plan::hba_input(options, served.access);
+            conf::write_if_changed(&hba_path, &render_hba(&hba), 0o640)?;
         }
+        // Access rules need a reload only, never a restart; under Patroni,
+        // Patroni alone restarts the server.
+        let synced = if ha.patroni_manages {
+            reload::sync_without_restart(cluster)?
+        } else {
+            reload::Synced {
+                hba_problems: reload::sync_with_files(cluster)?,
+                pending_restart: Vec::new(),
+            }
+        };
+        served
+            .problems
+            .extend(synced.hba_problems.into_iter().map(Problem::Blocked));
+        served.problems.extend(ha.problems.iter().cloned());
+        // open-port is committed with the hook, so what is open is asked of
+        // Juju (opened-ports lists committed ports only), never remembered.
+        let port = format!("{}/tcp", cluster.port);
+        if !juju::opened_ports()
+            .context("listing the opened ports")?
+            .contains(&port)
+        {
+            juju::open_port(cluster.port).context("opening the PostgreSQL port")?;
+        }
+        juju::memo::unless_unchanged(&unit.state, "version", &version, || {
+            juju::application_version_set(&version)
+        })
+        .context("setting the workload version")?;
+        Ok(Outcome::from_problems(&served.problems, || {
+            let mut message = plan::active_message(&version, &plan, &host.notes);
+            message.push_str(&plan::role_note(&role));
+            if !synced.pending_restart.is_empty() {
+                message.push_str(&format!(
+                    "; {} wait for a restart (Patroni restarts the server: `patronictl restart`)",
+                    synced.pending_restart.join(", ")
+                ));
+            }
+            for warning in &ha.warnings {
+                message.push_str(&format!("; {warning}"));
+            }
+            message
+        }))
     };
-    served
-        .problems
-        .extend(synced.hba_problems.into_iter().map(Problem::Blocked));
-    served.problems.extend(ha.problems.iter().cloned());
-    // open-port is committed with the hook, so what is open is asked of
-    // Juju (opened-ports lists committed ports only), never remembered.
-    let port = format!("{}/tcp", cluster.port);
-    if !juju::opened_ports()
-        .context("listing the opened ports")?
-        .contains(&port)
-    {
-        juju::open_port(cluster.port).context("opening the PostgreSQL port")?;
+    match serve() {
+        Err(e) if ha.patroni_manages && Cluster::running_pid(&facts.data_dir) != postmaster => {
+            log::warn!("PostgreSQL restarted under Patroni during the hook: {e:#}");
+            Ok(Outcome::Waiting(
+                "PostgreSQL restarted under Patroni during the hook; serving the relations next"
+                    .into(),
+            ))
+        }
+        other => other,
     }
-    juju::memo::unless_unchanged(&unit.state, "version", &version, || {
-        juju::application_version_set(&version)
-    })
-    .context("setting the workload version")?;
-    Ok(Outcome::from_problems(&served.problems, || {
-        let mut message = plan::active_message(&version, &plan, &host.notes);
-        message.push_str(&plan::role_note(&role));
-        if !synced.pending_restart.is_empty() {
-            message.push_str(&format!(
-                "; {} wait for a restart (Patroni restarts the server: `patronictl restart`)",
-                synced.pending_restart.join(", ")
-            ));
-        }
-        for warning in &ha.warnings {
-            message.push_str(&format!("; {warning}"));
-        }
-        message
-    }))
 }
 
 /// Runs `serve` on the client relations of the unit's running `cluster`,

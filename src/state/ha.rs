@@ -18,6 +18,7 @@ use super::StateDir;
 const ETCD_RECORD: &str = "ha-etcd.json";
 const ROLES_DIGEST: &str = "ha-roles.json";
 const SERVICES_LOCK: &str = "services.lock";
+const ARCHIVE_PATRONI: &str = "ha-archive-patroni.json";
 const WATCHER_CONFIG: &str = "watcher.json";
 
 /// The name of the watcher's configuration file, for messages.
@@ -25,6 +26,18 @@ pub const WATCHER_CONFIG_FILE: &str = WATCHER_CONFIG;
 
 pub fn etcd_record<T: DeserializeOwned>(state: &StateDir) -> Option<T> {
     state.read_json(ETCD_RECORD)
+}
+
+/// What `/usr/bin/patroni --version` said, and the program file it was
+/// asked of (`<size>:<mtime>`): asking again costs a Python start-up.
+pub fn archive_patroni_memo(state: &StateDir) -> Option<(String, String)> {
+    state.read_json(ARCHIVE_PATRONI)
+}
+
+pub fn save_archive_patroni_memo(state: &StateDir, program: &str, version: &str) -> Result<()> {
+    state
+        .write_json(ARCHIVE_PATRONI, &(program.to_string(), version.to_string()))
+        .map(drop)
 }
 
 /// Whether an earlier hook gave this unit an etcd member.
