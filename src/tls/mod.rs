@@ -1,0 +1,28 @@
+//! TLS for the unit's PostgreSQL (issue 14): the building blocks, each
+//! usable and tested on its own; the converge wires them together.
+//!
+//! * [`sans`]: which names and addresses the unit's certificate must carry
+//!   (pure).
+//! * [`key`]: the unit's private key, made on the unit, never printed.
+//! * [`issue`]: the unit's own certificate (self-signed, or issued by a CA
+//!   kept as PEM: the internal CA), and the CSR for `tls-certificates`.
+//! * [`verify`]: what a provider sends is checked before it is installed
+//!   (key, SANs, dates, CA, signatures); the facts of kept certificates.
+//! * [`decide`]: which certificate to serve, and what to make or request
+//!   (pure, the clock an input).
+//!
+//! Crates: rcgen makes keys, requests and certificates; x509-parser reads
+//! certificates and requests; rustls-webpki verifies chains as TLS clients
+//! do. All on ring; nothing shells out to `openssl`.
+
+pub mod decide;
+pub mod issue;
+pub mod key;
+pub mod sans;
+pub mod verify;
+
+pub use decide::{decide, Decision, Facts, Problem, Serve};
+pub use issue::{certificate_request, self_signed, CertificateAuthority, Validity};
+pub use key::PrivateKey;
+pub use sans::{required_sans, Identity, SanInputs, Sans};
+pub use verify::{verify_offered, Offered, Rejection, Verified};
