@@ -6,6 +6,7 @@
 //! * [`key`]: the unit's private key, made on the unit, never printed.
 //! * [`issue`]: the unit's own certificate (self-signed, or issued by a CA
 //!   kept as PEM: the internal CA), and the CSR for `tls-certificates`.
+//! * [`wire`]: the `tls-certificates` v4 relation data, both sides' keys.
 //! * [`verify`]: what a provider sends is checked before it is installed
 //!   (key, SANs, dates, CA, signatures); the facts of kept certificates.
 //! * [`decide`]: which certificate to serve, and what to make or request
@@ -20,6 +21,7 @@ pub mod issue;
 pub mod key;
 pub mod sans;
 pub mod verify;
+pub mod wire;
 
 pub use decide::{decide, Decision, Facts, Problem, Serve};
 pub use issue::{certificate_request, self_signed, CertificateAuthority, Validity};
