@@ -11,12 +11,14 @@
 //!   (key, SANs, dates, CA, signatures); the facts of kept certificates.
 //! * [`decide`]: which certificate to serve, and what to make or request
 //!   (pure, the clock an input).
+//! * [`files`]: the key and certificate files PostgreSQL reads.
 //!
 //! Crates: rcgen makes keys, requests and certificates; x509-parser reads
 //! certificates and requests; rustls-webpki verifies chains as TLS clients
 //! do. All on ring; nothing shells out to `openssl`.
 
 pub mod decide;
+pub mod files;
 pub mod issue;
 pub mod key;
 pub mod sans;
