@@ -111,13 +111,9 @@ pub fn read_answer(
         part: "provider's relation data".into(),
         detail,
     };
-    let entries = match certificates
-        .filter(|v| !v.trim().is_empty())
-        .map(certificates_in)
-    {
-        None => Vec::new(),
-        Some(Ok(entries)) => entries,
-        Some(Err(e)) => return (Answer::Rejected(unreadable(e)), None),
+    let entries = match parsed(certificates, certificates_in) {
+        Ok(entries) => entries,
+        Err(e) => return (Answer::Rejected(unreadable(e)), None),
     };
     if let Some(entry) = entries
         .iter()
@@ -137,17 +133,24 @@ pub fn read_answer(
             Err(rejection) => (Answer::Rejected(rejection), None),
         };
     }
-    let errors = match request_errors
-        .filter(|v| !v.trim().is_empty())
-        .map(request_errors_in)
-    {
-        None => Vec::new(),
-        Some(Ok(errors)) => errors,
-        Some(Err(e)) => return (Answer::Rejected(unreadable(e)), None),
+    let errors = match parsed(request_errors, request_errors_in) {
+        Ok(errors) => errors,
+        Err(e) => return (Answer::Rejected(unreadable(e)), None),
     };
     match errors.iter().find(|e| same_pem(&e.csr, csr)) {
         Some(e) => (Answer::Denied(denial(&e.error)), None),
         None => (Answer::Waiting, None),
+    }
+}
+
+/// A bag value's entries; none when the key is absent or empty.
+fn parsed<T>(
+    value: Option<&str>,
+    parse: fn(&str) -> Result<Vec<T>, String>,
+) -> Result<Vec<T>, String> {
+    match value.filter(|v| !v.trim().is_empty()) {
+        None => Ok(Vec::new()),
+        Some(value) => parse(value),
     }
 }
 
