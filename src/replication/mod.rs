@@ -85,6 +85,7 @@ impl Role {
             major_version,
             version: version.to_string(),
             state,
+            tls: Default::default(),
         }
     }
 }

@@ -69,7 +69,7 @@ pub mod secrets;
 
 use std::fmt;
 
-use self::plan::{Server, Tls};
+use self::plan::Server;
 use self::roles::{ConsumerPrivileges, Privilege};
 use crate::access::cidr::AddressLimits;
 use crate::access::remote::RemoteAddresses;
@@ -147,7 +147,7 @@ pub fn plan_relation(
         standbys: server.standby_hosts.clone(),
         port: server.port,
         version: server.version.clone(),
-        tls: Tls::default(),
+        tls: server.tls.clone(),
     };
     let Some(plan) = plan::plan_client(
         relation,
