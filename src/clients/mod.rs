@@ -85,6 +85,8 @@ pub struct Clients<'a> {
     /// created (a standby is read-only; it still grants access).
     pub role: &'a Role,
     pub version: &'a str,
+    /// TLS as `database` consumers are told (`tls`, `tls-ca`).
+    pub tls: &'a crate::relations::postgresql_client::plan::Tls,
     /// Users whose passwords the operator asked to renew
     /// (`rotate-credentials`); empty in hooks.
     pub renew: &'a BTreeSet<String>,
@@ -457,9 +459,10 @@ impl Clients<'_> {
             return Ok(outcome(user.as_str(), Condition::Waiting, problem));
         };
         let host = juju.ingress_address(id)?;
-        let server = self
+        let mut server = self
             .role
             .server_facts(&host, self.port, self.major, self.version);
+        server.tls = self.tls.clone();
         let credentials = Credentials {
             user: user.clone(),
             password: stored.password.clone(),

@@ -49,9 +49,11 @@ use crate::juju::{self, HookTools, WorkloadStatus};
 use crate::options::ClusterOptions;
 use crate::outcome::{Outcome, Problem, Step};
 use crate::relations::access::hba;
+use crate::relations::postgresql_client::plan::Tls;
 use crate::replication::Role;
 use crate::state::cluster::OwnerRecord;
 use crate::storage::{self, Mounts};
+use crate::tls::{self, files::TlsDir};
 use crate::tuning::host_tuning::{tune_host, TuningTarget};
 
 /// Runs the whole convergence and reports the outcome as the unit status.
@@ -80,9 +82,15 @@ pub fn converge_renewing(hook: &Hook, renew: &BTreeSet<String>) -> Result<Outcom
         // never reached the relations: removed ones still lose their access.
         if let Some(cluster) = hook.unit.existing_cluster().filter(|c| c.is_running()) {
             let role = Role::of_this_unit();
-            with_clients(hook, &cluster, &role, "", renew, |clients| {
-                clients.revoke_removed()
-            })
+            with_clients(
+                hook,
+                &cluster,
+                &role,
+                "",
+                &Tls::default(),
+                renew,
+                |clients| clients.revoke_removed(),
+            )
             .context("revoking the users of removed relations")?;
         }
     }
@@ -131,6 +139,14 @@ fn converge_unit(hook: &Hook, renew: &BTreeSet<String>) -> Result<Outcome> {
         return Ok(Outcome::Blocked(blocked));
     }
     storage::forget_blocked_move(&unit.state)?;
+    // TLS in place before the configuration names its files (issue 14).
+    let tls = tls::serve_unit(
+        &HookTools,
+        &hook.context,
+        &unit.state,
+        &TlsDir::of(&cluster),
+        time::OffsetDateTime::now_utc(),
+    )?;
 
     // 2. Observe, once.
     let facts = UnitFacts {
@@ -142,6 +158,7 @@ fn converge_unit(hook: &Hook, renew: &BTreeSet<String>) -> Result<Outcome> {
         data_dir,
         options,
         role,
+        tls: Some(tls),
     };
 
     // 3. Plan.
@@ -206,9 +223,23 @@ fn apply(
     }
     let version = db::wait_for_version(cluster, Duration::from_secs(60))?;
     storage::retire_leftovers(cluster, &facts.data_dir)?;
-    let mut served = with_clients(hook, cluster, &facts.role, &version, renew, |clients| {
-        clients.serve(&options.clients)
-    })?;
+    let tls = facts
+        .tls
+        .as_ref()
+        .map(|t| t.tls.clone())
+        .unwrap_or_default();
+    let mut served = with_clients(
+        hook,
+        cluster,
+        &facts.role,
+        &version,
+        &tls,
+        renew,
+        |clients| clients.serve(&options.clients),
+    )?;
+    served
+        .problems
+        .extend(facts.tls.as_ref().and_then(|t| t.problem.clone()));
     if plan::hba_after_serving(&plan, &served.access) {
         let hba = plan::hba_input(options, served.access);
         conf::write_if_changed(&hba_path, &hba::render_pg_hba(&hba), 0o640)?;
@@ -239,12 +270,14 @@ fn apply(
 /// Runs `serve` on the client relations of the unit's running `cluster`,
 /// through the real hook tools and server.
 /// `version`: the server's full version, published to `database`
-/// consumers (empty when the relations are not served).
+/// consumers (empty when the relations are not served); `tls`: whether
+/// they may use TLS, and the CA to verify the server with.
 fn with_clients<T>(
     hook: &Hook,
     cluster: &Cluster,
     role: &Role,
     version: &str,
+    tls: &Tls,
     renew: &BTreeSet<String>,
     serve: impl FnOnce(&Clients) -> Result<T>,
 ) -> Result<T> {
@@ -259,6 +292,7 @@ fn with_clients<T>(
         major: cluster.major,
         role,
         version,
+        tls,
         renew,
         io: Io {
             juju: &HookTools,

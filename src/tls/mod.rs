@@ -1,5 +1,6 @@
 //! TLS for the unit's PostgreSQL (issue 14): the building blocks, each
-//! usable and tested on its own; the converge wires them together.
+//! usable and tested on its own, and [`serve`], the one call the converge
+//! makes.
 //!
 //! * [`sans`]: which names and addresses the unit's certificate must carry
 //!   (pure).
@@ -12,6 +13,8 @@
 //! * [`decide`]: which certificate to serve, and what to make or request
 //!   (pure, the clock an input).
 //! * [`files`]: the key and certificate files PostgreSQL reads.
+//! * [`serve`]: observe, decide, apply on every hook; the settings that
+//!   point PostgreSQL at the files.
 //!
 //! Crates: rcgen makes keys, requests and certificates; x509-parser reads
 //! certificates and requests; rustls-webpki verifies chains as TLS clients
@@ -22,6 +25,7 @@ pub mod files;
 pub mod issue;
 pub mod key;
 pub mod sans;
+pub mod serve;
 pub mod verify;
 pub mod wire;
 
@@ -29,4 +33,10 @@ pub use decide::{decide, Decision, Facts, Problem, Serve};
 pub use issue::{certificate_request, self_signed, CertificateAuthority, Validity};
 pub use key::PrivateKey;
 pub use sans::{required_sans, Identity, SanInputs, Sans};
+pub use serve::{serve_unit, Served, ServedFiles};
 pub use verify::{verify_offered, Offered, Rejection, Verified};
+
+/// The unit's certificate endpoint (`requires`, metadata.yaml).
+pub const ENDPOINT: &str = "certificates";
+/// Its interface.
+pub const INTERFACE: &str = "tls-certificates";
