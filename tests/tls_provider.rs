@@ -11,7 +11,7 @@
 //!
 //! How later tests use the fixture:
 //! * `scenarios::tls_provider_charm()` fills its `venv/`
-//!   (`scripts/tls-provider-venv`) and gives the directory to deploy;
+//!   (`scripts/consumer-venv`) and gives the directory to deploy;
 //! * config `mode` picks a fault (config.yaml lists them), `ca-common-name`
 //!   rotates the CA (revoked at once, re-signed from the next hook),
 //!   `certificate-validity` sets the lifetime.

@@ -87,6 +87,9 @@ pub struct Clients<'a> {
     pub version: &'a str,
     /// TLS as `database` consumers are told (`tls`, `tls-ca`).
     pub tls: &'a crate::relations::postgresql_client::plan::Tls,
+    /// Refresh every relation, even in a relation hook (the CA they are
+    /// told changed).
+    pub refresh_all: bool,
     /// Users whose passwords the operator asked to renew
     /// (`rotate-credentials`); empty in hooks.
     pub renew: &'a BTreeSet<String>,
@@ -128,7 +131,7 @@ struct Serving<'a> {
 impl Clients<'_> {
     /// Serves every client relation.
     pub fn serve(&self, options: &ClientOptions) -> Result<ClientsOutcome> {
-        let hook = self.context.relation.as_ref();
+        let hook = self.context.relation.as_ref().filter(|_| !self.refresh_all);
         let leaving = self.this_unit_is_leaving();
         let live = self.live_relations()?;
         let mut served = results::load(self.state);

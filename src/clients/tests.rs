@@ -364,6 +364,7 @@ impl World {
             role: &self.role,
             version: "16.4",
             tls: &NO_TLS,
+            refresh_all: false,
             renew: &NO_RENEWAL,
             io: Io {
                 juju: &self.juju,

@@ -49,7 +49,6 @@ use crate::juju::{self, HookTools, WorkloadStatus};
 use crate::options::ClusterOptions;
 use crate::outcome::{Outcome, Problem, Step};
 use crate::relations::access::hba;
-use crate::relations::postgresql_client::plan::Tls;
 use crate::replication::Role;
 use crate::state::cluster::OwnerRecord;
 use crate::storage::{self, Mounts};
@@ -82,15 +81,9 @@ pub fn converge_renewing(hook: &Hook, renew: &BTreeSet<String>) -> Result<Outcom
         // never reached the relations: removed ones still lose their access.
         if let Some(cluster) = hook.unit.existing_cluster().filter(|c| c.is_running()) {
             let role = Role::of_this_unit();
-            with_clients(
-                hook,
-                &cluster,
-                &role,
-                "",
-                &Tls::default(),
-                renew,
-                |clients| clients.revoke_removed(),
-            )
+            with_clients(hook, &cluster, &role, "", None, renew, |clients| {
+                clients.revoke_removed()
+            })
             .context("revoking the users of removed relations")?;
         }
     }
@@ -223,20 +216,18 @@ fn apply(
     }
     let version = db::wait_for_version(cluster, Duration::from_secs(60))?;
     storage::retire_leftovers(cluster, &facts.data_dir)?;
-    let tls = facts
-        .tls
-        .as_ref()
-        .map(|t| t.tls.clone())
-        .unwrap_or_default();
     let mut served = with_clients(
         hook,
         cluster,
         &facts.role,
         &version,
-        &tls,
+        facts.tls.as_ref(),
         renew,
         |clients| clients.serve(&options.clients),
     )?;
+    if let Some(tls) = &facts.tls {
+        tls::serve::clients_served(&unit.state, tls)?;
+    }
     served
         .problems
         .extend(facts.tls.as_ref().and_then(|t| t.problem.clone()));
@@ -271,17 +262,19 @@ fn apply(
 /// through the real hook tools and server.
 /// `version`: the server's full version, published to `database`
 /// consumers (empty when the relations are not served); `tls`: whether
-/// they may use TLS, and the CA to verify the server with.
+/// they may use TLS and the CA to verify the server with (every relation
+/// is refreshed when that CA is new to them).
 fn with_clients<T>(
     hook: &Hook,
     cluster: &Cluster,
     role: &Role,
     version: &str,
-    tls: &Tls,
+    tls: Option<&tls::Served>,
     renew: &BTreeSet<String>,
     serve: impl FnOnce(&Clients) -> Result<T>,
 ) -> Result<T> {
     let server = ClusterServer(cluster);
+    let told = tls.map(|t| t.tls.clone()).unwrap_or_default();
     let passwords = JujuPasswords {
         in_secrets: hook.context.has_secrets(),
     };
@@ -292,7 +285,8 @@ fn with_clients<T>(
         major: cluster.major,
         role,
         version,
-        tls,
+        tls: &told,
+        refresh_all: tls.is_some_and(|t| t.refresh_clients),
         renew,
         io: Io {
             juju: &HookTools,

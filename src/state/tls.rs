@@ -18,6 +18,10 @@ const OWN_CA: &str = "tls-own-ca.pem";
 /// The provider's certificate (with intermediates) last accepted, and its CA.
 const PROVIDER_CERT: &str = "tls-provider-cert.pem";
 const PROVIDER_CA: &str = "tls-provider-ca.pem";
+/// The CA every client relation was last served with (after a converge
+/// that served them all), so a CA change refreshes every relation, even
+/// when the hook that changed it was killed before they were served.
+const CLIENTS_CA: &str = "tls-clients-ca.pem";
 
 /// A certificate and the CA it chains to, as PEM (public).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,4 +97,16 @@ pub fn forget_certificate(state: &StateDir, kind: Kind) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether every client relation was last served with `ca`.
+pub fn clients_told(state: &StateDir, ca: &str) -> bool {
+    state
+        .read(CLIENTS_CA)
+        .is_some_and(|told| told == ca.as_bytes())
+}
+
+/// Every client relation was served with `ca`.
+pub fn remember_clients_told(state: &StateDir, ca: &str) -> Result<()> {
+    state.write(CLIENTS_CA, ca.as_bytes()).map(drop)
 }

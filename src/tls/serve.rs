@@ -69,6 +69,17 @@ pub struct Served {
     pub tls: Tls,
     /// Why the provider's certificate is not served (yet), for the status.
     pub problem: Option<Problem>,
+    /// The CA is not the one every client relation was last served with:
+    /// this hook serves them all ([`clients_served`] once it did).
+    pub refresh_clients: bool,
+}
+
+/// Every client relation was served with `served`'s CA.
+pub fn clients_served(state: &StateDir, served: &Served) -> Result<()> {
+    match &served.tls.ca {
+        Some(ca) if served.refresh_clients => crate::state::tls::remember_clients_told(state, ca),
+        _ => Ok(()),
+    }
 }
 
 /// The conf.d settings that make PostgreSQL serve TLS with `files`.
@@ -135,7 +146,7 @@ pub fn serve_unit(
         &decision,
         now,
     )?;
-    let served = match decision.serve {
+    let served: CertAndCa = match decision.serve {
         Serve::Own => kept.own(),
         Serve::Provider => kept.accepted(),
     }
@@ -143,6 +154,7 @@ pub fn serve_unit(
     if dir.serve(&key, &served)? {
         log::info!("TLS: PostgreSQL's certificate files changed; the reload applies them");
     }
+    let refresh_clients = !crate::state::tls::clients_told(state, &served.ca);
     Ok(Served {
         files: ServedFiles {
             certificate: dir.file(files::CERTIFICATE),
@@ -153,6 +165,7 @@ pub fn serve_unit(
             ca: Some(served.ca),
         },
         problem: decision.problem.as_ref().map(status_problem),
+        refresh_clients,
     })
 }
 
