@@ -49,6 +49,7 @@ use crate::juju::{self, HookContext, Juju, RelationData, RelationId};
 use crate::outcome::Problem;
 use crate::relations::postgresql_client::plan::Tls;
 use crate::relations::CLIENT_ENDPOINTS;
+use crate::state::tls::Kind;
 use crate::state::StateDir;
 
 /// The unit's own certificate's lifetime (renewed with 10% left).
@@ -80,6 +81,21 @@ pub fn clients_served(state: &StateDir, served: &Served) -> Result<()> {
         Some(ca) if served.refresh_clients => crate::state::tls::remember_clients_told(state, ca),
         _ => Ok(()),
     }
+}
+
+/// Whether a kept certificate (the own one, or the provider's accepted
+/// one) is due for renewal, or unreadable: `update-status`, which
+/// otherwise converges only when something is wrong, converges then, so a
+/// unit that sees no other hook still renews in time. Reads two files;
+/// spawns nothing.
+pub fn renewal_due(state: &StateDir, now: OffsetDateTime) -> bool {
+    let renewal = decide::Renewal::default();
+    [Kind::Own, Kind::Provider].into_iter().any(|kind| {
+        crate::state::tls::certificate(state, kind).is_some_and(|pair| {
+            verify::validity(&pair.certificate)
+                .map_or(true, |validity| renewal.is_due(&validity, now))
+        })
+    })
 }
 
 /// The conf.d settings that make PostgreSQL serve TLS with `files`.
@@ -424,6 +440,40 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn update_status_converges_when_a_kept_certificate_is_due() {
+        let dir = std::env::temp_dir().join(format!("tls-due-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let state = StateDir::at(&dir);
+        let kept = Kept::new(state.clone());
+        let key = kept.ensure_key().unwrap();
+        let (identity, _) = required_sans(&SanInputs {
+            hostname: "db-0",
+            fqdn: None,
+            addresses: &["10.0.0.5"],
+        });
+        let now = OffsetDateTime::now_utc();
+        assert!(!renewal_due(&state, now), "nothing kept, nothing due");
+        let day = Duration::from_secs(86400);
+        let own = self_signed(&key, &identity, &Validity::starting(now, day * 100)).unwrap();
+        kept.keep_own(&CertAndCa {
+            certificate: own.clone(),
+            ca: own,
+        })
+        .unwrap();
+        assert!(!renewal_due(&state, now));
+        assert!(!renewal_due(&state, now + day * 80));
+        assert!(renewal_due(&state, now + day * 91), "10% left");
+        assert!(renewal_due(&state, now + day * 200), "expired");
+        kept.keep_accepted(&CertAndCa {
+            certificate: "garbage".into(),
+            ca: "garbage".into(),
+        })
+        .unwrap();
+        assert!(renewal_due(&state, now), "an unreadable one is replaced");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -155,6 +155,13 @@ pub(crate) fn same_public_key(a: &[u8], b: &[u8]) -> bool {
         && a.subject_public_key.data == b.subject_public_key.data
 }
 
+/// The validity of the first certificate in `pem`.
+pub fn validity(pem: &str) -> Result<Validity, String> {
+    let der = pem_certificates(pem)?.remove(0);
+    let (_, cert) = X509Certificate::from_der(&der).map_err(|e| e.to_string())?;
+    Ok(validity_of(&cert))
+}
+
 fn validity_of(cert: &X509Certificate<'_>) -> Validity {
     Validity {
         not_before: cert.validity().not_before.to_datetime(),
