@@ -22,6 +22,9 @@ const PROVIDER_CA: &str = "tls-provider-ca.pem";
 /// that served them all), so a CA change refreshes every relation, even
 /// when the hook that changed it was killed before they were served.
 const CLIENTS_CA: &str = "tls-clients-ca.pem";
+/// This unit's ingress address in each client relation (relation id →
+/// address), so a relation hook asks Juju only about its own relation.
+const ADDRESSES: &str = "tls-addresses.json";
 
 /// A certificate and the CA it chains to, as PEM (public).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,4 +112,16 @@ pub fn clients_told(state: &StateDir, ca: &str) -> bool {
 /// Every client relation was served with `ca`.
 pub fn remember_clients_told(state: &StateDir, ca: &str) -> Result<()> {
     state.write(CLIENTS_CA, ca.as_bytes()).map(drop)
+}
+
+/// The ingress addresses last seen, by relation id.
+pub fn addresses(state: &StateDir) -> std::collections::BTreeMap<String, String> {
+    state.read_json(ADDRESSES).unwrap_or_default()
+}
+
+pub fn keep_addresses(
+    state: &StateDir,
+    addresses: &std::collections::BTreeMap<String, String>,
+) -> Result<()> {
+    state.write_json(ADDRESSES, addresses).map(drop)
 }

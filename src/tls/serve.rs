@@ -133,7 +133,7 @@ pub fn serve_unit(
 ) -> Result<Served> {
     let kept = Kept::new(state.clone());
     let key = kept.ensure_key()?;
-    let addresses = client_addresses(juju, context)?;
+    let addresses = client_addresses(juju, context, state)?;
     let hostname = nix::unistd::gethostname()
         .context("reading the host name")?
         .to_string_lossy()
@@ -232,24 +232,48 @@ fn certificates_relation(
 }
 
 /// Every address clients are given: each live client relation's ingress
-/// address, and the unit's private address (sorted, without repeats).
-fn client_addresses(juju: &dyn Juju, context: &HookContext) -> Result<Vec<String>> {
+/// address, and the unit's private address (sorted, without repeats). A
+/// relation hook asks Juju only for its own relation's address (and for
+/// relations not seen yet), the others come from the last hook's answers
+/// (`state::tls`), as the client relations themselves are refreshed; any
+/// other hook asks for every relation.
+fn client_addresses(
+    juju: &dyn Juju,
+    context: &HookContext,
+    state: &StateDir,
+) -> Result<Vec<String>> {
+    let hook = context.relation.as_ref().map(|h| &h.id);
     let broken = context.relation_hook(RelationKind::Broken).map(|h| &h.id);
-    let mut addresses = std::collections::BTreeSet::new();
+    let cached = crate::state::tls::addresses(state);
+    let mut by_relation = std::collections::BTreeMap::new();
     for endpoint in CLIENT_ENDPOINTS {
         for id in juju.relation_ids(endpoint.name)? {
             if Some(&id) == broken {
                 continue;
             }
-            addresses.insert(
-                juju.ingress_address(&id)
+            let key = id.to_string();
+            let address = match cached.get(&key) {
+                Some(known) if !asks_for(hook, &id, true) => known.clone(),
+                _ => juju
+                    .ingress_address(&id)
                     .with_context(|| format!("asking Juju for this unit's address in {id}"))?,
-            );
+            };
+            by_relation.insert(key, address);
         }
     }
+    if by_relation != cached {
+        crate::state::tls::keep_addresses(state, &by_relation)?;
+    }
+    let mut addresses: std::collections::BTreeSet<String> = by_relation.into_values().collect();
     addresses.insert(juju::unit_private_address().context("asking Juju for the private address")?);
     addresses.retain(|a| !a.trim().is_empty());
     Ok(addresses.into_iter().collect())
+}
+
+/// Whether a hook on `hook` (a relation hook, or `None`) asks Juju for the
+/// unit's address in `id`, when an earlier answer is `known` or not.
+fn asks_for(hook: Option<&RelationId>, id: &RelationId, known: bool) -> bool {
+    !known || hook.is_none_or(|h| h == id)
 }
 
 /// The host's canonical name (`getaddrinfo` with `AI_CANONNAME`, as
@@ -474,6 +498,23 @@ mod tests {
         .unwrap();
         assert!(renewal_due(&state, now), "an unreadable one is replaced");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_relation_hook_asks_only_for_its_own_address_and_unknown_ones() {
+        let db4 = RelationId::new("db", 4);
+        let db5 = RelationId::new("db", 5);
+        let cases = [
+            // (hook, relation, known, asks)
+            (None, &db4, true, true),
+            (None, &db4, false, true),
+            (Some(&db4), &db4, true, true),
+            (Some(&db4), &db5, true, false),
+            (Some(&db4), &db5, false, true),
+        ];
+        for (hook, id, known, asks) in cases {
+            assert_eq!(asks_for(hook, id, known), asks, "{hook:?} {id} {known}");
+        }
     }
 
     #[test]
