@@ -14,6 +14,7 @@ use crate::juju::HookContext;
 use crate::knobs::TestKnobs;
 use crate::lifecycle;
 use crate::relations::ClientEndpoint;
+use crate::tls;
 use crate::unit::Unit;
 
 /// What a handler knows before it looks at the world: what Juju says about
@@ -72,7 +73,7 @@ fn is_our_storage(name: &str) -> bool {
 }
 
 fn is_our_endpoint(name: &str) -> bool {
-    name == PEER_ENDPOINT || ClientEndpoint::named(name).is_some()
+    name == PEER_ENDPOINT || name == tls::ENDPOINT || ClientEndpoint::named(name).is_some()
 }
 
 #[cfg(test)]
@@ -106,7 +107,10 @@ mod tests {
             interfaces("peers").into_keys().collect::<Vec<_>>(),
             [PEER_ENDPOINT]
         );
-        assert!(metadata["requires"].is_null());
+        assert_eq!(
+            interfaces("requires"),
+            BTreeMap::from([(tls::ENDPOINT.to_string(), tls::INTERFACE.to_string())])
+        );
         let storage: Vec<&str> = metadata["storage"]
             .as_mapping()
             .unwrap()
@@ -114,7 +118,7 @@ mod tests {
             .map(|k| k.as_str().unwrap())
             .collect();
         assert_eq!(storage, STORAGE_NAMES);
-        for name in ["db", "db-admin", "replication", "pgdata"] {
+        for name in ["db", "db-admin", "replication", "certificates", "pgdata"] {
             assert!(is_our_endpoint(name) || is_our_storage(name), "{name}");
         }
         assert!(!is_our_endpoint("website") && !is_our_storage("logs"));

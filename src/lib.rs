@@ -8,7 +8,9 @@
 //! [`tuning`]), the HA groundwork the HA tests and benchmark drive
 //! ([`ha`]: Patroni and etcd on every unit, issues 11 and 12; not yet
 //! wired into the converge), and the places the tests clean up
-//! ([`state`], [`fsx`], [`cluster`]). Everything else is private to the
+//! ([`state`], [`fsx`], [`cluster`]), and [`tls`] (keys, certificates,
+//! the `tls-certificates` relation data and their verification, which the
+//! provider test drives). Everything else is private to the
 //! charm: the converge (`converge`, `lifecycle`), the client relations'
 //! shell (`clients`, `credentials`), storage placement and moves
 //! (`storage`), roles (`replication`), options, outcomes, events, actions.
@@ -35,5 +37,6 @@ pub use pgsql_contract::secret;
 mod replication;
 pub mod state;
 mod storage;
+pub mod tls;
 pub mod tuning;
 mod unit;

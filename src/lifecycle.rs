@@ -15,6 +15,7 @@ use crate::ha::services::Detached;
 use crate::ha::ServiceKind;
 use crate::juju::{self, WorkloadStatus};
 use crate::storage;
+use crate::tls;
 use crate::tuning;
 
 /// `<storage>-storage-detaching`: a clean, fast shutdown with a checkpoint,
@@ -136,6 +137,13 @@ pub fn update_status(hook: &Hook) -> Result<()> {
         // A storage move that was blocked, and whose destination changed
         // since (space freed, something moved aside): try again.
         Some(cluster) if cluster.is_running() && storage::blocked_move_may_go_ahead(state) => {
+            converge_and_report(hook)
+        }
+        // A kept TLS certificate is due for renewal (reads two files).
+        Some(cluster)
+            if cluster.is_running()
+                && tls::serve::renewal_due(state, time::OffsetDateTime::now_utc()) =>
+        {
             converge_and_report(hook)
         }
         Some(cluster) if cluster.is_running() => Ok(()),

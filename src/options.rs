@@ -51,11 +51,44 @@ pub struct ClusterOptions {
     pub tuning: TuningConfig,
     /// `host-tuning`: whether the charm may tune the kernel for PostgreSQL.
     pub host_tuning: bool,
+    /// `client-tls`: whether remote clients must use TLS.
+    pub client_tls: ClientTls,
     /// What consumers may be given.
     pub clients: ClientOptions,
     /// `synchronous-node-count`, `synchronous-mode-strict`,
     /// `failover-profile`: how the replicated cluster commits and fails over.
     pub ha: HaOptions,
+}
+
+/// `client-tls`: the server always offers TLS; `require` also refuses
+/// clear-text connections from remote clients (`hostssl` rules).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ClientTls {
+    #[default]
+    Prefer,
+    Require,
+}
+
+impl ClientTls {
+    pub fn parse(raw: &str) -> Result<Self, OptionError> {
+        match raw.to_ascii_lowercase().as_str() {
+            "" | "prefer" => Ok(ClientTls::Prefer),
+            "require" => Ok(ClientTls::Require),
+            _ => Err(reject(
+                "client-tls",
+                format!("{:?} is neither \"prefer\" nor \"require\"", excerpt(raw)),
+            )),
+        }
+    }
+
+    pub fn required(self) -> bool {
+        self == ClientTls::Require
+    }
+}
+
+/// At most 40 characters of an operator's value, for a message.
+fn excerpt(raw: &str) -> String {
+    raw.chars().take(40).collect()
 }
 
 /// The options that bound what client relations may be given.
@@ -102,6 +135,7 @@ impl ClusterOptions {
                 .bool("host-tuning")
                 .map_err(|e| reject("host-tuning", e.to_string()))?
                 .unwrap_or(true),
+            client_tls: ClientTls::parse(&text("client-tls")?)?,
             clients: ClientOptions {
                 shared_databases: SharedDatabases::parse(&text("shared-databases")?)
                     .map_err(|e| reject("shared-databases", e))?,
@@ -352,6 +386,25 @@ pub fn quote_conf_value(value: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn client_tls_is_prefer_or_require() {
+        for (raw, wanted) in [
+            ("", ClientTls::Prefer),
+            ("prefer", ClientTls::Prefer),
+            ("Require", ClientTls::Require),
+            ("require", ClientTls::Require),
+        ] {
+            assert_eq!(ClientTls::parse(raw), Ok(wanted), "{raw}");
+        }
+        for raw in ["disable", "required", "verify-full", "on"] {
+            let err = ClientTls::parse(raw).unwrap_err().to_string();
+            assert!(err.starts_with("config client-tls: "), "{err}");
+            assert!(err.contains(raw), "{err}");
+        }
+        assert!(ClientTls::Require.required() && !ClientTls::Prefer.required());
+    }
+
     use super::*;
     use crate::relations::postgresql_client::roles::Privilege;
 

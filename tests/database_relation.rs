@@ -580,11 +580,13 @@ fn v0_and_v1_consumers_beside_db_get_their_own_databases_through_secrets() {
         assert_eq!(uri.database, database);
         passwords.push(user["password"].clone());
         let tls = s.secret(tls_uri);
-        // As each library reads it: v0 Python's str(bool), v1 JSON.
-        let no_tls = if rel == v0 { "False" } else { "false" };
-        assert_eq!(tls.get("tls").map(String::as_str), Some(no_tls), "{tls:?}");
-        // No CA without TLS: Juju keeps no empty secret values.
-        assert_eq!(tls.get("tls-ca"), None, "{tls:?}");
+        // As each library reads it: v0 Python's str(bool), v1 JSON. The
+        // unit serves TLS from the start (issue 14), and the CA is the
+        // certificate it serves (its own, without a certificates relation).
+        let tls_on = if rel == v0 { "True" } else { "true" };
+        assert_eq!(tls.get("tls").map(String::as_str), Some(tls_on), "{tls:?}");
+        let served_ca = std::fs::read_to_string(s.h.cluster.conf_dir().join("tls/ca.pem")).unwrap();
+        assert_eq!(tls.get("tls-ca"), Some(&served_ca), "{tls:?}");
         for unit in s.units(app) {
             assert!(
                 s.h.world

@@ -85,6 +85,11 @@ pub struct Clients<'a> {
     /// created (a standby is read-only; it still grants access).
     pub role: &'a Role,
     pub version: &'a str,
+    /// TLS as `database` consumers are told (`tls`, `tls-ca`).
+    pub tls: &'a crate::relations::postgresql_client::plan::Tls,
+    /// Refresh every relation, even in a relation hook (the CA they are
+    /// told changed).
+    pub refresh_all: bool,
     /// Users whose passwords the operator asked to renew
     /// (`rotate-credentials`); empty in hooks.
     pub renew: &'a BTreeSet<String>,
@@ -126,7 +131,7 @@ struct Serving<'a> {
 impl Clients<'_> {
     /// Serves every client relation.
     pub fn serve(&self, options: &ClientOptions) -> Result<ClientsOutcome> {
-        let hook = self.context.relation.as_ref();
+        let hook = self.context.relation.as_ref().filter(|_| !self.refresh_all);
         let leaving = self.this_unit_is_leaving();
         let live = self.live_relations()?;
         let mut served = results::load(self.state);
@@ -457,9 +462,10 @@ impl Clients<'_> {
             return Ok(outcome(user.as_str(), Condition::Waiting, problem));
         };
         let host = juju.ingress_address(id)?;
-        let server = self
+        let mut server = self
             .role
             .server_facts(&host, self.port, self.major, self.version);
+        server.tls = self.tls.clone();
         let credentials = Credentials {
             user: user.clone(),
             password: stored.password.clone(),

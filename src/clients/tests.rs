@@ -181,6 +181,11 @@ impl Juju for FakeJuju {
 /// The server: what it was asked to create and to take back.
 /// Users to renew: none in these tests.
 static NO_RENEWAL: BTreeSet<String> = BTreeSet::new();
+static NO_TLS: crate::relations::postgresql_client::plan::Tls =
+    crate::relations::postgresql_client::plan::Tls {
+        enabled: false,
+        ca: None,
+    };
 
 /// The `pgsql` relations these tests serve never touch Juju secrets: any
 /// call fails the relation, which the tests would see.
@@ -358,6 +363,8 @@ impl World {
             major: 16,
             role: &self.role,
             version: "16.4",
+            tls: &NO_TLS,
+            refresh_all: false,
             renew: &NO_RENEWAL,
             io: Io {
                 juju: &self.juju,

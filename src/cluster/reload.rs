@@ -51,6 +51,11 @@ fn charm_files(cluster: &Cluster) -> Vec<PathBuf> {
         dir.join(conf::CHARM_CONF),
         dir.join("pg_hba.conf"),
         dir.join("pg_ident.conf"),
+        // The TLS files (crate::tls::files): PostgreSQL reloads them on
+        // SIGHUP too.
+        dir.join("tls/cert.pem"),
+        dir.join("tls/key.pem"),
+        dir.join("tls/ca.pem"),
     ]
 }
 

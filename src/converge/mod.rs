@@ -54,6 +54,7 @@ use crate::relations::access::hba;
 use crate::replication::Role;
 use crate::state::cluster::OwnerRecord;
 use crate::storage::{self, Mounts};
+use crate::tls::{self, files::TlsDir};
 use crate::tuning::host_tuning::{tune_host, TuningTarget};
 
 /// Runs the whole convergence and reports the outcome as the unit status.
@@ -87,7 +88,7 @@ pub fn converge_renewing(hook: &Hook, renew: &BTreeSet<String>) -> Result<Outcom
             .filter(|c| c.is_running() && !in_recovery(c))
         {
             let role = Role::Standalone;
-            with_clients(hook, &cluster, &role, "", renew, |clients| {
+            with_clients(hook, &cluster, &role, "", None, renew, |clients| {
                 clients.revoke_removed()
             })
             .context("revoking the users of removed relations")?;
@@ -149,6 +150,14 @@ fn converge_unit(hook: &Hook, renew: &BTreeSet<String>) -> Result<Outcome> {
         return Ok(Outcome::Blocked(blocked));
     }
     storage::forget_blocked_move(&unit.state)?;
+    // TLS in place before the configuration names its files (issue 14).
+    let tls = tls::serve_unit(
+        &HookTools,
+        &hook.context,
+        &unit.state,
+        &TlsDir::of(&cluster),
+        time::OffsetDateTime::now_utc(),
+    )?;
 
     // 2. Observe, once.
     let facts = UnitFacts {
@@ -159,6 +168,7 @@ fn converge_unit(hook: &Hook, renew: &BTreeSet<String>) -> Result<Outcome> {
         pgdata_mount: mounts.pgdata.clone(),
         data_dir,
         options,
+        tls: Some(tls),
     };
 
     // 3. Plan.
@@ -258,9 +268,21 @@ fn apply(
     let serve = || -> Result<Outcome> {
         let version = db::wait_for_version(cluster, Duration::from_secs(60))?;
         storage::retire_leftovers(cluster, &facts.data_dir)?;
-        let mut served = with_clients(hook, cluster, &role, &version, renew, |clients| {
-            clients.serve(&options.clients)
-        })?;
+        let mut served = with_clients(
+            hook,
+            cluster,
+            &role,
+            &version,
+            facts.tls.as_ref(),
+            renew,
+            |clients| clients.serve(&options.clients),
+        )?;
+        if let Some(tls) = &facts.tls {
+            tls::serve::clients_served(&unit.state, tls)?;
+        }
+        served
+            .problems
+            .extend(facts.tls.as_ref().and_then(|t| t.problem.clone()));
         if plan::hba_after_serving(&plan, &served.access) {
             let hba = plan::hba_input(options, served.access);
             conf::write_if_changed(&hba_path, &render_hba(&hba), 0o640)?;
@@ -322,16 +344,20 @@ fn apply(
 /// Runs `serve` on the client relations of the unit's running `cluster`,
 /// through the real hook tools and server.
 /// `version`: the server's full version, published to `database`
-/// consumers (empty when the relations are not served).
+/// consumers (empty when the relations are not served); `tls`: whether
+/// they may use TLS and the CA to verify the server with (every relation
+/// is refreshed when that CA is new to them).
 fn with_clients<T>(
     hook: &Hook,
     cluster: &Cluster,
     role: &Role,
     version: &str,
+    tls: Option<&tls::Served>,
     renew: &BTreeSet<String>,
     serve: impl FnOnce(&Clients) -> Result<T>,
 ) -> Result<T> {
     let server = ClusterServer(cluster);
+    let told = tls.map(|t| t.tls.clone()).unwrap_or_default();
     let passwords = JujuPasswords {
         in_secrets: hook.context.has_secrets(),
     };
@@ -342,6 +368,8 @@ fn with_clients<T>(
         major: cluster.major,
         role,
         version,
+        tls: &told,
+        refresh_all: tls.is_some_and(|t| t.refresh_clients),
         renew,
         io: Io {
             juju: &HookTools,

@@ -33,6 +33,9 @@ pub struct UnitFacts {
     /// The access of the relations served by earlier hooks
     /// ([`crate::clients::cached_access`]).
     pub cached_access: Vec<RelationAccess>,
+    /// The unit's TLS, in place before the configuration names its files
+    /// ([`crate::tls::serve_unit`]); `None` serves no TLS.
+    pub tls: Option<crate::tls::Served>,
 }
 
 /// What the converge does with the server, before the host is tuned.
@@ -55,7 +58,11 @@ pub fn plan(facts: &UnitFacts) -> Step<UnitPlan> {
         return Step::Blocked(problem);
     }
     Step::Done(UnitPlan {
-        settings: desired_settings(&facts.options, &facts.machine),
+        settings: desired_settings(
+            &facts.options,
+            &facts.machine,
+            facts.tls.as_ref().map(|tls| &tls.files),
+        ),
         hba_before_start: (!facts.running)
             .then(|| hba_input(&facts.options, facts.cached_access.clone())),
         place: place(facts),
@@ -76,12 +83,17 @@ pub fn hba_input(options: &ClusterOptions, relations: Vec<RelationAccess>) -> Hb
     HbaInput {
         relations,
         admin_addresses: options.admin_addresses.clone(),
+        require_tls: options.client_tls.required(),
     }
 }
 
-/// The charm's settings: its own, then the tuning plan, then
-/// `extra-pg-conf` (which wins over both).
-pub fn desired_settings(options: &ClusterOptions, facts: &MachineFacts) -> Vec<Setting> {
+/// The charm's settings: its own (TLS included when `tls` is in place),
+/// then the tuning plan, then `extra-pg-conf` (which wins over all).
+pub fn desired_settings(
+    options: &ClusterOptions,
+    facts: &MachineFacts,
+    tls: Option<&crate::tls::ServedFiles>,
+) -> Vec<Setting> {
     let mut settings = vec![
         Setting::new(
             "listen_addresses",
@@ -94,6 +106,7 @@ pub fn desired_settings(options: &ClusterOptions, facts: &MachineFacts) -> Vec<S
             "relation passwords are stored as SCRAM verifiers",
         ),
     ];
+    settings.extend(tls.map(crate::tls::serve::settings).unwrap_or_default());
     for tuned in tuning::plan(facts, &options.tuning) {
         settings.push(Setting::new(tuned.name, &tuned.value, &tuned.reason));
     }
@@ -294,6 +307,7 @@ mod tests {
             }),
             running: true,
             cached_access: Vec::new(),
+            tls: None,
         }
     }
 
@@ -403,15 +417,58 @@ mod tests {
                 "listen_addresses = 'localhost'\nwork_mem = 64MB",
             )]),
             &facts(options(&[])).machine,
+            None,
         );
         let names: Vec<&str> = settings.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names[0], "password_encryption");
         assert_eq!(names.iter().filter(|n| **n == "work_mem").count(), 1);
         assert_eq!(&names[names.len() - 2..], ["listen_addresses", "work_mem"]);
         assert_eq!(settings.last().unwrap().value, "64MB");
-        let plain = desired_settings(&options(&[]), &facts(options(&[])).machine);
+        let plain = desired_settings(&options(&[]), &facts(options(&[])).machine, None);
         assert_eq!(plain[0].name, "listen_addresses");
         assert!(plain.iter().any(|s| s.name == "shared_buffers"));
+    }
+
+    #[test]
+    fn tls_settings_come_with_the_files_and_extra_pg_conf_still_wins() {
+        let files = crate::tls::ServedFiles {
+            certificate: "/etc/postgresql/16/main/tls/cert.pem".into(),
+            key: "/etc/postgresql/16/main/tls/key.pem".into(),
+        };
+        let value = |settings: &[Setting], name: &str| {
+            settings
+                .iter()
+                .filter(|s| s.name == name)
+                .map(|s| s.value.clone())
+                .collect::<Vec<_>>()
+        };
+        let machine = facts(options(&[])).machine;
+        let without = desired_settings(&options(&[]), &machine, None);
+        assert!(value(&without, "ssl").is_empty());
+        let with = desired_settings(&options(&[]), &machine, Some(&files));
+        assert_eq!(value(&with, "ssl"), ["on"]);
+        assert_eq!(
+            value(&with, "ssl_key_file"),
+            ["'/etc/postgresql/16/main/tls/key.pem'"]
+        );
+        let overridden = desired_settings(
+            &options(&[("extra-pg-conf", "ssl_min_protocol_version = 'TLSv1.3'")]),
+            &machine,
+            Some(&files),
+        );
+        assert_eq!(
+            value(&overridden, "ssl_min_protocol_version"),
+            ["'TLSv1.3'"]
+        );
+        assert_eq!(value(&overridden, "ssl"), ["on"]);
+    }
+
+    #[test]
+    fn client_tls_require_makes_the_client_rules_hostssl() {
+        for (raw, required) in [("prefer", false), ("require", true), ("", false)] {
+            let input = hba_input(&options(&[("client-tls", raw)]), Vec::new());
+            assert_eq!(input.require_tls, required, "{raw}");
+        }
     }
 
     #[test]

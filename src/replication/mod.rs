@@ -86,6 +86,7 @@ impl Role {
             major_version,
             version: version.to_string(),
             state,
+            tls: Default::default(),
         }
     }
 }

@@ -22,6 +22,8 @@
 //!   changed it) and `host-applied.json` (the host plan in force);
 //! * [`pending_move`]: `pending-move.json` (a storage move that was blocked);
 //! * [`memo`]: `memo-<key>` (what an immediate hook tool was last told);
+//! * [`tls`]: `tls-*.pem` (the unit's TLS key, its own certificate, the
+//!   provider's last accepted one; `crate::tls::files` serves them);
 //! * [`ha`]: the HA files (etcd member record, roles digest, detached
 //!   services, the watcher's configuration; issue 11, not wired yet);
 //! * [`legacy`]: adopting the records of revisions before this directory.
@@ -41,6 +43,7 @@ pub mod machine;
 pub mod memo;
 pub mod pending_move;
 pub mod relations;
+pub mod tls;
 
 use std::io;
 use std::path::{Path, PathBuf};

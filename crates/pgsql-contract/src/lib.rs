@@ -227,6 +227,9 @@ pub struct ServerFacts {
     /// The full version, e.g. `16.4` (`database` publishes it).
     pub version: String,
     pub state: ServerState,
+    /// Whether the server speaks TLS, and the CA clients verify it with
+    /// (`database` publishes both; `pgsql` has no field for them).
+    pub tls: postgresql_client::plan::Tls,
 }
 
 /// The relation's login role and its password.

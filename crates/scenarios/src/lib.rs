@@ -215,10 +215,22 @@ impl Drop for PrivateCluster {
 /// charm using ops-lib-pgsql), with its Python dependencies installed by
 /// `scripts/consumer-venv`.
 pub fn consumer_charm() -> Result<PathBuf> {
+    fixture_charm("scripts/consumer-venv", "tests/consumer-charm")
+}
+
+/// The TLS provider fixture (`tests/tls-provider-charm`: a CA on the
+/// tls-certificates interface, built on the v4 library, whose `mode` config
+/// makes it misbehave on purpose), with its Python dependencies installed by
+/// `scripts/consumer-venv`.
+pub fn tls_provider_charm() -> Result<PathBuf> {
+    fixture_charm("scripts/consumer-venv", "tests/tls-provider-charm")
+}
+
+fn fixture_charm(venv_script: &str, dir: &str) -> Result<PathBuf> {
     let root = repo_root();
-    let status = Command::new(root.join("scripts/consumer-venv")).status()?;
+    let status = Command::new(root.join(venv_script)).status()?;
     if !status.success() {
-        bail!("scripts/consumer-venv failed");
+        bail!("{venv_script} failed");
     }
-    Ok(root.join("tests/consumer-charm"))
+    Ok(root.join(dir))
 }

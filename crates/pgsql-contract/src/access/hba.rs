@@ -16,6 +16,13 @@
 //!    (`db-admin`), `host replication "<user>" <cidr> scram-sha-256` for
 //!    streaming replication (standbys, when there are any).
 //! 4. For each `admin-addresses` block: `host all all <cidr> scram-sha-256`.
+//!
+//!    With [`HbaInput::require_tls`] (the `client-tls=require` option) the
+//!    client rules of steps 3 and 4 are `hostssl`: a clear-text connection
+//!    from those addresses matches none of them and meets the `reject`
+//!    lines below, so PostgreSQL refuses it naming `pg_hba.conf` and "no
+//!    encryption". Replication rules stay `host` (the units' own traffic;
+//!    its TLS comes with the internal CA), and so do the `local` lines.
 //! 5. `host all all 0.0.0.0/0 reject` and `host all all ::/0 reject`.
 //!    (Nothing is needed after `local all all peer`: it already matches
 //!    every local connection. Replication connections match no `all` line:
@@ -58,6 +65,8 @@ pub struct HbaInput {
     pub relations: Vec<RelationAccess>,
     /// The operator's `admin-addresses` option, already parsed.
     pub admin_addresses: Vec<Cidr>,
+    /// Client rules accept TLS connections only (`hostssl`).
+    pub require_tls: bool,
 }
 
 /// The DATABASE field of a rule.
@@ -86,6 +95,8 @@ pub struct HbaRule {
     pub database: HbaDatabase,
     pub user: HbaUser,
     pub cidr: Cidr,
+    /// `hostssl`: TLS connections only.
+    pub tls_only: bool,
     /// Where the rule comes from; sanitised when rendered.
     pub comment: String,
 }
@@ -102,8 +113,9 @@ impl HbaRule {
             HbaUser::All => "all".to_string(),
             HbaUser::Named(name) => quote_name(name),
         };
+        let kind = if self.tls_only { "hostssl" } else { "host" };
         format!(
-            "host {database} {user} {} {METHOD} # {}",
+            "{kind} {database} {user} {} {METHOD} # {}",
             self.cidr,
             sanitise_comment(&self.comment)
         )
@@ -150,12 +162,14 @@ pub fn hba_rules(input: &HbaInput) -> Vec<HbaRule> {
             HbaScope::Replication => vec![HbaDatabase::Replication],
         };
         let comment = format!("{} {}", access.relation, access.remote_app);
+        let tls_only = input.require_tls && access.scope != HbaScope::Replication;
         for database in &databases {
             for &cidr in &access.cidrs {
                 rules.push(HbaRule {
                     database: database.clone(),
                     user: HbaUser::Named(access.user.clone()),
                     cidr,
+                    tls_only,
                     comment: comment.clone(),
                 });
             }
@@ -167,6 +181,7 @@ pub fn hba_rules(input: &HbaInput) -> Vec<HbaRule> {
             database: HbaDatabase::All,
             user: HbaUser::All,
             cidr,
+            tls_only: input.require_tls,
             comment: "admin-addresses".to_string(),
         });
     }
@@ -272,6 +287,7 @@ mod tests {
                 Cidr::parse("0.0.0.0/0").unwrap(),
                 Cidr::parse("172.16.0.0/12").unwrap(),
             ],
+            ..Default::default()
         };
         let expected = "\
 # pg_hba.conf written by the PostgreSQL charm; changes made here are overwritten.
@@ -293,6 +309,51 @@ host all all ::/0 reject # everything else over IPv6
     }
 
     #[test]
+    fn required_tls_makes_client_and_admin_rules_hostssl_and_nothing_else() {
+        let mut replication = access(
+            "replication:1",
+            "postgresql",
+            "x",
+            "juju_replication",
+            &["10.0.0.2"],
+        );
+        replication.scope = HbaScope::Replication;
+        for require_tls in [false, true] {
+            let text = render_pg_hba(&HbaInput {
+                relations: vec![
+                    access("db:2", "app", "appdb", "juju_app", &["10.0.0.5"]),
+                    access("db-admin:3", "ops", "x", "jujuadmin_ops", &["10.0.0.6"]),
+                    access(
+                        "database:4",
+                        "shop",
+                        "shop",
+                        "jujuclient_shop",
+                        &["10.0.0.7"],
+                    ),
+                    replication.clone(),
+                ],
+                admin_addresses: vec![Cidr::parse("192.168.0.0/16").unwrap()],
+                require_tls,
+            });
+            let kind = |needle: &str| {
+                let line = text.lines().find(|l| l.contains(needle)).unwrap();
+                line.split(' ').next().unwrap().to_string()
+            };
+            let client = if require_tls { "hostssl" } else { "host" };
+            for needle in ["db:2", "db-admin:3", "database:4", "admin-addresses"] {
+                assert_eq!(kind(needle), client, "{needle} {require_tls}");
+            }
+            assert_eq!(kind("replication:1"), "host");
+            assert_eq!(kind("local OS users"), "local");
+            assert_eq!(kind("the charm (root)"), "local");
+            // Clear text from anywhere still meets the reject lines, so
+            // PostgreSQL names pg_hba.conf when it refuses it.
+            assert_eq!(kind("everything else over IPv4"), "host");
+            assert!(text.ends_with("host all all ::/0 reject # everything else over IPv6\n"));
+        }
+    }
+
+    #[test]
     fn several_databases_get_a_rule_each_from_every_block() {
         let mut v1 = access(
             "database:4",
@@ -308,6 +369,7 @@ host all all ::/0 reject # everything else over IPv6
         let text = render_pg_hba(&HbaInput {
             relations: vec![v1],
             admin_addresses: vec![],
+            ..Default::default()
         });
         let rules: Vec<&str> = text.lines().filter(|l| l.contains("database:4")).collect();
         assert_eq!(
@@ -342,6 +404,7 @@ host all all ::/0 reject # everything else over IPv6
             let input = HbaInput {
                 relations: vec![access("db:1", "app", keyword, keyword, &["10.0.0.1"])],
                 admin_addresses: vec![],
+                ..Default::default()
             };
             let text = render_pg_hba(&input);
             let expected =
@@ -367,6 +430,7 @@ host all all ::/0 reject # everything else over IPv6
                 access("db-admin:2", "b", "b", "jujuadmin_b", &["10.0.0.2"]),
             ],
             admin_addresses: vec![],
+            ..Default::default()
         };
         let rules: Vec<String> = hba_rules(&input).iter().map(HbaRule::render).collect();
         assert_eq!(
@@ -389,6 +453,7 @@ host all all ::/0 reject # everything else over IPv6
         let text = render_pg_hba(&HbaInput {
             relations: vec![hostile],
             admin_addresses: vec![],
+            ..Default::default()
         });
         assert!(!text.contains("trust\n"), "{text}");
         let line = text
@@ -413,10 +478,12 @@ host all all ::/0 reject # everything else over IPv6
         let forward = HbaInput {
             relations: vec![a.clone(), b.clone()],
             admin_addresses: admin.clone(),
+            ..Default::default()
         };
         let backward = HbaInput {
             relations: vec![b, a],
             admin_addresses: admin.into_iter().rev().collect(),
+            ..Default::default()
         };
         assert_eq!(render_pg_hba(&forward), render_pg_hba(&backward));
     }
@@ -435,6 +502,7 @@ host all all ::/0 reject # everything else over IPv6
                 access("db-admin:2", "b", "b", "jujuadmin_b", &["2001:db8::/32"]),
             ],
             admin_addresses: vec![Cidr::parse("::/0").unwrap()],
+            ..Default::default()
         };
         for rule in hba_rules(&input) {
             let line = rule.render();

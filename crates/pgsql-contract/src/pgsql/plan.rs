@@ -328,6 +328,7 @@ mod tests {
             major_version: 16,
             version: "16.4".to_string(),
             state: ServerState::Standalone,
+            tls: Default::default(),
         }
     }
 

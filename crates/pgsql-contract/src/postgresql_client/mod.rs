@@ -69,7 +69,7 @@ pub mod secrets;
 
 use std::fmt;
 
-use self::plan::{Server, Tls};
+use self::plan::Server;
 use self::roles::{ConsumerPrivileges, Privilege};
 use crate::access::cidr::AddressLimits;
 use crate::access::remote::RemoteAddresses;
@@ -147,7 +147,7 @@ pub fn plan_relation(
         standbys: server.standby_hosts.clone(),
         port: server.port,
         version: server.version.clone(),
-        tls: Tls::default(),
+        tls: server.tls.clone(),
     };
     let Some(plan) = plan::plan_client(
         relation,
@@ -263,5 +263,77 @@ pub(crate) mod testing {
         server: &Server,
     ) -> Result<Option<ClientPlan>, ClientError> {
         plan_with(app_data, server, &ConsumerPrivileges::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::plan::{SecretGroup, Tls};
+    use super::testing::{bag, credentials, relation};
+    use super::*;
+    use crate::access::cidr::AddressLimits;
+    use crate::ServerState;
+
+    /// The server's TLS, as the client loop passes it in `ServerFacts`,
+    /// reaches the relation's TLS secret (`secret-tls`).
+    #[test]
+    fn the_servers_tls_and_ca_reach_the_tls_secret() {
+        let facts = RelationFacts {
+            relation: relation(),
+            remote_app: "shop".into(),
+            remote_app_data: bag(&[
+                ("database", "shop"),
+                (
+                    "requested-secrets",
+                    "[\"username\", \"password\", \"tls\", \"tls-ca\", \"uris\", \"read-only-uris\"]",
+                ),
+            ]),
+            remote_units: BTreeMap::from([(
+                "shop/0".to_string(),
+                bag(&[("egress-subnets", "10.2.0.8/32")]),
+            )]),
+            departing_unit: None,
+        };
+        let ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        for tls in [
+            Tls::default(),
+            Tls {
+                enabled: true,
+                ca: Some(ca.into()),
+            },
+        ] {
+            let server = ServerFacts {
+                host: "10.1.0.5".into(),
+                primary_host: "10.1.0.5".into(),
+                standby_hosts: vec![],
+                port: 5432,
+                major_version: 16,
+                version: "16.4".into(),
+                state: ServerState::Standalone,
+                tls: tls.clone(),
+            };
+            let plan = plan_relation(
+                &facts,
+                &server,
+                &credentials("shop"),
+                &AddressLimits::default(),
+                &ConsumerPrivileges::default(),
+            )
+            .unwrap()
+            .unwrap();
+            let Publication::ClientSecretsAndBag(plan) = plan.publication else {
+                panic!("a database plan publishes secrets and a bag")
+            };
+            let secret = plan.answers[0]
+                .secrets
+                .iter()
+                .find(|s| s.group == SecretGroup::Tls)
+                .expect("a TLS secret");
+            let content = secret.content.expose();
+            assert_eq!(content["tls"], if tls.enabled { "True" } else { "False" });
+            assert_eq!(content.get("tls-ca").map(String::as_str), tls.ca.as_deref());
+        }
     }
 }
