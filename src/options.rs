@@ -475,23 +475,23 @@ mod tests {
         assert_eq!(value, "'x''; shared_preload_libraries=''evil'");
     }
 
+    /// config.yaml's defaults for the options without one, then `pairs`.
+    fn config(pairs: &[(&str, serde_json::Value)]) -> Config {
+        let mut options: std::collections::BTreeMap<String, serde_json::Value> = [
+            ("locale", "C.UTF-8"),
+            ("encoding", "UTF8"),
+            ("profile", "mixed"),
+            ("storage-type", "auto"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+        .collect();
+        options.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        Config::from_map(options)
+    }
+
     #[test]
     fn client_options_are_parsed_and_checked() {
-        // config.yaml's defaults for the other options, then `pairs`.
-        let config = |pairs: &[(&str, serde_json::Value)]| {
-            let base = [
-                ("locale", "C.UTF-8"),
-                ("encoding", "UTF8"),
-                ("profile", "mixed"),
-                ("storage-type", "auto"),
-            ];
-            let mut options: std::collections::BTreeMap<String, serde_json::Value> = base
-                .iter()
-                .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
-                .collect();
-            options.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())));
-            Config::from_map(options)
-        };
         let defaults = ClusterOptions::from_config(&config(&[])).unwrap();
         assert_eq!(defaults.clients, ClientOptions::default());
         assert_eq!(defaults.clients.address_limits, AddressLimits::default());
@@ -562,19 +562,6 @@ mod tests {
 
     #[test]
     fn ha_options_are_parsed_and_each_problem_names_its_option() {
-        let config = |pairs: &[(&str, serde_json::Value)]| {
-            let mut options: std::collections::BTreeMap<String, serde_json::Value> = [
-                ("locale", "C.UTF-8"),
-                ("encoding", "UTF8"),
-                ("profile", "mixed"),
-                ("storage-type", "auto"),
-            ]
-            .iter()
-            .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
-            .collect();
-            options.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())));
-            Config::from_map(options)
-        };
         // Unset (or config.yaml's defaults): one synchronous standby, not
         // strict, Patroni's default timing.
         let unset = ClusterOptions::from_config(&config(&[])).unwrap().ha;
