@@ -21,6 +21,7 @@ use crate::relations::sql::{quote_ident, quote_literal, Name};
 use crate::relations::tenancy::extensions::{
     plan_extensions, schemas_to_check, ExtensionFacts, SchemaFacts, DEFAULT_SCHEMA,
 };
+use crate::relations::tenancy::logins::LoginPlan;
 use crate::relations::tenancy::ownership::{
     decide_database, decide_role, DatabaseFacts, Owner, RoleAction, RoleFact,
 };
@@ -35,6 +36,10 @@ pub trait Server {
 
     /// Takes `user`'s access away (see [`revoke_login`]).
     fn revoke_login(&self, user: &str) -> Result<()>;
+
+    /// Ends `user`'s logins and sessions, keeping its other attributes (a
+    /// retired login of a `database` owner role, see [`disable_login`]).
+    fn disable_login(&self, user: &str) -> Result<()>;
 }
 
 /// One relation's objects, for [`Server::ensure_objects`].
@@ -44,8 +49,13 @@ pub struct ObjectsRequest<'a> {
     pub objects: &'a DesiredObjects,
     /// Who asks: the remote application, over which endpoint.
     pub owner: &'a Owner,
-    /// The password `objects.user` logs in with.
+    /// The password the active login has: `objects.user`, or (`logins`)
+    /// the active one of its two logins.
     pub stored: &'a StoredPassword,
+    /// A `database` owner role's two logins
+    /// ([`crate::relations::tenancy::logins`]); `None`: `objects.user` is
+    /// the one login.
+    pub logins: Option<&'a LoginPlan>,
 }
 
 /// The unit's running cluster.
@@ -58,6 +68,10 @@ impl Server for ClusterServer<'_> {
 
     fn revoke_login(&self, user: &str) -> Result<()> {
         revoke_login(self.0, user)
+    }
+
+    fn disable_login(&self, user: &str) -> Result<()> {
+        disable_login(self.0, user)
     }
 }
 
@@ -83,6 +97,7 @@ fn ensure_objects(cluster: &Cluster, request: &ObjectsRequest) -> Result<Option<
         objects,
         owner,
         stored,
+        logins,
     } = *request;
     let database = objects.database.as_str();
 
@@ -168,7 +183,7 @@ fn ensure_objects(cluster: &Cluster, request: &ObjectsRequest) -> Result<Option<
     let user = ident(&objects.user)?;
     let relation = id.to_string();
     db::with_client(cluster, "postgres", async |client| {
-        ensure_user(client, objects, stored).await?;
+        ensure_user(client, objects, stored, logins).await?;
         for (name, action) in &database_actions {
             let database_ident = ident(name)?;
             if action.record {
@@ -273,15 +288,16 @@ async fn grant_public_schema(client: &Client, user: &str) -> Result<()> {
 
 /// The relation's login role, with its password's verifier (the password
 /// itself never goes into SQL) and exactly the role attributes the
-/// relation may have.
+/// relation may have. With `logins` (a `database` owner role), the owner
+/// role has those attributes and the active login the password; the
+/// alternate login is a member of the owner that acts as it
+/// (`SET role`); an inactive login keeps `LOGIN` only while retiring.
 async fn ensure_user(
     client: &Client,
     objects: &DesiredObjects,
     stored: &StoredPassword,
+    logins: Option<&LoginPlan>,
 ) -> Result<()> {
-    let user_name = &objects.user;
-    let user = ident(user_name)?;
-    let verifier = quote_literal(&stored.verifier)?;
     let attribute = |on: bool, name: &str| {
         if on {
             name.to_string()
@@ -289,35 +305,116 @@ async fn ensure_user(
             format!("NO{name}")
         }
     };
-    let superuser = format!(
-        "{} {} {}",
+    let attributes = format!(
+        "{} {} {} NOREPLICATION",
         attribute(objects.superuser, "SUPERUSER"),
         attribute(objects.createdb, "CREATEDB"),
         attribute(objects.createrole, "CREATEROLE")
     );
+    let Some(logins) = logins else {
+        return ensure_login(client, &objects.user, &attributes, Some(stored)).await;
+    };
+    let owner = &logins.owner;
+    let alternate = if logins.active == *owner {
+        &logins.inactive
+    } else {
+        &logins.active
+    };
+    let owner_active = logins.active == *owner;
+    // The owner role first: the alternate is made a member of it.
+    if owner_active {
+        ensure_login(client, owner, &attributes, Some(stored)).await?;
+    } else if logins.inactive_keeps_login {
+        ensure_login(client, owner, &attributes, None).await?;
+    } else {
+        ensure_role(client, owner, &attributes).await?;
+        disable_sessions(client, owner.as_str()).await?;
+    }
+    if !owner_active {
+        ensure_login(client, alternate, &attributes, Some(stored)).await?;
+        act_as_owner(client, alternate, owner).await?;
+    } else if logins.inactive_keeps_login {
+        // Retiring: left as it is.
+    } else {
+        disable_sessions(client, alternate.as_str()).await?;
+    }
+    Ok(())
+}
+
+/// `user` exists with `LOGIN`, `attributes` and (when given) the password
+/// whose verifier `stored` holds.
+async fn ensure_login(
+    client: &Client,
+    user: &Name,
+    attributes: &str,
+    stored: Option<&StoredPassword>,
+) -> Result<()> {
+    let name = ident(user)?;
     let existing = client
         .query_opt(
             "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
-            &[&user_name.as_str()],
+            &[&user.as_str()],
         )
         .await?;
-    match existing {
-        None => {
-            client
-                .batch_execute(&format!(
-                    "CREATE ROLE {user} WITH LOGIN {superuser} \
-                     NOREPLICATION PASSWORD {verifier}"
-                ))
-                .await?
+    let mut sql = match existing {
+        None => format!("CREATE ROLE {name} WITH LOGIN {attributes}"),
+        Some(_) => format!("ALTER ROLE {name} WITH LOGIN {attributes}"),
+    };
+    if let Some(stored) = stored {
+        let current: Option<String> = existing.and_then(|row| row.get(0));
+        if current.as_deref() != Some(stored.verifier.as_str()) {
+            sql.push_str(&format!(" PASSWORD {}", quote_literal(&stored.verifier)?));
         }
-        Some(row) => {
-            let current: Option<String> = row.get(0);
-            let mut sql = format!("ALTER ROLE {user} WITH LOGIN {superuser}");
-            if current.as_deref() != Some(stored.verifier.as_str()) {
-                sql.push_str(&format!(" PASSWORD {verifier}"));
-            }
-            client.batch_execute(&sql).await?
-        }
+    }
+    client.batch_execute(&sql).await?;
+    Ok(())
+}
+
+/// `role` exists (without `LOGIN` if it is new) with `attributes`.
+async fn ensure_role(client: &Client, role: &Name, attributes: &str) -> Result<()> {
+    let name = ident(role)?;
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_roles WHERE rolname = $1",
+            &[&role.as_str()],
+        )
+        .await?
+        .is_some();
+    let sql = if exists {
+        format!("ALTER ROLE {name} WITH {attributes}")
+    } else {
+        format!("CREATE ROLE {name} WITH NOLOGIN {attributes}")
+    };
+    client.batch_execute(&sql).await?;
+    Ok(())
+}
+
+/// `login` is a member of `owner` and starts every session as `owner`, so
+/// what it creates belongs to `owner`.
+async fn act_as_owner(client: &Client, login: &Name, owner: &Name) -> Result<()> {
+    let state = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_auth_members m \
+                 JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member \
+                 WHERE r.rolname = $2 AND u.rolname = $1), \
+             EXISTS (SELECT 1 FROM pg_db_role_setting s JOIN pg_roles u ON u.oid = s.setrole \
+                 WHERE u.rolname = $1 AND s.setdatabase = 0 \
+                   AND format('role=%s', $2::text) = ANY (s.setconfig))",
+            &[&login.as_str(), &owner.as_str()],
+        )
+        .await?;
+    let (member, acts): (bool, bool) = (state.get(0), state.get(1));
+    let owner_literal = quote_literal(owner.as_str())?;
+    let (login, owner) = (ident(login)?, ident(owner)?);
+    if !member {
+        client
+            .batch_execute(&format!("GRANT {owner} TO {login}"))
+            .await?;
+    }
+    if !acts {
+        client
+            .batch_execute(&format!("ALTER ROLE {login} SET role = {owner_literal}"))
+            .await?;
     }
     Ok(())
 }
@@ -521,4 +618,41 @@ fn revoke_login(cluster: &Cluster, user: &str) -> Result<()> {
         Ok(())
     })
     .with_context(|| format!("revoking the login of {user}"))
+}
+
+/// Ends `user`'s logins and its sessions (if it exists and has either),
+/// keeping its other attributes: the retired login of a `database` owner
+/// role, whose alternate may still act as it.
+async fn disable_sessions(client: &Client, user: &str) -> Result<()> {
+    let state = client
+        .query_opt(
+            "SELECT rolcanlogin, EXISTS (SELECT 1 FROM pg_stat_activity WHERE usename = $1) \
+             FROM pg_roles WHERE rolname = $1",
+            &[&user],
+        )
+        .await?;
+    let Some(state) = state else {
+        return Ok(());
+    };
+    let (login, sessions): (bool, bool) = (state.get(0), state.get(1));
+    if !login && !sessions {
+        return Ok(());
+    }
+    let terminate = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE usename = $1 AND pid <> pg_backend_pid()";
+    client.query_one(terminate, &[&user]).await?;
+    client
+        .batch_execute(&format!("ALTER ROLE {} NOLOGIN", quote_ident(user)?))
+        .await?;
+    client.query_one(terminate, &[&user]).await?;
+    log::info!("retired login {user} and ended its sessions");
+    Ok(())
+}
+
+/// [`disable_sessions`] in its own session (the `secret-remove` hook).
+fn disable_login(cluster: &Cluster, user: &str) -> Result<()> {
+    db::with_client(cluster, "postgres", async |client| {
+        disable_sessions(client, user).await
+    })
+    .with_context(|| format!("retiring the login of {user}"))
 }

@@ -71,6 +71,7 @@ impl SecretTools for HookSecrets {
             .collect();
         Ok(Some(OwnedSecret {
             uri: info.uri.in_model(&self.model_uuid),
+            revision: info.revision,
             content: Secret::new(content),
         }))
     }
@@ -196,6 +197,7 @@ mod tests {
                 label.to_string(),
                 OwnedSecret {
                     uri: uri.clone(),
+                    revision: 1,
                     content: content.clone(),
                 },
             );

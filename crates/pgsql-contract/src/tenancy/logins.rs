@@ -223,11 +223,18 @@ mod tests {
             alternate_login(&user("jujuclient_shop")).as_str(),
             "jujuclient_shop_b"
         );
-        let long = user(&format!("jujuclient_{}_{}", "x".repeat(35), "0123456789abcdef"));
+        let long = user(&format!(
+            "jujuclient_{}_{}",
+            "x".repeat(35),
+            "0123456789abcdef"
+        ));
         assert_eq!(long.as_str().len(), MAX_IDENTIFIER_BYTES);
         let alternate = alternate_login(&long);
         assert_eq!(alternate.as_str().len(), MAX_IDENTIFIER_BYTES);
-        assert!(alternate.as_str().ends_with("0123456789abcd_b"), "{alternate}");
+        assert!(
+            alternate.as_str().ends_with("0123456789abcd_b"),
+            "{alternate}"
+        );
         assert_ne!(alternate, long);
         assert_eq!(Login::Owner.name(&long), long);
         assert_eq!(Login::Alternate.name(&long), alternate);
@@ -240,9 +247,12 @@ mod tests {
         let state = LoginState {
             active: Login::Alternate,
             retiring: true,
-            outstanding: [rev("cnp5t2tnh8pc778j61ea", 1), rev("cnp5t2tnh8pc778j61eb", 4)]
-                .into_iter()
-                .collect(),
+            outstanding: [
+                rev("cnp5t2tnh8pc778j61ea", 1),
+                rev("cnp5t2tnh8pc778j61eb", 4),
+            ]
+            .into_iter()
+            .collect(),
         };
         assert_eq!(LoginState::parse(Some(&state.format())), Ok(state));
         let initial = LoginState::default();
