@@ -457,3 +457,127 @@ fn write(user: &Name, issue: &Issue, in_secrets: bool) -> Result<()> {
     }
     .with_context(|| format!("storing the password of {user} in a Juju secret"))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+    use crate::relations::sql::NameKind;
+
+    /// The store as Juju would hold it, one entry per user.
+    #[derive(Default)]
+    struct Memory(RefCell<BTreeMap<String, Entry>>);
+
+    impl PasswordStore for Memory {
+        fn read(&self, user: &Name) -> Result<Entry> {
+            Ok(self
+                .0
+                .borrow()
+                .get(user.as_str())
+                .cloned()
+                .unwrap_or_else(Entry::missing))
+        }
+
+        fn write(&self, user: &Name, issue: &Issue) -> Result<()> {
+            issue.password()?;
+            self.0
+                .borrow_mut()
+                .insert(user.to_string(), issue.entry.clone());
+            Ok(())
+        }
+    }
+
+    fn owner() -> Name {
+        Name::parse(NameKind::User, "jujuclient_shop").unwrap()
+    }
+
+    fn live(ids: &[&str]) -> BTreeSet<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// One hook's view: a fresh `Passwords` over the committed store.
+    fn login(
+        store: &Memory,
+        leader: bool,
+        renew: &[&str],
+        relation: &RelationId,
+    ) -> Option<DatabaseLogin> {
+        let renew = live(renew);
+        Passwords::new(leader, store)
+            .renewing(&renew)
+            .database_login(&owner(), relation, &live(&["database:4"]))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_database_owner_rotates_between_its_two_logins() {
+        let store = Memory::default();
+        let rel = RelationId::new("database", 4);
+        assert!(
+            login(&store, false, &[], &rel).is_none(),
+            "only the leader issues"
+        );
+
+        let first = login(&store, true, &[], &rel).unwrap();
+        assert_eq!(first.login, owner());
+        assert!(!first.plan.inactive_keeps_login);
+        let again = login(&store, false, &[], &rel).unwrap();
+        assert_eq!(again.stored.verifier, first.stored.verifier, "kept");
+
+        // rotate-credentials: the alternate, a fresh password; the owner's
+        // password stays as it was while it retires.
+        let rotated = login(&store, true, &["jujuclient_shop"], &rel).unwrap();
+        assert_eq!(rotated.login.as_str(), "jujuclient_shop_b");
+        assert_ne!(rotated.stored.verifier, first.stored.verifier);
+        assert!(rotated.plan.inactive_keeps_login);
+        let entry = store.read(&owner()).unwrap();
+        assert_eq!(
+            entry.password.unwrap().verifier,
+            first.stored.verifier,
+            "the retiring login keeps its password"
+        );
+
+        // Publishing superseded revision 1; Juju later calls it obsolete.
+        let mut hook = Passwords::new(true, &store);
+        let revision = ("cnp5t2tnh8pc778j61ea".to_string(), 1);
+        hook.superseded(&owner(), std::slice::from_ref(&revision))
+            .unwrap();
+        assert_eq!(hook.settle_logins(&owner()).unwrap(), None, "still held");
+        let mut remove_hook = Passwords::new(true, &store);
+        assert_eq!(
+            remove_hook
+                .revision_removed(&owner(), &("other".to_string(), 1))
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            remove_hook.revision_removed(&owner(), &revision).unwrap(),
+            Some(owner()),
+            "the owner role's login retires"
+        );
+        let settled = login(&store, false, &[], &rel).unwrap();
+        assert_eq!(settled.login.as_str(), "jujuclient_shop_b");
+        assert!(!settled.plan.inactive_keeps_login);
+
+        // Without secrets nothing is superseded: retiring ends in the hook.
+        login(&store, true, &["jujuclient_shop"], &rel).unwrap();
+        let mut hook = Passwords::new(true, &store);
+        assert_eq!(
+            hook.settle_logins(&owner()).unwrap().map(|n| n.to_string()),
+            Some("jujuclient_shop_b".to_string())
+        );
+
+        // A relation that is not among the password's (the application
+        // related again): fresh start on the owner role, nothing retiring.
+        let new_rel = RelationId::new("database", 9);
+        let fresh = Passwords::new(true, &store)
+            .database_login(&owner(), &new_rel, &live(&["database:9"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(fresh.login, owner());
+        assert_ne!(fresh.stored.verifier, first.stored.verifier);
+        assert!(!fresh.plan.inactive_keeps_login);
+        assert!(store.read(&owner()).unwrap().alternate.is_none());
+    }
+}
