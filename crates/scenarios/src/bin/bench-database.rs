@@ -75,8 +75,9 @@ fn count_tool_calls(world: &World, unit: &str, calls: &Path) -> Result<()> {
 }
 
 /// With `BENCH_PROFILE=<dir>`: one more hook per checkpoint, with each hook
-/// tool timed by its wrapper and the charm's process traced by `strace`
-/// (its SQL connections, files and children, with timestamps), written to
+/// tool timed by its wrapper and (`BENCH_STRACE` set) the charm's process
+/// traced by `strace` (its SQL connections, files and children, with
+/// timestamps), written to
 /// `<dir>/<relations>-tools.txt` and `<dir>/<relations>-strace.txt`. Only
 /// for finding where the time goes; the table above is measured without.
 fn profile_one_hook(world: &mut World, hook: Invocation, dir: &Path, label: usize) -> Result<()> {
@@ -114,14 +115,21 @@ fn profile_one_hook(world: &mut World, hook: Invocation, dir: &Path, label: usiz
     }
     let dispatch = unit.agent_dir.join("charm/dispatch");
     let original = std::fs::read_to_string(&dispatch)?;
+    // strace slows every system call down: the tool times are taken
+    // without it unless BENCH_STRACE is set.
+    let strace = std::env::var_os("BENCH_STRACE").is_some();
     std::fs::write(
         &dispatch,
-        format!(
-            "#!/bin/sh\nJUJU_DISPATCH_PATH=\"${{JUJU_DISPATCH_PATH:-$0}}\" exec strace -f -tt \
+        if !strace {
+            original.clone()
+        } else {
+            format!(
+                "#!/bin/sh\nJUJU_DISPATCH_PATH=\"${{JUJU_DISPATCH_PATH:-$0}}\" exec strace -f -tt \
              -e trace=execve,connect,openat,renameat,renameat2,sendto,recvfrom,exit_group \
              -s 0 -o '{}' ./bin/pg-charm\n",
-            trace.display()
-        ),
+                trace.display()
+            )
+        },
     )?;
     let result = world.run_hook_killed_after(hook, Duration::from_secs(600));
     std::fs::write(&dispatch, original)?;
@@ -164,7 +172,10 @@ fn main() -> Result<()> {
     let max: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(500);
 
     let scratch = Scratch::new("bench-database")?;
-    let cluster = PrivateCluster::new("benchdb", 5463);
+    // BENCH_CLUSTER: bench/database names the cluster after its process,
+    // so a run cannot meet what another (or an interrupted one) left.
+    let name = std::env::var("BENCH_CLUSTER").unwrap_or_else(|_| "benchdb".to_string());
+    let cluster = PrivateCluster::new(&name, 5463);
     let consumer = hookless_consumer(&scratch.0)?;
     let mut world = World::new(&scratch.0.join("world"))?;
     world.extend_test_env(cluster.env());
@@ -221,7 +232,12 @@ fn main() -> Result<()> {
             world.settle()?;
             let published = world.bag(id, "postgresql").cloned().unwrap_or_default();
             if !published.contains_key("secret-user") {
-                bail!("relation {id} was not served: {published:?}");
+                let status = &world.unit("postgresql/0")?.status;
+                bail!(
+                    "relation {id} was not served: {published:?} (unit status: {} {})",
+                    status.status,
+                    status.message
+                );
             }
             relations.push((id, app));
         }
