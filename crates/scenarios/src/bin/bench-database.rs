@@ -137,6 +137,7 @@ fn profile_one_hook(world: &mut World, hook: Invocation, dir: &Path, label: usiz
         std::fs::write(path, counting)?;
     }
     let result = result?;
+    std::fs::write(dir.join(format!("{label}-output.txt")), result.output())?;
     let mut by_tool: BTreeMap<String, (usize, f64)> = BTreeMap::new();
     for line in std::fs::read_to_string(&timings)
         .unwrap_or_default()
@@ -156,7 +157,7 @@ fn profile_one_hook(world: &mut World, hook: Invocation, dir: &Path, label: usiz
         .map(|(tool, (n, t))| format!("{tool} {n}x {:.1} ms", t * 1000.0))
         .collect();
     eprintln!(
-        "profile {label}: hook {:.0} ms under strace; hook tools {:.0} ms: {}",
+        "profile {label}: hook {:.0} ms; hook tools {:.0} ms: {}",
         result.wall.as_secs_f64() * 1000.0,
         total * 1000.0,
         listed.join(", ")
