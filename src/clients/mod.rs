@@ -37,6 +37,7 @@
 //! remembered by the charm: a hook that failed after `relation-set` left
 //! nothing committed, and its retry publishes again.
 
+pub mod known_revisions;
 pub mod objects;
 pub mod plan;
 pub mod publish;
@@ -399,6 +400,7 @@ impl Clients<'_> {
                     more_databases,
                     cidrs,
                     secret_labels: previous.secret_labels.clone(),
+                    secret_revisions: previous.secret_revisions.clone(),
                     problem: Some(problem),
                     condition: Condition::Failed,
                 }
@@ -517,8 +519,21 @@ impl Clients<'_> {
                 return refuse(problem);
             }
         }
+        let mut secret_revisions = BTreeMap::new();
         let secret_labels = if two_logins {
-            let recording = rotation::Recording::new(self.io.secrets);
+            let planned = match &plan.publication {
+                Publication::ClientSecretsAndBag(plan) => plan
+                    .secrets()
+                    .map(|s| (s.label.clone(), s.content.clone()))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let remembering = known_revisions::Remembering::new(
+                self.io.secrets,
+                &previous.secret_revisions,
+                planned,
+            );
+            let recording = rotation::Recording::new(&remembering);
             let labels = self.publish_with(
                 &recording,
                 id,
@@ -527,6 +542,7 @@ impl Clients<'_> {
                 &previous.secret_labels,
             )?;
             passwords.superseded(&user, &recording.superseded())?;
+            secret_revisions = remembering.seen();
             if let Some(retired) = passwords.settle_logins(&user)? {
                 if self.role.writes() {
                     self.io.server.disable_login(retired.as_str())?;
@@ -549,6 +565,7 @@ impl Clients<'_> {
                 .collect(),
             cidrs: plan.access.cidrs.iter().map(|c| c.to_string()).collect(),
             secret_labels,
+            secret_revisions,
             problem: None,
             condition: Condition::Served,
         })

@@ -64,6 +64,10 @@ impl SecretTools for Recording<'_> {
         Ok(found)
     }
 
+    fn latest(&self, label: &str) -> Result<Option<(SecretUri, u32)>> {
+        self.inner.latest(label)
+    }
+
     fn create(&self, label: &str, content: &Secret<RelationData>) -> Result<SecretUri> {
         self.inner.create(label, content)
     }

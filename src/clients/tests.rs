@@ -190,6 +190,9 @@ impl SecretTools for PgsqlHasNoSecrets {
     fn find(&self, label: &str) -> Result<Option<OwnedSecret>> {
         anyhow::bail!("pgsql looked up secret {label}")
     }
+    fn latest(&self, label: &str) -> Result<Option<(SecretUri, u32)>> {
+        anyhow::bail!("pgsql looked up secret {label}")
+    }
     fn create(&self, label: &str, _: &Secret<RelationData>) -> Result<SecretUri> {
         anyhow::bail!("pgsql created secret {label}")
     }

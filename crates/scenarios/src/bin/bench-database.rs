@@ -174,9 +174,14 @@ fn main() -> Result<()> {
 
     let scratch = Scratch::new("bench-database")?;
     // BENCH_CLUSTER: bench/database names the cluster after its process,
-    // so a run cannot meet what another (or an interrupted one) left.
+    // so a run cannot meet what another (or an interrupted one) left;
+    // BENCH_PORT lets two runs (two charms compared) go side by side.
     let name = std::env::var("BENCH_CLUSTER").unwrap_or_else(|_| "benchdb".to_string());
-    let cluster = PrivateCluster::new(&name, 5463);
+    let port = match std::env::var("BENCH_PORT") {
+        Ok(port) => port.parse()?,
+        Err(_) => 5463,
+    };
+    let cluster = PrivateCluster::new(&name, port);
     let consumer = hookless_consumer(&scratch.0)?;
     let mut world = World::new(&scratch.0.join("world"))?;
     world.extend_test_env(cluster.env());
