@@ -284,6 +284,19 @@ impl Site {
         std::fs::read_to_string(self.h.cluster.conf_dir().join("pg_hba.conf")).unwrap()
     }
 
+    /// Runs `rotate-credentials` on `target` on the leader; it succeeds.
+    /// Its hooks (the consumers' secret-changed, ...) stay queued.
+    fn rotate(&mut self, target: &str) {
+        let mut params = serde_json::Map::new();
+        params.insert("target".into(), Value::String(target.into()));
+        let outcome = self
+            .h
+            .world
+            .run_action("postgresql/0", "rotate-credentials", params)
+            .unwrap();
+        assert_eq!(outcome.failed, None, "{:?}", outcome.results);
+    }
+
     fn unit_status(&self, unit: &str) -> String {
         self.h.world.unit(unit).unwrap().status.message.clone()
     }
@@ -1085,11 +1098,6 @@ fn a_rotated_database_login_works_until_the_consumer_read_the_new_revision() {
     let v1 = s.database_consumer("v1", "app1", 1, &[("databases", "rot1")]);
     s.assert_connected("app0/0", "rot0");
     s.assert_connected("app1/0", "rot1");
-    let params = |target: &str| {
-        let mut p = serde_json::Map::new();
-        p.insert("target".into(), Value::String(target.into()));
-        p
-    };
     let mut passwords = Vec::new();
     for (relation, app, database) in [(v0, "app0", "rot0"), (v1, "app1", "rot1")] {
         let unit = format!("{app}/0");
@@ -1111,15 +1119,7 @@ fn a_rotated_database_login_works_until_the_consumer_read_the_new_revision() {
         }
         let mut old_session = s.session_from(&unit, &old_uri);
 
-        let outcome =
-            s.h.world
-                .run_action(
-                    "postgresql/0",
-                    "rotate-credentials",
-                    params(&format!("database:{relation}")),
-                )
-                .unwrap();
-        assert_eq!(outcome.failed, None, "{:?}", outcome.results);
+        s.rotate(&format!("database:{relation}"));
         // The action ran; the consumer's secret-changed is still queued.
         assert!(
             s.h.world
@@ -1184,15 +1184,7 @@ fn a_rotated_database_login_works_until_the_consumer_read_the_new_revision() {
         );
 
         // Rotating again flips back to the owner role; the alternate retires.
-        let outcome =
-            s.h.world
-                .run_action(
-                    "postgresql/0",
-                    "rotate-credentials",
-                    params(&format!("database:{relation}")),
-                )
-                .unwrap();
-        assert_eq!(outcome.failed, None, "{:?}", outcome.results);
+        s.rotate(&format!("database:{relation}"));
         let third_uri = s.uri(relation, database);
         assert_eq!(parse_uri(&third_uri).user, owner);
         s.psql_from(&unit, &new_uri, "SELECT 1")
