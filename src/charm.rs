@@ -8,6 +8,7 @@
 use anyhow::Result;
 
 use crate::actions;
+use crate::clients;
 use crate::converge;
 use crate::event::Event;
 use crate::juju::HookContext;
@@ -46,6 +47,7 @@ pub fn handle(hook: &Hook) -> Result<()> {
         Event::UpdateStatus => lifecycle::update_status(hook),
         Event::Stop => lifecycle::stop_server(hook, "stopped"),
         Event::Remove => lifecycle::remove_unit(hook),
+        Event::SecretRemove => clients::rotation::secret_removed(hook),
         Event::StorageDetaching { storage } if is_our_storage(storage) => {
             lifecycle::storage_detaching(hook, storage)
         }

@@ -15,6 +15,7 @@ use anyhow::{Context, Result};
 
 use crate::juju::{self, RelationId, SecretContent, SecretOptions};
 use crate::relations::sql::Name;
+use crate::relations::tenancy::logins::{Login, LoginPlan, LoginState, Revision};
 use crate::relations::tenancy::revocation::{
     choose_password, format_binding, parse_binding, renewing, PasswordChoice, StoredBinding,
 };
@@ -43,6 +44,22 @@ fn new_password() -> Result<StoredPassword> {
 pub struct Entry {
     pub password: Option<StoredPassword>,
     pub binding: StoredBinding,
+    /// A `database` owner role's alternate login's password
+    /// ([`crate::relations::tenancy::logins`]).
+    pub alternate: Option<StoredPassword>,
+    /// Which of its two logins is active, as [`LoginState::format`] wrote it.
+    pub logins: Option<String>,
+}
+
+impl Entry {
+    fn missing() -> Entry {
+        Entry {
+            password: None,
+            binding: StoredBinding::Missing,
+            alternate: None,
+            logins: None,
+        }
+    }
 }
 
 /// Where relation passwords are kept: [`JujuPasswords`] in the charm, an
@@ -54,13 +71,28 @@ pub trait PasswordStore {
     fn write(&self, user: &Name, issue: &Issue) -> Result<()>;
 }
 
-/// A password issued to relations, to be stored.
+/// What to store for a user: its entry, whose password and relations are
+/// set.
 pub struct Issue<'a> {
-    pub stored: &'a StoredPassword,
-    /// The relation ids it is issued to.
-    pub relations: &'a BTreeSet<String>,
+    pub entry: &'a Entry,
     /// Something is stored for the user already (to replace).
     pub exists: bool,
+}
+
+impl Issue<'_> {
+    fn password(&self) -> Result<&StoredPassword> {
+        self.entry
+            .password
+            .as_ref()
+            .context("storing an entry without its password")
+    }
+
+    fn relations(&self) -> BTreeSet<String> {
+        match &self.entry.binding {
+            StoredBinding::Bound(ids) => ids.clone(),
+            StoredBinding::Missing | StoredBinding::Unbound => BTreeSet::new(),
+        }
+    }
 }
 
 /// The passwords in Juju: in a secret per user (Juju 3.1+, `in_secrets`:
@@ -108,6 +140,27 @@ impl<'a> Passwords<'a> {
         self
     }
 
+    /// What is stored for `user`, as this hook left it.
+    fn entry(&self, user: &Name) -> Result<Entry> {
+        match self.known.get(user.as_str()) {
+            Some(entry) => Ok(entry.clone()),
+            None => self.store.read(user),
+        }
+    }
+
+    /// Stores `entry` for `user` (leader) and remembers it for this hook.
+    fn store_entry(&mut self, user: &Name, entry: Entry, exists: bool) -> Result<()> {
+        self.store.write(
+            user,
+            &Issue {
+                entry: &entry,
+                exists,
+            },
+        )?;
+        self.known.insert(user.as_str().to_string(), entry);
+        Ok(())
+    }
+
     /// The password `relation` is to use for `user`, creating or renewing
     /// it when this unit is the leader. `live_same_user` are the live
     /// relations using the same user. `None`: only the leader may make it.
@@ -117,10 +170,7 @@ impl<'a> Passwords<'a> {
         relation: &RelationId,
         live_same_user: &BTreeSet<String>,
     ) -> Result<Option<StoredPassword>> {
-        let entry = match self.known.get(user.as_str()) {
-            Some(entry) => entry.clone(),
-            None => self.store.read(user)?,
-        };
+        let entry = self.entry(user)?;
         let mut choice = choose_password(
             &entry.binding,
             &relation.to_string(),
@@ -130,100 +180,269 @@ impl<'a> Passwords<'a> {
         if self.leader && self.renew.remove(user.as_str()) {
             choice = renewing(choice, &entry.binding, &relation.to_string());
         }
-        let (password, binding) = match choice {
-            PasswordChoice::Wait => return Ok(None),
-            PasswordChoice::Keep => (entry.password, entry.binding),
+        match choice {
+            PasswordChoice::Wait => Ok(None),
+            PasswordChoice::Keep => {
+                self.known.insert(user.as_str().to_string(), entry.clone());
+                Ok(entry.password)
+            }
             PasswordChoice::Rebind(ids) => {
                 let password = entry
                     .password
+                    .clone()
                     .context("a stored password without its password")?;
-                let issue = Issue {
-                    stored: &password,
-                    relations: &ids,
-                    exists: true,
+                let entry = Entry {
+                    binding: StoredBinding::Bound(ids),
+                    ..entry
                 };
-                self.store.write(user, &issue)?;
-                (Some(password), StoredBinding::Bound(ids))
+                self.store_entry(user, entry, true)?;
+                Ok(Some(password))
             }
             PasswordChoice::Renew(ids) => {
                 let password = new_password()?;
-                let issue = Issue {
-                    stored: &password,
-                    relations: &ids,
-                    exists: entry.binding != StoredBinding::Missing,
+                let exists = entry.binding != StoredBinding::Missing;
+                let entry = Entry {
+                    password: Some(password.clone()),
+                    binding: StoredBinding::Bound(ids),
+                    ..entry
                 };
-                self.store.write(user, &issue)?;
+                self.store_entry(user, entry, exists)?;
                 log::info!("issued a new password for {user} ({relation})");
-                (Some(password), StoredBinding::Bound(ids))
+                Ok(Some(password))
             }
-        };
-        self.known.insert(
-            user.as_str().to_string(),
-            Entry {
-                password: password.clone(),
-                binding,
-            },
-        );
-        Ok(password)
+        }
+    }
+
+    /// The login `relation` uses for the `database` owner role `owner`
+    /// (the owner itself or its alternate, [`crate::relations::tenancy::logins`])
+    /// and its password, bound to relations as [`Passwords::for_relation`]
+    /// binds them. `rotate-credentials` (the owner in `renew`, leader only)
+    /// makes the other login active with a fresh password; the one used
+    /// until now retires. `None`: only the leader may make it.
+    pub fn database_login(
+        &mut self,
+        owner: &Name,
+        relation: &RelationId,
+        live_same_user: &BTreeSet<String>,
+    ) -> Result<Option<DatabaseLogin>> {
+        let rotate = self.leader && self.renew.remove(owner.as_str());
+        let mut entry = self.entry(owner)?;
+        let exists = entry.binding != StoredBinding::Missing;
+        let mut state = LoginState::parse(entry.logins.as_deref())
+            .map_err(|problem| anyhow::anyhow!("the stored logins of {owner}: {problem}"))?;
+        let mut changed = false;
+        match choose_password(
+            &entry.binding,
+            &relation.to_string(),
+            live_same_user,
+            self.leader,
+        ) {
+            PasswordChoice::Wait => return Ok(None),
+            PasswordChoice::Keep => {}
+            PasswordChoice::Rebind(ids) => {
+                entry.binding = StoredBinding::Bound(ids);
+                changed = true;
+            }
+            PasswordChoice::Renew(ids) => {
+                // New relations: nothing of the old ones' logins survives.
+                entry = Entry {
+                    password: Some(new_password()?),
+                    binding: StoredBinding::Bound(ids),
+                    alternate: None,
+                    logins: None,
+                };
+                state = LoginState::default();
+                changed = true;
+                log::info!("issued a new password for {owner} ({relation})");
+            }
+        }
+        if rotate {
+            state = state.rotated();
+            let fresh = Some(new_password()?);
+            match state.active {
+                Login::Owner => entry.password = fresh,
+                Login::Alternate => entry.alternate = fresh,
+            }
+            changed = true;
+            log::info!(
+                "rotated {owner}: {} is now its login, {} retires once no consumer holds it",
+                state.active.name(owner),
+                state.active.other().name(owner)
+            );
+        }
+        let stored = match state.active {
+            Login::Owner => entry.password.clone(),
+            Login::Alternate => entry.alternate.clone(),
+        }
+        .with_context(|| format!("the stored logins of {owner} lack the active one's password"))?;
+        if changed {
+            entry.logins = Some(state.format());
+            self.store_entry(owner, entry, exists)?;
+        } else {
+            self.known.insert(owner.as_str().to_string(), entry);
+        }
+        Ok(Some(DatabaseLogin {
+            login: state.active.name(owner),
+            stored,
+            plan: state.plan(owner),
+        }))
+    }
+
+    /// Records (leader) that the user secrets of `owner` got new revisions,
+    /// leaving `superseded` outstanding until Juju says no consumer holds
+    /// them.
+    pub fn superseded(&mut self, owner: &Name, superseded: &[Revision]) -> Result<()> {
+        if !self.leader || superseded.is_empty() {
+            return Ok(());
+        }
+        self.change_logins(owner, |state| {
+            for revision in superseded {
+                state.superseded(revision.clone());
+            }
+            true
+        })
+        .map(drop)
+    }
+
+    /// Ends `owner`'s retiring when nothing is outstanding (leader): the
+    /// login to disable now, if any.
+    pub fn settle_logins(&mut self, owner: &Name) -> Result<Option<Name>> {
+        if !self.leader {
+            return Ok(None);
+        }
+        self.change_logins(owner, LoginState::settle)
+            .map(|plan| plan.map(|p| p.inactive))
+    }
+
+    /// Juju declared `revision` of one of `owner`'s user secrets obsolete
+    /// (leader): the login to disable now, if retiring ended.
+    pub fn revision_removed(&mut self, owner: &Name, revision: &Revision) -> Result<Option<Name>> {
+        self.change_logins(owner, |state| state.removed(revision))
+            .map(|plan| plan.filter(|p| !p.inactive_keeps_login).map(|p| p.inactive))
+    }
+
+    /// Applies `change` to `owner`'s login state and stores it when it says
+    /// it changed; the resulting plan then.
+    fn change_logins(
+        &mut self,
+        owner: &Name,
+        change: impl FnOnce(&mut LoginState) -> bool,
+    ) -> Result<Option<LoginPlan>> {
+        let mut entry = self.entry(owner)?;
+        if entry.binding == StoredBinding::Missing {
+            return Ok(None);
+        }
+        let mut state = LoginState::parse(entry.logins.as_deref())
+            .map_err(|problem| anyhow::anyhow!("the stored logins of {owner}: {problem}"))?;
+        if !change(&mut state) {
+            return Ok(None);
+        }
+        entry.logins = Some(state.format());
+        self.store_entry(owner, entry, true)?;
+        Ok(Some(state.plan(owner)))
     }
 }
 
+/// The login a `database` relation uses, its password, and what becomes
+/// of both logins ([`Passwords::database_login`]).
+#[derive(Debug, Clone)]
+pub struct DatabaseLogin {
+    pub login: Name,
+    pub stored: StoredPassword,
+    pub plan: LoginPlan,
+}
+
+/// The fields of one user's entry, by name, as stored.
+type Fields = BTreeMap<&'static str, String>;
+
+const FIELDS: [&str; 6] = [
+    "password",
+    "verifier",
+    "relations",
+    "alternate-password",
+    "alternate-verifier",
+    "logins",
+];
+
 fn read(user: &Name, in_secrets: bool) -> Result<Entry> {
-    let (password, verifier, relations) = if in_secrets {
+    let mut fields = Fields::new();
+    if in_secrets {
         let label = label(user);
         match juju::secret_get_by_label(&label) {
             Ok(content) => {
-                let get = |key: &str| content.get(key).map(|v| v.expose().clone());
-                (get("password"), get("verifier"), get("relations"))
+                for key in FIELDS {
+                    if let Some(value) = content.get(key) {
+                        fields.insert(key, value.expose().clone());
+                    }
+                }
             }
-            Err(e) if e.is_not_found() => (None, None, None),
+            Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e).with_context(|| format!("reading secret {label}")),
         }
     } else {
         let settings = juju::leader_get().context("reading leader settings")?;
-        let get = |key: String| settings.get(&key).cloned();
-        (
-            get(format!("password-{user}")),
-            get(format!("verifier-{user}")),
-            get(format!("relations-{user}")),
-        )
+        for key in FIELDS {
+            if let Some(value) = settings.get(&format!("{key}-{user}")) {
+                fields.insert(key, value.clone());
+            }
+        }
+    }
+    let pair = |password: &str, verifier: &str| -> Result<Option<StoredPassword>> {
+        match (fields.get(password), fields.get(verifier)) {
+            (Some(password), Some(verifier)) => Ok(Some(StoredPassword {
+                password: Secret::new(password.clone()),
+                verifier: verifier.clone(),
+            })),
+            (None, None) => Ok(None),
+            _ => anyhow::bail!("the stored {password} of {user} lacks its password or verifier"),
+        }
     };
-    Ok(match (password, verifier) {
-        (Some(password), Some(verifier)) => Entry {
-            password: Some(StoredPassword {
-                password: Secret::new(password),
-                verifier,
-            }),
-            binding: parse_binding(relations.as_deref()),
-        },
-        (None, None) => Entry {
-            password: None,
-            binding: StoredBinding::Missing,
-        },
-        _ => anyhow::bail!("the stored password of {user} lacks its password or verifier"),
+    let password = pair("password", "verifier")?;
+    let Some(password) = password else {
+        return Ok(Entry::missing());
+    };
+    Ok(Entry {
+        password: Some(password),
+        binding: parse_binding(fields.get("relations").map(String::as_str)),
+        alternate: pair("alternate-password", "alternate-verifier")?,
+        logins: fields.get("logins").cloned(),
     })
 }
 
 /// Stores `issue` for `user` (leader only).
 fn write(user: &Name, issue: &Issue, in_secrets: bool) -> Result<()> {
-    let stored = issue.stored;
-    let bound = format_binding(issue.relations);
+    let stored = issue.password()?;
+    let bound = format_binding(&issue.relations());
+    let mut fields: Vec<(&str, Secret<String>)> = vec![
+        ("password", stored.password.clone()),
+        ("verifier", Secret::new(stored.verifier.clone())),
+        ("relations", Secret::new(bound)),
+    ];
+    if let Some(alternate) = &issue.entry.alternate {
+        fields.push(("alternate-password", alternate.password.clone()));
+        fields.push((
+            "alternate-verifier",
+            Secret::new(alternate.verifier.clone()),
+        ));
+    }
+    if let Some(logins) = &issue.entry.logins {
+        fields.push(("logins", Secret::new(logins.clone())));
+    }
     if !in_secrets {
-        return juju::leader_set(&[
-            (
-                &format!("password-{user}"),
-                stored.password.expose().as_str(),
-            ),
-            (&format!("verifier-{user}"), stored.verifier.as_str()),
-            (&format!("relations-{user}"), bound.as_str()),
-        ])
-        .with_context(|| format!("storing the password of {user} in leader settings"));
+        let keys: Vec<String> = fields.iter().map(|(k, _)| format!("{k}-{user}")).collect();
+        let pairs: Vec<(&str, &str)> = keys
+            .iter()
+            .zip(&fields)
+            .map(|(key, (_, value))| (key.as_str(), value.expose().as_str()))
+            .collect();
+        return juju::leader_set(&pairs)
+            .with_context(|| format!("storing the password of {user} in leader settings"));
     }
     let label = label(user);
-    let mut content = SecretContent::new();
-    content.insert("password".into(), stored.password.clone());
-    content.insert("verifier".into(), Secret::new(stored.verifier.clone()));
-    content.insert("relations".into(), Secret::new(bound));
+    let content: SecretContent = fields
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), value))
+        .collect();
     let options = SecretOptions {
         label: Some(&label),
         description: Some("password of a pgsql relation user"),
@@ -237,4 +456,128 @@ fn write(user: &Name, issue: &Issue, in_secrets: bool) -> Result<()> {
         juju::secret_add(&content, options).map(drop)
     }
     .with_context(|| format!("storing the password of {user} in a Juju secret"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+    use crate::relations::sql::NameKind;
+
+    /// The store as Juju would hold it, one entry per user.
+    #[derive(Default)]
+    struct Memory(RefCell<BTreeMap<String, Entry>>);
+
+    impl PasswordStore for Memory {
+        fn read(&self, user: &Name) -> Result<Entry> {
+            Ok(self
+                .0
+                .borrow()
+                .get(user.as_str())
+                .cloned()
+                .unwrap_or_else(Entry::missing))
+        }
+
+        fn write(&self, user: &Name, issue: &Issue) -> Result<()> {
+            issue.password()?;
+            self.0
+                .borrow_mut()
+                .insert(user.to_string(), issue.entry.clone());
+            Ok(())
+        }
+    }
+
+    fn owner() -> Name {
+        Name::parse(NameKind::User, "jujuclient_shop").unwrap()
+    }
+
+    fn live(ids: &[&str]) -> BTreeSet<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// One hook's view: a fresh `Passwords` over the committed store.
+    fn login(
+        store: &Memory,
+        leader: bool,
+        renew: &[&str],
+        relation: &RelationId,
+    ) -> Option<DatabaseLogin> {
+        let renew = live(renew);
+        Passwords::new(leader, store)
+            .renewing(&renew)
+            .database_login(&owner(), relation, &live(&["database:4"]))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_database_owner_rotates_between_its_two_logins() {
+        let store = Memory::default();
+        let rel = RelationId::new("database", 4);
+        assert!(
+            login(&store, false, &[], &rel).is_none(),
+            "only the leader issues"
+        );
+
+        let first = login(&store, true, &[], &rel).unwrap();
+        assert_eq!(first.login, owner());
+        assert!(!first.plan.inactive_keeps_login);
+        let again = login(&store, false, &[], &rel).unwrap();
+        assert_eq!(again.stored.verifier, first.stored.verifier, "kept");
+
+        // rotate-credentials: the alternate, a fresh password; the owner's
+        // password stays as it was while it retires.
+        let rotated = login(&store, true, &["jujuclient_shop"], &rel).unwrap();
+        assert_eq!(rotated.login.as_str(), "jujuclient_shop_b");
+        assert_ne!(rotated.stored.verifier, first.stored.verifier);
+        assert!(rotated.plan.inactive_keeps_login);
+        let entry = store.read(&owner()).unwrap();
+        assert_eq!(
+            entry.password.unwrap().verifier,
+            first.stored.verifier,
+            "the retiring login keeps its password"
+        );
+
+        // Publishing superseded revision 1; Juju later calls it obsolete.
+        let mut hook = Passwords::new(true, &store);
+        let revision = ("cnp5t2tnh8pc778j61ea".to_string(), 1);
+        hook.superseded(&owner(), std::slice::from_ref(&revision))
+            .unwrap();
+        assert_eq!(hook.settle_logins(&owner()).unwrap(), None, "still held");
+        let mut remove_hook = Passwords::new(true, &store);
+        assert_eq!(
+            remove_hook
+                .revision_removed(&owner(), &("other".to_string(), 1))
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            remove_hook.revision_removed(&owner(), &revision).unwrap(),
+            Some(owner()),
+            "the owner role's login retires"
+        );
+        let settled = login(&store, false, &[], &rel).unwrap();
+        assert_eq!(settled.login.as_str(), "jujuclient_shop_b");
+        assert!(!settled.plan.inactive_keeps_login);
+
+        // Without secrets nothing is superseded: retiring ends in the hook.
+        login(&store, true, &["jujuclient_shop"], &rel).unwrap();
+        let mut hook = Passwords::new(true, &store);
+        assert_eq!(
+            hook.settle_logins(&owner()).unwrap().map(|n| n.to_string()),
+            Some("jujuclient_shop_b".to_string())
+        );
+
+        // A relation that is not among the password's (the application
+        // related again): fresh start on the owner role, nothing retiring.
+        let new_rel = RelationId::new("database", 9);
+        let fresh = Passwords::new(true, &store)
+            .database_login(&owner(), &new_rel, &live(&["database:9"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(fresh.login, owner());
+        assert_ne!(fresh.stored.verifier, first.stored.verifier);
+        assert!(!fresh.plan.inactive_keeps_login);
+        assert!(store.read(&owner()).unwrap().alternate.is_none());
+    }
 }

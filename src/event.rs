@@ -72,6 +72,9 @@ pub enum Event {
     Action {
         name: String,
     },
+    /// `secret-remove`: a revision of a secret this application owns is
+    /// obsolete (no consumer tracks it).
+    SecretRemove,
     /// Any hook this charm does not know (e.g. `secret-changed`), or an
     /// empty/unusable dispatch path. Holds the hook name as given.
     Unknown(String),
@@ -109,6 +112,7 @@ impl Event {
             "upgrade-charm" => Event::UpgradeCharm,
             "leader-elected" => Event::LeaderElected,
             "leader-settings-changed" => Event::LeaderSettingsChanged,
+            "secret-remove" => Event::SecretRemove,
             _ => parse_storage_hook(name)
                 .or_else(|| parse_relation_hook(name))
                 .unwrap_or_else(|| Event::Unknown(name.to_string())),
@@ -161,6 +165,7 @@ impl fmt::Display for Event {
             Event::UpgradeCharm => f.write_str("upgrade-charm"),
             Event::LeaderElected => f.write_str("leader-elected"),
             Event::LeaderSettingsChanged => f.write_str("leader-settings-changed"),
+            Event::SecretRemove => f.write_str("secret-remove"),
             Event::StorageAttached { storage } => write!(f, "{storage}{STORAGE_ATTACHED_SUFFIX}"),
             Event::StorageDetaching { storage } => write!(f, "{storage}{STORAGE_DETACHING_SUFFIX}"),
             Event::Relation { endpoint, kind } => {
@@ -301,6 +306,7 @@ mod tests {
             "db-admin-relation-departed",
             "replication-relation-broken",
             "secret-changed",
+            "secret-remove",
         ] {
             assert_eq!(Event::from_hook_name(name).to_string(), name);
         }

@@ -284,6 +284,19 @@ impl Site {
         std::fs::read_to_string(self.h.cluster.conf_dir().join("pg_hba.conf")).unwrap()
     }
 
+    /// Runs `rotate-credentials` on `target` on the leader; it succeeds.
+    /// Its hooks (the consumers' secret-changed, ...) stay queued.
+    fn rotate(&mut self, target: &str) {
+        let mut params = serde_json::Map::new();
+        params.insert("target".into(), Value::String(target.into()));
+        let outcome = self
+            .h
+            .world
+            .run_action("postgresql/0", "rotate-credentials", params)
+            .unwrap();
+        assert_eq!(outcome.failed, None, "{:?}", outcome.results);
+    }
+
     fn unit_status(&self, unit: &str) -> String {
         self.h.world.unit(unit).unwrap().status.message.clone()
     }
@@ -1006,8 +1019,9 @@ fn rotate_credentials_reaches_database_and_db_consumers() {
         s.h.world.secret_tracked_by(&user_uri, "app0/0").unwrap(),
         Some(latest)
     );
+    // Read by the consumer, the old revision obsolete: the old login retired.
     let old = s.psql_from("app0/0", &old_uri, "SELECT 1").unwrap_err();
-    assert!(old.contains("password authentication failed"), "{old}");
+    assert!(old.contains("is not permitted to log in"), "{old}");
     s.psql_from("app0/0", &new_uri, "SELECT 1").unwrap();
 
     // db: new published data at once; the old password fails.
@@ -1070,6 +1084,140 @@ fn rotate_credentials_reaches_database_and_db_consumers() {
         true,
     );
     s.assert_no_leak(&[old_db_password, new_db_password], false);
+}
+
+/// Item 7 for `database` consumers, step by step: after rotate-credentials
+/// the old password keeps working until the consumer has read the new
+/// revision (its library sees `secret-changed` and refreshes); once Juju
+/// calls the old revision obsolete (`secret-remove`), the old login is
+/// refused and its sessions end; the new login reaches the data created
+/// before, and what it creates belongs to the same owner role. A second
+/// rotation flips back. Both v0 and v1 consumers; removal revokes both logins.
+#[test]
+fn a_rotated_database_login_works_until_the_consumer_read_the_new_revision() {
+    let mut s = site("dbrel-twologins", &[]);
+    let v0 = s.database_consumer("v0", "app0", 1, &[("database", "rot0")]);
+    let v1 = s.database_consumer("v1", "app1", 1, &[("databases", "rot1")]);
+    s.assert_connected("app0/0", "rot0");
+    s.assert_connected("app1/0", "rot1");
+    let mut passwords = Vec::new();
+    for (relation, app, database) in [(v0, "app0", "rot0"), (v1, "app1", "rot1")] {
+        let unit = format!("{app}/0");
+        let owner = s.user(relation, app);
+        let alternate = format!("{owner}_b");
+        let user_uri = s.answer(relation, database)["secret-user"].clone();
+        let old_uri = s.uri(relation, database);
+        assert_eq!(
+            parse_uri(&old_uri).user,
+            owner,
+            "relations start on the owner role"
+        );
+        let hba = s.hba();
+        for login in [&owner, &alternate] {
+            assert!(
+                hba.contains(&format!("\"{database}\" \"{login}\"")),
+                "{hba}"
+            );
+        }
+        let mut old_session = s.session_from(&unit, &old_uri);
+
+        s.rotate(&format!("database:{relation}"));
+        // The action ran; the consumer's secret-changed is still queued.
+        assert!(
+            s.h.world
+                .queue()
+                .any(|inv| inv.unit == unit && inv.hook == "secret-changed"),
+            "secret-changed queued for {unit}"
+        );
+        let new_uri = s.uri(relation, database);
+        assert_eq!(
+            parse_uri(&new_uri).user,
+            alternate,
+            "the new revision names the other login"
+        );
+        assert_ne!(parse_uri(&new_uri).password, parse_uri(&old_uri).password);
+        s.psql_from(&unit, &old_uri, "SELECT 1")
+            .expect("the old password works until the consumer read the new one");
+        s.psql_from(&unit, &new_uri, "SELECT 1")
+            .expect("the new one works at once");
+        assert!(
+            !wait_for_exit(&mut old_session, Duration::from_secs(1)),
+            "the old login's session lives on meanwhile"
+        );
+
+        s.h.world.settle().unwrap();
+        let state = consumer_state(&s.h.world, &unit);
+        assert_eq!(state["databases"][database]["rotations"], 1, "{state}");
+        assert_eq!(
+            state["databases"][database]["credentials"]["username"], alternate,
+            "the library handed over the new login: {state}"
+        );
+        s.assert_connected(&unit, database);
+        let (latest, _) = s.h.world.secret_latest(&user_uri).unwrap();
+        assert_eq!(
+            s.h.world.secret_tracked_by(&user_uri, &unit).unwrap(),
+            Some(latest)
+        );
+        assert_eq!(
+            s.h.world.secret_revisions(&user_uri).unwrap(),
+            [latest],
+            "the charm removed the revisions Juju called obsolete"
+        );
+        let old = s.psql_from(&unit, &old_uri, "SELECT 1").unwrap_err();
+        assert!(old.contains("is not permitted to log in"), "{old}");
+        assert!(
+            wait_for_exit(&mut old_session, Duration::from_secs(10)),
+            "the old login's session was ended"
+        );
+        // The data created before, through the new login; what it creates
+        // belongs to the owner role.
+        assert_eq!(
+            s.psql_from(&unit, &new_uri, "SELECT count(*) >= 2 FROM consumer_check"),
+            Ok("t".to_string())
+        );
+        s.psql_from(&unit, &new_uri, "CREATE TABLE after_rotation (x int)")
+            .unwrap();
+        assert_eq!(
+            s.sql_in(
+                database,
+                "SELECT tableowner FROM pg_tables WHERE tablename = 'after_rotation'"
+            ),
+            owner
+        );
+
+        // Rotating again flips back to the owner role; the alternate retires.
+        s.rotate(&format!("database:{relation}"));
+        let third_uri = s.uri(relation, database);
+        assert_eq!(parse_uri(&third_uri).user, owner);
+        s.psql_from(&unit, &new_uri, "SELECT 1")
+            .expect("the alternate works until the consumer read the newest revision");
+        s.h.world.settle().unwrap();
+        let refused = s.psql_from(&unit, &new_uri, "SELECT 1").unwrap_err();
+        assert!(refused.contains("is not permitted to log in"), "{refused}");
+        assert!(
+            s.psql_from(&unit, &old_uri, "SELECT 1").is_err(),
+            "the first password is long gone"
+        );
+        assert_eq!(
+            s.psql_from(&unit, &third_uri, "SELECT count(*) FROM after_rotation"),
+            Ok("0".to_string())
+        );
+        passwords.extend([&old_uri, &new_uri, &third_uri].map(|u| parse_uri(u).password));
+    }
+    assert_eq!(s.h.status().0, "active", "{:?}", s.h.status());
+
+    // Removal revokes both logins of the owner role.
+    let owner = s.user(v0, "app0");
+    s.h.world.remove_relation(v0).unwrap();
+    s.h.world.settle().unwrap();
+    assert_eq!(
+        s.sql(&format!(
+            "SELECT string_agg(rolname || '=' || rolcanlogin, ',' ORDER BY rolname) \
+             FROM pg_roles WHERE rolname IN ('{owner}', '{owner}_b')"
+        )),
+        format!("{owner}=false,{owner}_b=false")
+    );
+    s.assert_no_leak(&passwords, true);
 }
 
 /// Item 3: a requirer without Juju secrets (data_interfaces v0 under Juju

@@ -536,10 +536,13 @@ fn one_consumer_cannot_stop_the_charm_from_serving_the_others() {
 
     // A consumer holding a lock the charm needs (its database's catalog
     // row, in a transaction it keeps open): the charm gives up on that
-    // relation after lock_timeout, says so, and serves the others.
+    // relation after lock_timeout, says so, and serves the others. The
+    // charm writes that row only when something differs, so something
+    // does: PUBLIC was given CONNECT behind its back, which it takes away.
     let locker = s.consumer("k8s", "locker", "db", 1, &[("database", "lockerdb")]);
     let locker_relation = s.consumers[locker].relation;
     let locker_user = s.user(locker);
+    s.admin("GRANT CONNECT ON DATABASE lockerdb TO PUBLIC");
     let holding = Background::start(
         &s,
         &s.consumers[locker].hosts[0],
@@ -562,6 +565,11 @@ fn one_consumer_cannot_stop_the_charm_from_serving_the_others() {
     s.run("update-status");
     assert_eq!(s.status().0, "active", "{:?}", s.status());
     assert_eq!(s.psql(locker, "SELECT 1").unwrap(), "1");
+    assert_eq!(
+        s.admin("SELECT has_database_privilege('public', 'lockerdb', 'CONNECT')"),
+        "f",
+        "PUBLIC's CONNECT taken away once the lock went"
+    );
 
     // A consumer that made a schema named like the charm's own before
     // asking for an extension is refused: the charm will not run an

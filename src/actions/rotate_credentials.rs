@@ -8,8 +8,11 @@
 //! unit converges as on any hook: each relation's new password goes where
 //! its interface keeps it, a new revision of the `database` relation's
 //! user secret (its consumers hear `secret-changed`), or new data in the
-//! `db`/`db-admin` bags; the role's verifier changes in the same pass, so
-//! the old password stops working at once.
+//! `db`/`db-admin` bags. A `db` role's verifier changes in the same pass,
+//! so its old password stops working at once; a `database` relation moves
+//! to the other of its owner role's two logins, and the old one retires
+//! once no consumer holds the old revision
+//! ([`crate::relations::tenancy::logins`], [`crate::clients::rotation`]).
 //!
 //! Results (`action-set`): `users` (the renewed users, comma-separated;
 //! user names, never passwords) and `relations`.

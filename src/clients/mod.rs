@@ -37,10 +37,12 @@
 //! remembered by the charm: a hook that failed after `relation-set` left
 //! nothing committed, and its retry publishes again.
 
+pub mod known_revisions;
 pub mod objects;
 pub mod plan;
 pub mod publish;
 pub mod read;
+pub mod rotation;
 pub mod secrets;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -59,7 +61,9 @@ use crate::relations::access::cidr::Cidr;
 use crate::relations::access::RelationAccess;
 use crate::relations::names::relation_user;
 use crate::relations::tenancy::ownership::Owner;
-use crate::relations::{plan_client, retraction, ClientEndpoint, Credentials, Publication};
+use crate::relations::{
+    plan_client, retraction, ClientEndpoint, Credentials, Interface, Publication,
+};
 use crate::replication::Role;
 use crate::state::relations::{self as results, Condition, Served, ServedMap};
 use crate::state::StateDir;
@@ -109,6 +113,7 @@ pub fn cached_access(state: &StateDir) -> Vec<RelationAccess> {
         .iter()
         .filter(|(_, s)| s.has_access())
         .filter_map(|(id, s)| plan::access_of(id, s))
+        .flat_map(plan::with_alternate_login)
         .collect()
 }
 
@@ -185,7 +190,7 @@ impl Clients<'_> {
             }
             if s.has_access() {
                 match plan::access_of(id, s) {
-                    Some(a) => access.push(a),
+                    Some(a) => access.extend(plan::with_alternate_login(a)),
                     None => problems.push(Problem::Blocked(format!(
                         "{id}: could not rebuild its access rules"
                     ))),
@@ -331,7 +336,10 @@ impl Clients<'_> {
     ) -> Vec<String> {
         let mut problems = Vec::new();
         for user in plan::users_to_take_back(served, &removed, leaving) {
-            let Err(error) = self.io.server.revoke_login(&user) else {
+            let revoked = plan::logins_of(&user)
+                .iter()
+                .try_for_each(|login| self.io.server.revoke_login(login));
+            let Err(error) = revoked else {
                 continue;
             };
             let problem = format!(
@@ -397,6 +405,7 @@ impl Clients<'_> {
                     more_databases,
                     cidrs,
                     secret_labels: previous.secret_labels.clone(),
+                    secret_revisions: previous.secret_revisions.clone(),
                     problem: Some(problem),
                     condition: Condition::Failed,
                 }
@@ -457,7 +466,19 @@ impl Clients<'_> {
             .get(user.as_str())
             .cloned()
             .unwrap_or_default();
-        let Some(stored) = passwords.for_relation(&user, id, &live_same_user)? else {
+        // A `database` owner role has two logins (one retiring after a
+        // rotation); `db` relations log in as their user.
+        let two_logins = endpoint.interface == Interface::PostgresqlClient;
+        let issued = if two_logins {
+            passwords
+                .database_login(&user, id, &live_same_user)?
+                .map(|l| (l.login, l.stored, Some(l.plan)))
+        } else {
+            passwords
+                .for_relation(&user, id, &live_same_user)?
+                .map(|stored| (user.clone(), stored, None))
+        };
+        let Some((login, stored, logins)) = issued else {
             let problem = format!("{id}: waiting for the leader to issue its credentials");
             return Ok(outcome(user.as_str(), Condition::Waiting, problem));
         };
@@ -467,7 +488,7 @@ impl Clients<'_> {
             .server_facts(&host, self.port, self.major, self.version);
         server.tls = self.tls.clone();
         let credentials = Credentials {
-            user: user.clone(),
+            user: login,
             password: stored.password.clone(),
         };
         let plan = match plan_client(
@@ -496,6 +517,7 @@ impl Clients<'_> {
             objects: &plan.objects,
             owner: &owner,
             stored: &stored,
+            logins: logins.as_ref(),
         };
         // A standby replicates the primary's objects; it creates none.
         if self.role.writes() {
@@ -503,8 +525,39 @@ impl Clients<'_> {
                 return refuse(problem);
             }
         }
-        let secret_labels =
-            self.publish(id, &plan.publication, serving, &previous.secret_labels)?;
+        let mut secret_revisions = BTreeMap::new();
+        let secret_labels = if two_logins {
+            let planned = match &plan.publication {
+                Publication::ClientSecretsAndBag(plan) => plan
+                    .secrets()
+                    .map(|s| (s.label.clone(), s.content.clone()))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let remembering = known_revisions::Remembering::new(
+                self.io.secrets,
+                &previous.secret_revisions,
+                planned,
+            );
+            let recording = rotation::Recording::new(&remembering);
+            let labels = self.publish_with(
+                &recording,
+                id,
+                &plan.publication,
+                serving,
+                &previous.secret_labels,
+            )?;
+            passwords.superseded(&user, &recording.superseded())?;
+            secret_revisions = remembering.seen();
+            if let Some(retired) = passwords.settle_logins(&user)? {
+                if self.role.writes() {
+                    self.io.server.disable_login(retired.as_str())?;
+                }
+            }
+            labels
+        } else {
+            self.publish(id, &plan.publication, serving, &previous.secret_labels)?
+        };
         Ok(Served {
             remote_app,
             endpoint: id.endpoint().to_string(),
@@ -518,6 +571,7 @@ impl Clients<'_> {
                 .collect(),
             cidrs: plan.access.cidrs.iter().map(|c| c.to_string()).collect(),
             secret_labels,
+            secret_revisions,
             problem: None,
             condition: Condition::Served,
         })
@@ -530,9 +584,20 @@ impl Clients<'_> {
         serving: &Serving,
         secret_labels: &BTreeSet<String>,
     ) -> Result<BTreeSet<String>> {
+        self.publish_with(self.io.secrets, id, publication, serving, secret_labels)
+    }
+
+    fn publish_with(
+        &self,
+        secrets: &dyn SecretTools,
+        id: &RelationId,
+        publication: &Publication,
+        serving: &Serving,
+        secret_labels: &BTreeSet<String>,
+    ) -> Result<BTreeSet<String>> {
         publish::publish(
             self.io.juju,
-            self.io.secrets,
+            secrets,
             id,
             publication,
             &self.context.unit,

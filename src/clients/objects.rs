@@ -21,6 +21,7 @@ use crate::relations::sql::{quote_ident, quote_literal, Name};
 use crate::relations::tenancy::extensions::{
     plan_extensions, schemas_to_check, ExtensionFacts, SchemaFacts, DEFAULT_SCHEMA,
 };
+use crate::relations::tenancy::logins::LoginPlan;
 use crate::relations::tenancy::ownership::{
     decide_database, decide_role, DatabaseFacts, Owner, RoleAction, RoleFact,
 };
@@ -35,6 +36,10 @@ pub trait Server {
 
     /// Takes `user`'s access away (see [`revoke_login`]).
     fn revoke_login(&self, user: &str) -> Result<()>;
+
+    /// Ends `user`'s logins and sessions, keeping its other attributes (a
+    /// retired login of a `database` owner role, see [`disable_login`]).
+    fn disable_login(&self, user: &str) -> Result<()>;
 }
 
 /// One relation's objects, for [`Server::ensure_objects`].
@@ -44,8 +49,13 @@ pub struct ObjectsRequest<'a> {
     pub objects: &'a DesiredObjects,
     /// Who asks: the remote application, over which endpoint.
     pub owner: &'a Owner,
-    /// The password `objects.user` logs in with.
+    /// The password the active login has: `objects.user`, or (`logins`)
+    /// the active one of its two logins.
     pub stored: &'a StoredPassword,
+    /// A `database` owner role's two logins
+    /// ([`crate::relations::tenancy::logins`]); `None`: `objects.user` is
+    /// the one login.
+    pub logins: Option<&'a LoginPlan>,
 }
 
 /// The unit's running cluster.
@@ -58,6 +68,10 @@ impl Server for ClusterServer<'_> {
 
     fn revoke_login(&self, user: &str) -> Result<()> {
         revoke_login(self.0, user)
+    }
+
+    fn disable_login(&self, user: &str) -> Result<()> {
+        disable_login(self.0, user)
     }
 }
 
@@ -78,139 +92,52 @@ struct Holdings {
 /// created or granted.
 fn ensure_objects(cluster: &Cluster, request: &ObjectsRequest) -> Result<Option<String>> {
     let ObjectsRequest {
-        options,
         relation: id,
         objects,
-        owner,
-        stored,
+        ..
     } = *request;
     let database = objects.database.as_str();
 
-    // 1. What the server holds, before anything changes.
-    let mut holdings = db::with_client(cluster, "postgres", async |client| {
-        records::ensure(client).await?;
-        let mut roles = Vec::new();
-        for role in &objects.roles {
-            roles.push((role.clone(), role_closure(client, role).await?));
-        }
-        let mut databases = Vec::new();
-        for name in objects.databases() {
-            databases.push(database_facts(client, name.as_str()).await?);
-        }
-        Ok(Holdings {
-            databases,
-            roles,
-            extensions: if objects.extensions.is_empty() {
-                BTreeMap::new()
-            } else {
-                available_extensions(client).await?
-            },
-        })
-    })
-    .context("reading what the server holds for it")?;
-    let schemas = if holdings.databases[0].exists && !objects.extensions.is_empty() {
-        let wanted = schemas_to_check(&objects.extensions, &holdings.extensions);
-        db::with_client(cluster, database, async |client| {
-            for row in client
-                .query("SELECT extname::text FROM pg_extension", &[])
-                .await?
-            {
-                if let Some(facts) = holdings.extensions.get_mut(row.get::<_, &str>(0)) {
-                    facts.installed = true;
-                }
-            }
-            let mut schemas = BTreeMap::new();
-            for schema in wanted {
-                let facts = schema_facts(client, &schema).await?;
-                schemas.insert(schema, facts);
-            }
-            Ok(schemas)
-        })
-        .with_context(|| format!("reading the schemas of database {database}"))?
-    } else {
-        BTreeMap::new()
-    };
-
-    // 2. Whether it may have it.
-    let refusal = |problem: String| Ok(Some(format!("{id}: {problem}")));
-    let mut database_actions = Vec::new();
-    for (name, facts) in objects.databases().zip(&holdings.databases) {
-        match decide_database(owner, &objects.user, name, facts, &options.shared_databases) {
-            Ok(action) => database_actions.push((name, action)),
-            Err(problem) => return refusal(problem),
-        }
-    }
-    let mut role_actions = Vec::new();
-    for (role, closure) in &holdings.roles {
-        let decided = if objects.create_missing_roles {
-            decide_role(owner, &objects.user, role, closure)
-        } else {
-            // `database` grants only roles an operator made.
-            decide_extra_role(owner, &objects.user, role, closure).map(|()| RoleAction::Grant)
-        };
-        match decided {
-            Ok(action) => role_actions.push((role, action)),
-            Err(problem) => return refusal(problem),
-        }
-    }
-    let steps = match plan_extensions(
-        &objects.extensions,
-        &holdings.extensions,
-        &options.allowed_extensions,
-        objects.superuser,
-        &schemas,
-    ) {
-        Ok(steps) => steps,
-        Err(problem) => return refusal(problem),
-    };
-
-    // 3. Create and grant.
+    // One session for reading, deciding and creating (a second one to the
+    // database only to look at its extensions and schemas).
     let user = ident(&objects.user)?;
     let relation = id.to_string();
-    db::with_client(cluster, "postgres", async |client| {
-        ensure_user(client, objects, stored).await?;
-        for (name, action) in &database_actions {
-            let database_ident = ident(name)?;
-            if action.record {
-                records::record(client, Record::Database, name.as_str(), owner, &relation).await?;
-            }
-            if action.create {
-                let owner_role = if objects.superuser { "postgres" } else { &user };
-                client
-                    .batch_execute(&format!(
-                        "CREATE DATABASE {database_ident} OWNER {owner_role}"
-                    ))
-                    .await?;
-            }
-            client
-                .batch_execute(&format!(
-                    "REVOKE ALL ON DATABASE {database_ident} FROM PUBLIC; \
-                     GRANT ALL ON DATABASE {database_ident} TO {user}"
-                ))
-                .await?;
-        }
-        for (role, action) in &role_actions {
-            let role_ident = ident(role)?;
-            if *action == RoleAction::Create {
-                // Recorded in the same transaction: never a role of no one.
-                client.batch_execute("BEGIN").await?;
-                records::record(client, Record::Role, role.as_str(), owner, &relation).await?;
-                client
-                    .batch_execute(&format!("CREATE ROLE {role_ident} NOLOGIN; COMMIT"))
-                    .await?;
-            }
-            client
-                .batch_execute(&format!("GRANT {role_ident} TO {user}"))
-                .await?;
-        }
-        Ok(())
-    })
-    .context("creating its database objects")?;
+    let decided = db::with_client(cluster, "postgres", async |client| {
+        // 1. What the server holds, before anything changes.
+        let mut holdings = read_holdings(client, objects)
+            .await
+            .context("reading what the server holds for it")?;
+        let schemas = if holdings.databases[0].exists && !objects.extensions.is_empty() {
+            let wanted = schemas_to_check(&objects.extensions, &holdings.extensions);
+            let in_database = db::connect(cluster, database).await?;
+            read_schemas(&in_database, &mut holdings, wanted)
+                .await
+                .with_context(|| format!("reading the schemas of database {database}"))?
+        } else {
+            BTreeMap::new()
+        };
+
+        // 2. Whether it may have it.
+        let decided = match decide(request, &holdings, &schemas) {
+            Ok(decided) => decided,
+            Err(problem) => return Ok(Err(format!("{id}: {problem}"))),
+        };
+
+        // 3. Create and grant.
+        create(client, request, &decided, &user, &relation)
+            .await
+            .context("creating its database objects")?;
+        Ok(Ok(decided))
+    })?;
+    let steps = match decided {
+        Ok(decided) => decided.steps,
+        Err(problem) => return Ok(Some(problem)),
+    };
 
     if !objects.superuser {
         for name in &objects.more_databases {
             db::with_client(cluster, name.as_str(), async |client| {
-                grant_public_schema(client, &user).await
+                grant_public_schema(client, &objects.user).await
             })
             .with_context(|| format!("preparing database {name}"))?;
         }
@@ -221,7 +148,7 @@ fn ensure_objects(cluster: &Cluster, request: &ObjectsRequest) -> Result<Option<
     }
     db::with_client(cluster, database, async |client| {
         if !objects.superuser {
-            grant_public_schema(client, &user).await?;
+            grant_public_schema(client, &objects.user).await?;
         }
         let mut in_default_schema = false;
         for step in &steps {
@@ -259,13 +186,213 @@ fn ensure_objects(cluster: &Cluster, request: &ObjectsRequest) -> Result<Option<
     Ok(None)
 }
 
+/// What [`decide`] allows one relation: its databases, its roles, its
+/// extensions' steps.
+struct Decided<'a> {
+    databases: Vec<(
+        &'a Name,
+        crate::relations::tenancy::ownership::DatabaseAction,
+    )>,
+    roles: Vec<(&'a Name, RoleAction)>,
+    steps: Vec<crate::relations::tenancy::extensions::ExtensionStep>,
+}
+
+async fn read_holdings(client: &Client, objects: &DesiredObjects) -> Result<Holdings> {
+    records::ensure(client).await?;
+    let mut roles = Vec::new();
+    for role in &objects.roles {
+        roles.push((role.clone(), role_closure(client, role).await?));
+    }
+    let mut databases = Vec::new();
+    for name in objects.databases() {
+        databases.push(database_facts(client, name.as_str()).await?);
+    }
+    Ok(Holdings {
+        databases,
+        roles,
+        extensions: if objects.extensions.is_empty() {
+            BTreeMap::new()
+        } else {
+            available_extensions(client).await?
+        },
+    })
+}
+
+/// The installed extensions and the `wanted` schemas of the database
+/// `client` is connected to.
+async fn read_schemas(
+    client: &Client,
+    holdings: &mut Holdings,
+    wanted: std::collections::BTreeSet<String>,
+) -> Result<BTreeMap<String, SchemaFacts>> {
+    for row in client
+        .query("SELECT extname::text FROM pg_extension", &[])
+        .await?
+    {
+        if let Some(facts) = holdings.extensions.get_mut(row.get::<_, &str>(0)) {
+            facts.installed = true;
+        }
+    }
+    let mut schemas = BTreeMap::new();
+    for schema in wanted {
+        let facts = schema_facts(client, &schema).await?;
+        schemas.insert(schema, facts);
+    }
+    Ok(schemas)
+}
+
+/// Whether the relation may have what it asks for (the pure decisions of
+/// [`crate::relations::tenancy`]); `Err`: why not.
+fn decide<'a>(
+    request: &ObjectsRequest<'a>,
+    holdings: &Holdings,
+    schemas: &BTreeMap<String, SchemaFacts>,
+) -> Result<Decided<'a>, String> {
+    let ObjectsRequest {
+        options,
+        objects,
+        owner,
+        ..
+    } = *request;
+    let mut databases = Vec::new();
+    for (name, facts) in objects.databases().zip(&holdings.databases) {
+        let action = decide_database(owner, &objects.user, name, facts, &options.shared_databases)?;
+        databases.push((name, action));
+    }
+    let mut roles = Vec::new();
+    for (role, closure) in &holdings.roles {
+        let action = if objects.create_missing_roles {
+            decide_role(owner, &objects.user, role, closure)?
+        } else {
+            // `database` grants only roles an operator made.
+            decide_extra_role(owner, &objects.user, role, closure)?;
+            RoleAction::Grant
+        };
+        let role = objects
+            .roles
+            .iter()
+            .find(|r| *r == role)
+            .expect("holdings list the requested roles");
+        roles.push((role, action));
+    }
+    let steps = plan_extensions(
+        &objects.extensions,
+        &holdings.extensions,
+        &options.allowed_extensions,
+        objects.superuser,
+        schemas,
+    )?;
+    Ok(Decided {
+        databases,
+        roles,
+        steps,
+    })
+}
+
+/// Creates and grants what [`decide`] allowed, writing only what differs.
+/// `user`: the relation's user, quoted.
+async fn create(
+    client: &Client,
+    request: &ObjectsRequest<'_>,
+    decided: &Decided<'_>,
+    user: &str,
+    relation: &str,
+) -> Result<()> {
+    let ObjectsRequest {
+        objects,
+        owner,
+        stored,
+        logins,
+        ..
+    } = *request;
+    ensure_user(client, objects, stored, logins).await?;
+    for (name, action) in &decided.databases {
+        let database_ident = ident(name)?;
+        if action.record {
+            records::record(client, Record::Database, name.as_str(), owner, relation).await?;
+        }
+        if action.create {
+            let owner_role = if objects.superuser { "postgres" } else { user };
+            client
+                .batch_execute(&format!(
+                    "CREATE DATABASE {database_ident} OWNER {owner_role}"
+                ))
+                .await?;
+        }
+        // Only when something differs: a hook that changes nothing
+        // commits nothing.
+        let access = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_database d, \
+                     aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a \
+                     WHERE d.datname = $1 AND a.grantee = 0), \
+                 has_database_privilege($2, $1, 'CREATE') \
+                   AND has_database_privilege($2, $1, 'CONNECT') \
+                   AND has_database_privilege($2, $1, 'TEMPORARY')",
+                &[&name.as_str(), &objects.user.as_str()],
+            )
+            .await?;
+        let (public_has_some, user_has_all): (bool, bool) = (access.get(0), access.get(1));
+        if public_has_some {
+            client
+                .batch_execute(&format!(
+                    "REVOKE ALL ON DATABASE {database_ident} FROM PUBLIC"
+                ))
+                .await?;
+        }
+        if !user_has_all {
+            client
+                .batch_execute(&format!("GRANT ALL ON DATABASE {database_ident} TO {user}"))
+                .await?;
+        }
+    }
+    for (role, action) in &decided.roles {
+        let role_ident = ident(role)?;
+        if *action == RoleAction::Create {
+            // Recorded in the same transaction: never a role of no one.
+            client.batch_execute("BEGIN").await?;
+            records::record(client, Record::Role, role.as_str(), owner, relation).await?;
+            client
+                .batch_execute(&format!("CREATE ROLE {role_ident} NOLOGIN; COMMIT"))
+                .await?;
+        }
+        let member: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_auth_members m \
+                     JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member \
+                     WHERE r.rolname = $1 AND u.rolname = $2)",
+                &[&role.as_str(), &objects.user.as_str()],
+            )
+            .await?
+            .get(0);
+        if !member {
+            client
+                .batch_execute(&format!("GRANT {role_ident} TO {user}"))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 /// Lets `user` (quoted) create in the public schema of the database the
 /// client is connected to (which the consumer may also have dropped: its
 /// choice).
-async fn grant_public_schema(client: &Client, user: &str) -> Result<()> {
-    if schema_exists(client, "public").await? {
+async fn grant_public_schema(client: &Client, user: &Name) -> Result<()> {
+    if !schema_exists(client, "public").await? {
+        return Ok(());
+    }
+    // Only when it lacks them: a hook that changes nothing commits nothing.
+    let has_all: bool = client
+        .query_one(
+            "SELECT has_schema_privilege($1, 'public', 'CREATE') \
+                AND has_schema_privilege($1, 'public', 'USAGE')",
+            &[&user.as_str()],
+        )
+        .await?
+        .get(0);
+    if !has_all {
         client
-            .batch_execute(&format!("GRANT ALL ON SCHEMA public TO {user}"))
+            .batch_execute(&format!("GRANT ALL ON SCHEMA public TO {}", ident(user)?))
             .await?;
     }
     Ok(())
@@ -273,51 +400,192 @@ async fn grant_public_schema(client: &Client, user: &str) -> Result<()> {
 
 /// The relation's login role, with its password's verifier (the password
 /// itself never goes into SQL) and exactly the role attributes the
-/// relation may have.
+/// relation may have. With `logins` (a `database` owner role), the owner
+/// role has those attributes and the active login the password; the
+/// alternate login is a member of the owner that acts as it
+/// (`SET role`); an inactive login keeps `LOGIN` only while retiring.
 async fn ensure_user(
     client: &Client,
     objects: &DesiredObjects,
     stored: &StoredPassword,
+    logins: Option<&LoginPlan>,
 ) -> Result<()> {
-    let user_name = &objects.user;
-    let user = ident(user_name)?;
-    let verifier = quote_literal(&stored.verifier)?;
-    let attribute = |on: bool, name: &str| {
-        if on {
-            name.to_string()
-        } else {
-            format!("NO{name}")
-        }
+    let attributes = Attributes {
+        superuser: objects.superuser,
+        createdb: objects.createdb,
+        createrole: objects.createrole,
     };
-    let superuser = format!(
-        "{} {} {}",
-        attribute(objects.superuser, "SUPERUSER"),
-        attribute(objects.createdb, "CREATEDB"),
-        attribute(objects.createrole, "CREATEROLE")
-    );
-    let existing = client
+    let attributes = &attributes;
+    let Some(logins) = logins else {
+        return ensure_login(client, &objects.user, attributes, Some(stored)).await;
+    };
+    let owner = &logins.owner;
+    let alternate = if logins.active == *owner {
+        &logins.inactive
+    } else {
+        &logins.active
+    };
+    let owner_active = logins.active == *owner;
+    // The owner role first: the alternate is made a member of it.
+    if owner_active {
+        ensure_login(client, owner, attributes, Some(stored)).await?;
+    } else if logins.inactive_keeps_login {
+        ensure_login(client, owner, attributes, None).await?;
+    } else {
+        ensure_role(client, owner, attributes).await?;
+        disable_sessions(client, owner.as_str()).await?;
+    }
+    if !owner_active {
+        ensure_login(client, alternate, attributes, Some(stored)).await?;
+        act_as_owner(client, alternate, owner).await?;
+    } else if logins.inactive_keeps_login {
+        // Retiring: left as it is.
+    } else {
+        disable_sessions(client, alternate.as_str()).await?;
+    }
+    Ok(())
+}
+
+/// The role attributes a relation's user has, besides `LOGIN` (never
+/// `REPLICATION`).
+struct Attributes {
+    superuser: bool,
+    createdb: bool,
+    createrole: bool,
+}
+
+/// What `pg_authid` holds for a role.
+struct RoleState {
+    verifier: Option<String>,
+    login: bool,
+    superuser: bool,
+    createdb: bool,
+    createrole: bool,
+    replication: bool,
+}
+
+async fn role_state(client: &Client, role: &Name) -> Result<Option<RoleState>> {
+    let row = client
         .query_opt(
-            "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
-            &[&user_name.as_str()],
+            "SELECT rolpassword, rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolreplication \
+             FROM pg_authid WHERE rolname = $1",
+            &[&role.as_str()],
         )
         .await?;
-    match existing {
-        None => {
-            client
-                .batch_execute(&format!(
-                    "CREATE ROLE {user} WITH LOGIN {superuser} \
-                     NOREPLICATION PASSWORD {verifier}"
-                ))
-                .await?
+    Ok(row.map(|row| RoleState {
+        verifier: row.get(0),
+        login: row.get(1),
+        superuser: row.get(2),
+        createdb: row.get(3),
+        createrole: row.get(4),
+        replication: row.get(5),
+    }))
+}
+
+/// The `ALTER ROLE`/`CREATE ROLE` options that make `current` (`None`: no
+/// such role) what is wanted; empty when it already is (so a hook that
+/// changes nothing writes nothing). `login`: `Some` to set it.
+fn role_options(
+    current: Option<&RoleState>,
+    attributes: &Attributes,
+    login: Option<bool>,
+    verifier: Option<&str>,
+) -> Result<Vec<String>> {
+    let mut options = Vec::new();
+    let mut want = |on: bool, had: Option<bool>, name: &str| {
+        if had != Some(on) {
+            options.push(if on {
+                name.to_string()
+            } else {
+                format!("NO{name}")
+            });
         }
-        Some(row) => {
-            let current: Option<String> = row.get(0);
-            let mut sql = format!("ALTER ROLE {user} WITH LOGIN {superuser}");
-            if current.as_deref() != Some(stored.verifier.as_str()) {
-                sql.push_str(&format!(" PASSWORD {verifier}"));
-            }
-            client.batch_execute(&sql).await?
+    };
+    if let Some(login) = login {
+        want(login, current.map(|c| c.login), "LOGIN");
+    } else if current.is_none() {
+        want(false, None, "LOGIN");
+    }
+    want(
+        attributes.superuser,
+        current.map(|c| c.superuser),
+        "SUPERUSER",
+    );
+    want(attributes.createdb, current.map(|c| c.createdb), "CREATEDB");
+    want(
+        attributes.createrole,
+        current.map(|c| c.createrole),
+        "CREATEROLE",
+    );
+    want(false, current.map(|c| c.replication), "REPLICATION");
+    if let Some(verifier) = verifier {
+        if current.and_then(|c| c.verifier.as_deref()) != Some(verifier) {
+            options.push(format!("PASSWORD {}", quote_literal(verifier)?));
         }
+    }
+    Ok(options)
+}
+
+/// Creates `role`, or alters it when `options` is not empty.
+async fn apply_role(client: &Client, role: &Name, exists: bool, options: &[String]) -> Result<()> {
+    let name = ident(role)?;
+    if exists && options.is_empty() {
+        return Ok(());
+    }
+    let verb = if exists { "ALTER" } else { "CREATE" };
+    client
+        .batch_execute(&format!("{verb} ROLE {name} WITH {}", options.join(" ")))
+        .await?;
+    Ok(())
+}
+
+/// `user` exists with `LOGIN`, `attributes` and (when given) the password
+/// whose verifier `stored` holds.
+async fn ensure_login(
+    client: &Client,
+    user: &Name,
+    attributes: &Attributes,
+    stored: Option<&StoredPassword>,
+) -> Result<()> {
+    let current = role_state(client, user).await?;
+    let verifier = stored.map(|s| s.verifier.as_str());
+    let options = role_options(current.as_ref(), attributes, Some(true), verifier)?;
+    apply_role(client, user, current.is_some(), &options).await
+}
+
+/// `role` exists (without `LOGIN` if it is new) with `attributes`.
+async fn ensure_role(client: &Client, role: &Name, attributes: &Attributes) -> Result<()> {
+    let current = role_state(client, role).await?;
+    let options = role_options(current.as_ref(), attributes, None, None)?;
+    apply_role(client, role, current.is_some(), &options).await
+}
+
+/// `login` is a member of `owner` and starts every session as `owner`, so
+/// what it creates belongs to `owner`.
+async fn act_as_owner(client: &Client, login: &Name, owner: &Name) -> Result<()> {
+    let state = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_auth_members m \
+                 JOIN pg_roles r ON r.oid = m.roleid JOIN pg_roles u ON u.oid = m.member \
+                 WHERE r.rolname = $2 AND u.rolname = $1), \
+             EXISTS (SELECT 1 FROM pg_db_role_setting s JOIN pg_roles u ON u.oid = s.setrole \
+                 WHERE u.rolname = $1 AND s.setdatabase = 0 \
+                   AND format('role=%s', $2::text) = ANY (s.setconfig))",
+            &[&login.as_str(), &owner.as_str()],
+        )
+        .await?;
+    let (member, acts): (bool, bool) = (state.get(0), state.get(1));
+    let owner_literal = quote_literal(owner.as_str())?;
+    let (login, owner) = (ident(login)?, ident(owner)?);
+    if !member {
+        client
+            .batch_execute(&format!("GRANT {owner} TO {login}"))
+            .await?;
+    }
+    if !acts {
+        client
+            .batch_execute(&format!("ALTER ROLE {login} SET role = {owner_literal}"))
+            .await?;
     }
     Ok(())
 }
@@ -521,4 +789,98 @@ fn revoke_login(cluster: &Cluster, user: &str) -> Result<()> {
         Ok(())
     })
     .with_context(|| format!("revoking the login of {user}"))
+}
+
+/// Ends `user`'s logins and its sessions (if it exists and has either),
+/// keeping its other attributes: the retired login of a `database` owner
+/// role, whose alternate may still act as it.
+async fn disable_sessions(client: &Client, user: &str) -> Result<()> {
+    let state = client
+        .query_opt(
+            "SELECT rolcanlogin, EXISTS (SELECT 1 FROM pg_stat_activity WHERE usename = $1) \
+             FROM pg_roles WHERE rolname = $1",
+            &[&user],
+        )
+        .await?;
+    let Some(state) = state else {
+        return Ok(());
+    };
+    let (login, sessions): (bool, bool) = (state.get(0), state.get(1));
+    if !login && !sessions {
+        return Ok(());
+    }
+    let terminate = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE usename = $1 AND pid <> pg_backend_pid()";
+    client.query_one(terminate, &[&user]).await?;
+    client
+        .batch_execute(&format!("ALTER ROLE {} NOLOGIN", quote_ident(user)?))
+        .await?;
+    client.query_one(terminate, &[&user]).await?;
+    log::info!("retired login {user} and ended its sessions");
+    Ok(())
+}
+
+/// [`disable_sessions`] in its own session (the `secret-remove` hook).
+fn disable_login(cluster: &Cluster, user: &str) -> Result<()> {
+    db::with_client(cluster, "postgres", async |client| {
+        disable_sessions(client, user).await
+    })
+    .with_context(|| format!("retiring the login of {user}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(login: bool, superuser: bool, verifier: &str) -> RoleState {
+        RoleState {
+            verifier: Some(verifier.to_string()),
+            login,
+            superuser,
+            createdb: false,
+            createrole: false,
+            replication: false,
+        }
+    }
+
+    const PLAIN: Attributes = Attributes {
+        superuser: false,
+        createdb: false,
+        createrole: false,
+    };
+
+    #[test]
+    fn a_role_is_altered_only_where_it_differs() {
+        let options = |current: Option<&RoleState>, login, verifier| {
+            role_options(current, &PLAIN, login, verifier)
+                .unwrap()
+                .join(" ")
+        };
+        assert_eq!(
+            options(None, Some(true), Some("SCRAM-v")),
+            "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD 'SCRAM-v'"
+        );
+        assert_eq!(
+            options(None, None, None),
+            "NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
+        );
+        let settled = state(true, false, "SCRAM-v");
+        assert_eq!(options(Some(&settled), Some(true), Some("SCRAM-v")), "");
+        assert_eq!(options(Some(&settled), None, None), "", "login left alone");
+        assert_eq!(
+            options(Some(&settled), Some(true), Some("SCRAM-w")),
+            "PASSWORD 'SCRAM-w'"
+        );
+        let revoked = state(false, true, "SCRAM-v");
+        assert_eq!(
+            options(Some(&revoked), Some(true), None),
+            "LOGIN NOSUPERUSER"
+        );
+        let mut replicating = state(true, false, "SCRAM-v");
+        replicating.replication = true;
+        assert_eq!(
+            options(Some(&replicating), Some(true), None),
+            "NOREPLICATION"
+        );
+    }
 }

@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::juju::{HookRelation, RelationId};
 use crate::relations::access::cidr::Cidr;
 use crate::relations::access::{HbaScope, RelationAccess};
+use crate::relations::postgresql_client::plan::USER_PREFIX;
 use crate::relations::sql::{Name, NameKind};
+use crate::relations::tenancy::logins::alternate_login;
 use crate::relations::tenancy::revocation::{users_to_revoke, Standing};
 use crate::relations::ClientEndpoint;
 use crate::state::relations::{Served, ServedMap};
@@ -121,6 +123,32 @@ pub fn access_of(id: &str, s: &Served) -> Option<RelationAccess> {
     })
 }
 
+/// The logins of a relation user: a `database` owner role has two
+/// ([`crate::relations::tenancy::logins`]), both to revoke when it goes.
+pub fn logins_of(user: &str) -> Vec<String> {
+    let mut logins = vec![user.to_string()];
+    if user.starts_with(USER_PREFIX) {
+        if let Ok(owner) = Name::parse(NameKind::User, user) {
+            logins.push(alternate_login(&owner).to_string());
+        }
+    }
+    logins
+}
+
+/// `access` and, for a `database` relation, the same rules for the owner
+/// role's alternate login, which may be the one in use (pg_hba.conf names
+/// the login; both always, so a rotation needs no reload).
+pub fn with_alternate_login(access: RelationAccess) -> Vec<RelationAccess> {
+    if access.relation.endpoint() != ClientEndpoint::DATABASE.name {
+        return vec![access];
+    }
+    let alternate = RelationAccess {
+        user: alternate_login(&access.user),
+        ..access.clone()
+    };
+    vec![access, alternate]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +257,26 @@ mod tests {
         );
         assert_eq!(access_of("replication:3", &result), None);
         assert_eq!(access_of("db", &result), None);
+    }
+
+    #[test]
+    fn database_relations_have_two_logins_in_access_and_revocation() {
+        assert_eq!(logins_of("juju_app"), ["juju_app"]);
+        assert_eq!(
+            logins_of("jujuclient_app"),
+            ["jujuclient_app", "jujuclient_app_b"]
+        );
+        let mut result = served("app", &["10.0.0.1/32"], Condition::Served);
+        result.user = "jujuclient_app".into();
+        let database = with_alternate_login(access_of("database:4", &result).unwrap());
+        let users: Vec<&str> = database.iter().map(|a| a.user.as_str()).collect();
+        assert_eq!(users, ["jujuclient_app", "jujuclient_app_b"]);
+        assert_eq!(database[0].cidrs, database[1].cidrs);
+        assert_eq!(database[0].scope, database[1].scope);
+        result.user = "juju_app".into();
+        assert_eq!(
+            with_alternate_login(access_of("db:1", &result).unwrap()).len(),
+            1
+        );
     }
 }

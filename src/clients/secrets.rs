@@ -28,6 +28,9 @@ pub trait SecretTools {
     /// The application's secret labelled `label`, with its latest content;
     /// `None` if it has none.
     fn find(&self, label: &str) -> Result<Option<OwnedSecret>>;
+    /// The URI and latest revision of the application's secret labelled
+    /// `label` (`secret-info-get` alone, no content); `None` if it has none.
+    fn latest(&self, label: &str) -> Result<Option<(SecretUri, u32)>>;
     /// `secret-add --owner application --label <label>`.
     fn create(&self, label: &str, content: &Secret<RelationData>) -> Result<SecretUri>;
     /// `secret-set <uri>`.
@@ -71,8 +74,17 @@ impl SecretTools for HookSecrets {
             .collect();
         Ok(Some(OwnedSecret {
             uri: info.uri.in_model(&self.model_uuid),
+            revision: info.revision,
             content: Secret::new(content),
         }))
+    }
+
+    fn latest(&self, label: &str) -> Result<Option<(SecretUri, u32)>> {
+        match juju::secret_info_by_label(label) {
+            Ok(info) => Ok(Some((info.uri.in_model(&self.model_uuid), info.revision))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("looking up secret {label}")),
+        }
     }
 
     fn create(&self, label: &str, content: &Secret<RelationData>) -> Result<SecretUri> {
@@ -186,6 +198,15 @@ mod tests {
             Ok(self.secrets.borrow().get(label).cloned())
         }
 
+        fn latest(&self, label: &str) -> Result<Option<(SecretUri, u32)>> {
+            self.call(format!("latest {label}"));
+            Ok(self
+                .secrets
+                .borrow()
+                .get(label)
+                .map(|owned| (owned.uri.clone(), owned.revision)))
+        }
+
         fn create(&self, label: &str, content: &Secret<RelationData>) -> Result<SecretUri> {
             let mut next = self.next.borrow_mut();
             let uri = SecretUri::parse(&format!("cnp5t2tnh8pc778j61e{}", (b'a' + *next) as char))
@@ -196,6 +217,7 @@ mod tests {
                 label.to_string(),
                 OwnedSecret {
                     uri: uri.clone(),
+                    revision: 1,
                     content: content.clone(),
                 },
             );

@@ -195,6 +195,9 @@ impl SecretTools for PgsqlHasNoSecrets {
     fn find(&self, label: &str) -> Result<Option<OwnedSecret>> {
         anyhow::bail!("pgsql looked up secret {label}")
     }
+    fn latest(&self, label: &str) -> Result<Option<(SecretUri, u32)>> {
+        anyhow::bail!("pgsql looked up secret {label}")
+    }
     fn create(&self, label: &str, _: &Secret<RelationData>) -> Result<SecretUri> {
         anyhow::bail!("pgsql created secret {label}")
     }
@@ -217,6 +220,8 @@ struct FakeServer {
     /// Users whose objects were ensured, by relation.
     ensured: RefCell<Vec<(String, String)>>,
     revoked: RefCell<Vec<String>>,
+    /// Retired logins (`database` owner roles after a rotation).
+    disabled: RefCell<Vec<String>>,
     /// The next revokes fail (a consumer holds a lock).
     failing_revokes: RefCell<usize>,
     /// Relations whose request the server's holdings refuse.
@@ -246,6 +251,11 @@ impl Server for FakeServer {
         self.revoked.borrow_mut().push(user.to_string());
         Ok(())
     }
+
+    fn disable_login(&self, user: &str) -> Result<()> {
+        self.disabled.borrow_mut().push(user.to_string());
+        Ok(())
+    }
 }
 
 /// The password store (a Juju secret per user in the charm).
@@ -264,17 +274,15 @@ impl PasswordStore for FakePasswords {
             .unwrap_or(Entry {
                 password: None,
                 binding: StoredBinding::Missing,
+                alternate: None,
+                logins: None,
             }))
     }
 
     fn write(&self, user: &Name, issue: &Issue) -> Result<()> {
-        self.stored.borrow_mut().insert(
-            user.to_string(),
-            Entry {
-                password: Some(issue.stored.clone()),
-                binding: StoredBinding::Bound(issue.relations.clone()),
-            },
-        );
+        self.stored
+            .borrow_mut()
+            .insert(user.to_string(), issue.entry.clone());
         Ok(())
     }
 }

@@ -63,7 +63,9 @@ fn startup_options(major: u32) -> String {
         .join(" ")
 }
 
-async fn connect(cluster: &Cluster, database: &str) -> Result<Client> {
+/// A connection to `database`, inside a runtime [`with_client`] runs (for a
+/// second session next to its own).
+pub async fn connect(cluster: &Cluster, database: &str) -> Result<Client> {
     let (client, connection) = tokio_postgres::Config::new()
         .host_path(SOCKET_DIR)
         .port(cluster.port)
@@ -163,15 +165,22 @@ pub struct LoadedState {
 
 /// [`LoadedState`], once the server accepts connections (it may still be
 /// starting, or recovering after a crash, although its process runs).
+/// One session, retried as [`wait_for_version`] waits.
 pub fn loaded_state(cluster: &Cluster) -> Result<LoadedState> {
-    wait_for_version(cluster, Duration::from_secs(60))?;
-    let rows = query(
-        cluster,
-        "SELECT (extract(epoch FROM pg_conf_load_time()) * 1000000)::int8, \
+    let sql = "SELECT (extract(epoch FROM pg_conf_load_time()) * 1000000)::int8, \
                 ARRAY(SELECT name FROM pg_settings WHERE pending_restart ORDER BY name), \
                 ARRAY(SELECT 'line ' || line_number || ': ' || error FROM pg_hba_file_rules \
-                      WHERE error IS NOT NULL ORDER BY line_number)",
-    )?;
+                      WHERE error IS NOT NULL ORDER BY line_number)";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let rows = loop {
+        match query(cluster, sql) {
+            Ok(rows) => break rows,
+            Err(e) if Instant::now() > deadline => {
+                return Err(e).context("PostgreSQL did not accept connections in time")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
     let row = &rows[0];
     Ok(LoadedState {
         loaded_at_micros: row.get(0),

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use super::RelationId;
+use super::{RelationId, SecretUri};
 use crate::event::{Event, RelationKind};
 
 /// The running hook, as Juju describes it.
@@ -34,6 +34,19 @@ pub struct HookContext {
     pub model_uuid: String,
     /// Whether a hook context exists (`JUJU_CONTEXT_ID`), so `juju-log` works.
     pub in_hook: bool,
+    /// The secret of a secret hook (`JUJU_SECRET_ID`, `JUJU_SECRET_LABEL`,
+    /// `JUJU_SECRET_REVISION`).
+    pub secret: Option<HookSecret>,
+}
+
+/// The secret a secret hook is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookSecret {
+    pub uri: SecretUri,
+    /// The owner's label (empty when it has none).
+    pub label: String,
+    /// The obsolete revision (`secret-remove`, `secret-expired`).
+    pub revision: Option<u32>,
 }
 
 /// The relation a relation hook is about.
@@ -85,6 +98,21 @@ impl HookContext {
             juju_version: var("JUJU_VERSION").unwrap_or_default(),
             model_uuid: var("JUJU_MODEL_UUID").unwrap_or_default(),
             in_hook: set("JUJU_CONTEXT_ID").is_some(),
+            secret: match set("JUJU_SECRET_ID") {
+                None => None,
+                Some(id) => Some(HookSecret {
+                    uri: SecretUri::parse(&id)
+                        .context("JUJU_SECRET_ID set by Juju is not a secret URI")?,
+                    label: set("JUJU_SECRET_LABEL").unwrap_or_default(),
+                    revision: match set("JUJU_SECRET_REVISION") {
+                        None => None,
+                        Some(r) => Some(
+                            r.parse()
+                                .context("JUJU_SECRET_REVISION set by Juju is not a number")?,
+                        ),
+                    },
+                }),
+            },
         })
     }
 

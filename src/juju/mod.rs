@@ -34,7 +34,7 @@ mod tool;
 
 pub use action::{action_fail, action_get, action_log, action_set};
 pub use config::{config_get, Config};
-pub use context::{HookContext, HookRelation};
+pub use context::{HookContext, HookRelation, HookSecret};
 pub use leadership::{is_leader, leader_get, leader_set};
 pub use log::juju_log;
 pub use network::{network_get_egress_subnets, network_get_ingress_address, unit_private_address};

@@ -28,6 +28,14 @@ pub enum Condition {
     Failed,
 }
 
+/// A secret revision the leader read, and a digest of its content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownRevision {
+    pub revision: u32,
+    /// SHA-256 of the content, hex.
+    pub sha256: String,
+}
+
 /// What the charm concluded about one relation.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Served {
@@ -47,6 +55,12 @@ pub struct Served {
     /// ([`crate::relations::postgresql_client::secrets`]).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub secret_labels: BTreeSet<String>,
+    /// Of each of those secrets, the latest revision Juju showed the leader
+    /// and a SHA-256 of that revision's content (revisions never change), so
+    /// a later hook that finds the same revision and plans the same content
+    /// need not read it again ([`crate::clients::known_revisions`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_revisions: BTreeMap<String, KnownRevision>,
     /// Why the relation is refused, waiting or failing; `None` when served.
     pub problem: Option<String>,
     #[serde(default)]

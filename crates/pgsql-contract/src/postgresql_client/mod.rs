@@ -171,10 +171,14 @@ pub fn plan_relation(
         return Err(format!("{relation}: asks for no database"));
     };
     let privileges = &plan.extra_user_roles.privileges;
+    // The owner role owns the databases and is named in pg_hba.conf; the
+    // credentials may be those of its alternate login
+    // ([`crate::tenancy::logins`]), which acts as the owner.
+    let owner = plan::relation_user(&facts.remote_app);
     let objects = DesiredObjects {
         database: first.clone(),
         more_databases: more.to_vec(),
-        user: credentials.user.clone(),
+        user: owner.clone(),
         superuser: privileges.contains(&Privilege::Superuser),
         createdb: privileges.contains(&Privilege::CreateDb),
         createrole: privileges.contains(&Privilege::CreateRole),
@@ -191,7 +195,7 @@ pub fn plan_relation(
         access: RelationAccess {
             relation: relation.clone(),
             remote_app: facts.remote_app.clone(),
-            user: credentials.user.clone(),
+            user: owner,
             scope,
             cidrs: addresses.cidrs,
         },

@@ -360,6 +360,20 @@ fn answer(
     }
 }
 
+/// The relation whose user secret `label` is (the inverse of
+/// [`secret_label`] for the `user` group); `None` for any other label.
+pub fn user_secret_relation(label: &str) -> Option<RelationId> {
+    let rest = label
+        .strip_prefix(ENDPOINT)?
+        .strip_prefix('.')?
+        .strip_suffix(".user.secret")?;
+    let number = rest.split('.').next()?;
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(RelationId::new(ENDPOINT, number.parse().ok()?))
+}
+
 /// The owner's label, as the libraries make it (see the module docs).
 fn secret_label(relation: &RelationId, request_id: Option<&str>, group: SecretGroup) -> String {
     let number = relation.number();
@@ -666,5 +680,26 @@ mod tests {
         let plan = plan(&app, &server(&[])).unwrap().unwrap();
         let shown = format!("{plan:?}");
         assert!(!shown.contains(PASSWORD), "{shown}");
+    }
+
+    #[test]
+    fn user_secret_labels_name_their_relation() {
+        let rel = RelationId::new("database", 7);
+        for request in [None, Some("85b027df81b4186b")] {
+            let label = secret_label(&rel, request, SecretGroup::User);
+            assert_eq!(user_secret_relation(&label), Some(rel.clone()), "{label}");
+            let tls = secret_label(&rel, request, SecretGroup::Tls);
+            assert_eq!(user_secret_relation(&tls), None, "{tls}");
+        }
+        for other in [
+            "",
+            "pgsql-jujuclient-shop",
+            "database..user.secret",
+            "database.x.user.secret",
+            "db.7.user.secret",
+            "database.99999999999999999999999.user.secret",
+        ] {
+            assert_eq!(user_secret_relation(other), None, "{other}");
+        }
     }
 }

@@ -28,6 +28,8 @@ use crate::secret::Secret;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnedSecret {
     pub uri: SecretUri,
+    /// Its latest revision's number (a new content makes the next one).
+    pub revision: u32,
     /// Its latest revision's content.
     pub content: Secret<RelationData>,
 }
@@ -165,6 +167,7 @@ mod tests {
     fn owned(n: u8, password: &str) -> Option<OwnedSecret> {
         Some(OwnedSecret {
             uri: uri(n),
+            revision: 1,
             content: content(password),
         })
     }

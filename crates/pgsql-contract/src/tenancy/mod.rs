@@ -4,5 +4,6 @@
 //! relation needs a new password ([`revocation`]).
 
 pub mod extensions;
+pub mod logins;
 pub mod ownership;
 pub mod revocation;

@@ -74,6 +74,97 @@ fn count_tool_calls(world: &World, unit: &str, calls: &Path) -> Result<()> {
     Ok(())
 }
 
+/// With `BENCH_PROFILE=<dir>`: one more hook per checkpoint, with each hook
+/// tool timed by its wrapper and (`BENCH_STRACE` set) the charm's process
+/// traced by `strace` (its SQL connections, files and children, with
+/// timestamps), written to
+/// `<dir>/<relations>-tools.txt` and `<dir>/<relations>-strace.txt`. Only
+/// for finding where the time goes; the table above is measured without.
+fn profile_one_hook(world: &mut World, hook: Invocation, dir: &Path, label: usize) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let unit = world.unit("postgresql/0")?.clone();
+    let tools = unit.tools_dir.clone();
+    let timings = dir.join(format!("{label}-tools.txt"));
+    let trace = dir.join(format!("{label}-strace.txt"));
+    let _ = std::fs::remove_file(&timings);
+    let mut wrapped = Vec::new();
+    for entry in std::fs::read_dir(&tools)? {
+        let path = entry?.path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let real = tools.join(format!(".real-{name}"));
+        if name.starts_with('.') || !real.exists() {
+            continue;
+        }
+        let counting = std::fs::read_to_string(&path)?;
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/bash\ns=$EPOCHREALTIME\n(exec -a {name} '{}' \"$@\")\nrc=$?\n\
+                 echo \"{name} $s $EPOCHREALTIME\" >> '{}'\nexit $rc\n",
+                real.display(),
+                timings.display()
+            ),
+        )?;
+        wrapped.push((path, counting));
+    }
+    let dispatch = unit.agent_dir.join("charm/dispatch");
+    let original = std::fs::read_to_string(&dispatch)?;
+    // strace slows every system call down: the tool times are taken
+    // without it unless BENCH_STRACE is set.
+    let strace = std::env::var_os("BENCH_STRACE").is_some();
+    std::fs::write(
+        &dispatch,
+        if !strace {
+            original.clone()
+        } else {
+            format!(
+                "#!/bin/sh\nJUJU_DISPATCH_PATH=\"${{JUJU_DISPATCH_PATH:-$0}}\" exec strace -f -tt \
+             -e trace=execve,connect,openat,renameat,renameat2,sendto,recvfrom,exit_group \
+             -s 0 -o '{}' ./bin/pg-charm\n",
+                trace.display()
+            )
+        },
+    )?;
+    let result = world.run_hook_killed_after(hook, Duration::from_secs(600));
+    std::fs::write(&dispatch, original)?;
+    for (path, counting) in wrapped {
+        std::fs::write(path, counting)?;
+    }
+    let result = result?;
+    std::fs::write(dir.join(format!("{label}-output.txt")), result.output())?;
+    let mut by_tool: BTreeMap<String, (usize, f64)> = BTreeMap::new();
+    for line in std::fs::read_to_string(&timings)
+        .unwrap_or_default()
+        .lines()
+    {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        if let [name, start, end] = parts[..] {
+            let took = end.parse::<f64>().unwrap_or(0.0) - start.parse::<f64>().unwrap_or(0.0);
+            let entry = by_tool.entry(name.to_string()).or_default();
+            entry.0 += 1;
+            entry.1 += took;
+        }
+    }
+    let total: f64 = by_tool.values().map(|(_, t)| t).sum();
+    let listed: Vec<String> = by_tool
+        .iter()
+        .map(|(tool, (n, t))| format!("{tool} {n}x {:.1} ms", t * 1000.0))
+        .collect();
+    eprintln!(
+        "profile {label}: hook {:.0} ms; hook tools {:.0} ms: {}",
+        result.wall.as_secs_f64() * 1000.0,
+        total * 1000.0,
+        listed.join(", ")
+    );
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let Some(charm) = args.get(1).map(PathBuf::from) else {
@@ -82,7 +173,15 @@ fn main() -> Result<()> {
     let max: usize = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(500);
 
     let scratch = Scratch::new("bench-database")?;
-    let cluster = PrivateCluster::new("benchdb", 5463);
+    // BENCH_CLUSTER: bench/database names the cluster after its process,
+    // so a run cannot meet what another (or an interrupted one) left;
+    // BENCH_PORT lets two runs (two charms compared) go side by side.
+    let name = std::env::var("BENCH_CLUSTER").unwrap_or_else(|_| "benchdb".to_string());
+    let port = match std::env::var("BENCH_PORT") {
+        Ok(port) => port.parse()?,
+        Err(_) => 5463,
+    };
+    let cluster = PrivateCluster::new(&name, port);
     let consumer = hookless_consumer(&scratch.0)?;
     let mut world = World::new(&scratch.0.join("world"))?;
     world.extend_test_env(cluster.env());
@@ -139,7 +238,12 @@ fn main() -> Result<()> {
             world.settle()?;
             let published = world.bag(id, "postgresql").cloned().unwrap_or_default();
             if !published.contains_key("secret-user") {
-                bail!("relation {id} was not served: {published:?}");
+                let status = &world.unit("postgresql/0")?.status;
+                bail!(
+                    "relation {id} was not served: {published:?} (unit status: {} {})",
+                    status.status,
+                    status.message
+                );
             }
             relations.push((id, app));
         }
@@ -165,6 +269,16 @@ fn main() -> Result<()> {
                 bail!("database-relation-changed failed: {}", result.output());
             }
             walls.push(result.wall);
+        }
+        if let Some(dir) = std::env::var_os("BENCH_PROFILE") {
+            let hook = Invocation {
+                unit: "postgresql/0".into(),
+                hook: "database-relation-changed".into(),
+                relation: Some(id),
+                remote_unit: Some(format!("{app}/0")),
+                ..Default::default()
+            };
+            profile_one_hook(&mut world, hook, Path::new(&dir), checkpoint)?;
         }
         let mut by_tool: BTreeMap<String, usize> = BTreeMap::new();
         for line in std::fs::read_to_string(&calls).unwrap_or_default().lines() {
