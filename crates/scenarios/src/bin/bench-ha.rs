@@ -338,7 +338,11 @@ fn report(
     );
     println!("| configuration | median TPS | runs | lag p50 / p99 (bytes) | lag p50 / p99 (s) |");
     println!("|---|---|---|---|---|");
-    for config in ["standalone", "async", "sync"] {
+    for (config, label) in [
+        ("standalone", "standalone (`pgsolo`)"),
+        ("async", "three units, asynchronous"),
+        ("sync", "three units, synchronous"),
+    ] {
         let runs: Vec<f64> = tps
             .iter()
             .filter(|(c, _)| c == config)
@@ -363,7 +367,7 @@ fn report(
             )
         };
         println!(
-            "| {config} | {:.0} | {} | {lag_cells} |",
+            "| {label} | {:.0} | {} | {lag_cells} |",
             median(&runs),
             runs.iter()
                 .map(|t| format!("{t:.0}"))
@@ -371,7 +375,7 @@ fn report(
                 .join(", ")
         );
     }
-    println!("\n| data cloned | join time | disk copy rate | time at copy rate |");
+    println!("\n| data cloned | join time (add-unit to streaming) | disk copy rate | time at copy rate |");
     println!("|---|---|---|---|");
     for (size, seconds, rate) in joins {
         println!(
