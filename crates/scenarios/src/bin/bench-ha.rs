@@ -1,6 +1,6 @@
-//! Benchmark (issue 11): pgbench TPC-B on a standalone unit vs the primary
+//! Benchmark (issue 11): pgbench TPC-B on a standalone server vs the primary
 //! of three units replicating asynchronously vs synchronously (one
-//! synchronous standby), same machines, alternated within each round;
+//! synchronous standby), in the same run, alternated within each round;
 //! replication lag during the runs (bytes and seconds, p50/p99); and the time
 //! a new unit takes to join a cluster holding data, against the copy rate of
 //! the disk it lands on.
@@ -9,25 +9,32 @@
 //! configuration), as root, with the packed charm (`PG_CHARM_FILE` or
 //! `build/postgresql.charm`). `SCALE` (default 20) is the pgbench scale of
 //! the measured runs, `JOIN_SCALES` (default `70`, ≈ 1 GB; `70,340` adds
-//! ≈ 5 GB) the data the joiner clones. Four machines run the charm; unit 3
-//! stays standalone (its HA step never runs); the HA step is driven as in
-//! tests/ha_cluster.rs (`scenarios::ha`). Everything runs inside the
-//! machines and goes with the World when the benchmark ends.
+//! ≈ 5 GB) the data the joiner clones.
+//!
+//! The cluster is formed by the charm's own hooks, as an operator gets it:
+//! `postgresql` is deployed alone, then `add-unit` twice (the leader founds
+//! etcd and hands its server to Patroni, the new units clone it). The
+//! standalone server is a second application, `pgsolo`, of the same charm
+//! with one unit on its own machine. Asynchronous vs synchronous is the
+//! `synchronous-node-count` config ("0" / "1"). Everything runs inside
+//! the emulated machines and goes with the World when the benchmark ends.
 //!
 //! stdout: a Markdown report. stderr: progress.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use juju_emulator::machine::MachineSpec;
-use juju_emulator::{DeployOptions, UnitOptions, World};
-use scenarios::ha::{self, Driver};
+use juju_emulator::World;
+use scenarios::ha::{self, APP};
+
+/// The standalone application.
+const SOLO: &str = "pgsolo";
+/// How long the hooks get to form the cluster, switch modes, join a unit.
+const FORM_LIMIT: Duration = Duration::from_secs(600);
+const MODE_LIMIT: Duration = Duration::from_secs(180);
+const JOIN_LIMIT: Duration = Duration::from_secs(1800);
 
 fn main() -> Result<()> {
-    if std::env::var_os(ha::ROUND_ENV).is_some() {
-        ha::round();
-        return Ok(());
-    }
     let mut args = std::env::args().skip(1);
     let rounds: usize = args.next().map_or(Ok(3), |a| a.parse()).context("rounds")?;
     let seconds: u64 = args
@@ -45,49 +52,24 @@ fn main() -> Result<()> {
     }
     let scratch = scenarios::Scratch::new("bench-ha")?;
     let mut world = World::new(&scratch.0.join("world"))?;
-    let driver = Driver::new(
-        std::env::current_exe()?,
-        vec![],
+    world.set_test_env(
+        "PG_CHARM_CLUSTER",
         &format!("bha{}", std::process::id() % 100_000),
     );
-    world.set_test_env("PG_CHARM_CLUSTER", &driver.name);
     world.set_test_env("PG_CHARM_HOST_GLOBAL", "off");
     world.set_update_status_interval(None);
     world.add_model("db");
     let charm = scenarios::packed_charm()?;
-    let spec = MachineSpec {
-        memory_mib: 2048,
-        ..Default::default()
-    };
-    eprintln!("deploying 4 units on 4 machines");
-    world.deploy(
-        "db",
-        ha::APP,
-        &charm,
-        DeployOptions {
-            units: 4,
-            config: [("memory-limit".to_string(), "512M".to_string())].into(),
-            machine: Some(spec.clone()),
-            ..Default::default()
-        },
-    )?;
-    world.settle()?;
-    let units: Vec<String> = (0..4).map(|n| format!("{}/{n}", ha::APP)).collect();
-    let (cluster, standalone) = (&units[..3], &units[3]);
-    let quiet = ha::quiet_charm(&scratch.0, &charm);
-    world.upgrade_charm(ha::APP, &quiet)?;
-    world.settle()?;
+    let profile = [("failover-profile", "fast")];
 
-    eprintln!("forming the replicated cluster (synchronous)");
-    let mut sink = String::new();
-    let formed = driver.passes(&mut world, cluster, None, "", &mut sink, |s| {
-        s.iter().all(|l| l.contains("problems=[]"))
-    });
-    if !formed {
-        bail!("the cluster did not form");
-    }
-    let primary = &cluster[0];
-    for unit in [primary, standalone] {
+    eprintln!("deploying {SOLO} (standalone) and {APP}, one unit each");
+    let standalone = ha::deploy_one(&mut world, SOLO, &charm, &profile);
+    let primary = ha::deploy_standalone(&mut world, &charm, &profile);
+    eprintln!("add-unit {APP} twice: the hooks form the cluster");
+    let mut members = vec![primary.clone()];
+    members.extend(ha::add_units(&mut world, 2));
+    ha::wait_for_cluster(&mut world, &members, &primary, FORM_LIMIT);
+    for unit in [&primary, &standalone] {
         pgbench(
             &world,
             unit,
@@ -103,17 +85,17 @@ fn main() -> Result<()> {
         for i in 0..configs.len() {
             let config = configs[(round + i) % configs.len()];
             let unit = match config {
-                "standalone" => standalone,
+                "standalone" => &standalone,
                 mode => {
-                    set_mode(&driver, &mut world, cluster, mode == "sync")?;
-                    primary
+                    set_mode(&mut world, &primary, members.len() - 1, mode == "sync")?;
+                    &primary
                 }
             };
             eprintln!("round {round}: {config}, {seconds} s");
             psql(&world, unit, "VACUUM")?;
             psql(&world, unit, "CHECKPOINT")?;
             let (result, samples) =
-                run_sampling(&world, unit, primary, config != "standalone", seconds)?;
+                run_sampling(&world, unit, &primary, config != "standalone", seconds)?;
             tps.push((config.into(), result));
             if config != "standalone" {
                 lag.push((config.into(), samples));
@@ -121,48 +103,26 @@ fn main() -> Result<()> {
         }
     }
 
-    // Joins: a new unit (new machine) clones a cluster holding more data.
+    // Joins: a new unit (new machine) clones a cluster holding more data,
+    // replicating as configured by default (one synchronous standby).
     let mut joins = Vec::new();
-    let mut members: Vec<String> = cluster.to_vec();
     for join_scale in join_scales {
-        set_mode(&driver, &mut world, &members, true)?;
+        set_mode(&mut world, &primary, members.len() - 1, true)?;
         pgbench(
             &world,
-            primary,
+            &primary,
             &["-i", "-q", "-s", &join_scale.to_string(), "postgres"],
         )?;
-        let size = psql(&world, primary, "SELECT pg_database_size('postgres')")?;
+        psql(&world, &primary, "CHECKPOINT")?;
+        let size = psql(&world, &primary, "SELECT pg_database_size('postgres')")?;
         let size: u64 = size.parse().context("database size")?;
-        let unit = world.add_unit_with(
-            ha::APP,
-            UnitOptions {
-                machine: Some(spec.clone()),
-                ..Default::default()
-            },
-        )?;
-        world.settle()?;
-        // What the converge does on a new unit before the HA step: a
-        // postgresql-common cluster (the quiet charm makes none).
-        let major = ha::installed_major().to_string();
-        let made = world
-            .machine_of(&unit)?
-            .run("pg_createcluster", &[&major, &driver.name, "-p", "5432"])?;
-        if !made.status.success() {
-            bail!(
-                "pg_createcluster on {unit}: {}",
-                String::from_utf8_lossy(&made.stderr)
-            );
-        }
-        let copy_rate = copy_rate(&world, &unit, size)?;
-        members.push(unit.clone());
+        eprintln!("add-unit {APP}: joining a cluster holding {size} bytes");
         let started = Instant::now();
-        let joined = driver.passes(&mut world, &members, None, "", &mut sink, |s| {
-            s.iter().all(|l| l.contains("problems=[]"))
-        });
-        if !joined {
-            bail!("{unit} did not join");
-        }
+        let unit = ha::add_units(&mut world, 1).remove(0);
+        wait_for_join(&mut world, &primary, &unit)?;
         let seconds = started.elapsed().as_secs_f64();
+        members.push(unit.clone());
+        let copy_rate = copy_rate(&world, &unit, size)?;
         joins.push((size, seconds, copy_rate));
     }
 
@@ -205,38 +165,66 @@ fn pgbench(world: &World, unit: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Asynchronous or synchronous replication through the HA step (the
-/// leader PATCHes the DCS), then waits until the primary shows it.
-fn set_mode(driver: &Driver, world: &mut World, units: &[String], sync: bool) -> Result<()> {
-    let env = if sync { "" } else { "HA_CLUSTER_ASYNC=1" };
-    let mut sink = String::new();
-    let settled = driver.passes(world, units, None, env, &mut sink, |s| {
-        s.iter().all(|l| l.contains("problems=[]"))
-    });
-    if !settled {
-        bail!("the cluster did not settle");
-    }
-    let want = if sync { "sync" } else { "async" };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let states = psql(
-            world,
-            &units[0],
-            "SELECT string_agg(sync_state, ',') FROM pg_stat_replication",
-        )?;
-        let ok = if sync {
-            states.split(',').any(|s| s == "sync")
-        } else {
-            !states.is_empty() && states.split(',').all(|s| s == "async")
+/// `synchronous-node-count` "1" (one synchronous standby) or "0"
+/// (asynchronous), as an operator sets it; serves the hooks (the leader
+/// writes it to the DCS) until the primary's `pg_stat_replication` shows
+/// `standbys` streaming standbys in that mode.
+fn set_mode(world: &mut World, primary: &str, standbys: usize, sync: bool) -> Result<()> {
+    let count = if sync { "1" } else { "0" };
+    world.set_config(APP, &[("synchronous-node-count", count)])?;
+    world.settle()?;
+    let query = "SELECT coalesce(string_agg(sync_state, ',' ORDER BY sync_state), '') \
+                 FROM pg_stat_replication WHERE state = 'streaming'";
+    let mut last = String::new();
+    let shown = world.run_until(MODE_LIMIT, |w| {
+        let Ok(states) = ha::psql(w, primary, query) else {
+            return false;
         };
-        if ok {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("replication is not {want}: {states}");
-        }
-        std::thread::sleep(Duration::from_millis(500));
+        let states: Vec<String> = states.split(',').map(str::to_string).collect();
+        let shows = states.len() == standbys
+            && if sync {
+                states.iter().any(|s| s == "sync")
+            } else {
+                states.iter().all(|s| s == "async")
+            };
+        last = states.join(",");
+        shows
+    });
+    if shown.is_err() {
+        bail!(
+            "synchronous-node-count={count}: {primary}'s pg_stat_replication still shows \
+             [{last}] after {MODE_LIMIT:?}"
+        );
     }
+    Ok(())
+}
+
+/// Serves the hooks (with `update-status` every 5 s) until `unit` says it
+/// is a standby of `primary` and `primary` streams to it.
+fn wait_for_join(world: &mut World, primary: &str, unit: &str) -> Result<()> {
+    let follows = format!("standby of {primary}");
+    let query = format!(
+        "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' \
+         AND application_name = '{}'",
+        postgresql_charm::ha::member_name(unit)
+    );
+    world.set_update_status_interval(Some(Duration::from_secs(5)));
+    let joined = world.run_until(JOIN_LIMIT, |w| {
+        let (state, message) = ha::status(w, unit);
+        state == "active"
+            && message.contains(&follows)
+            && ha::psql(w, primary, &query).is_ok_and(|n| n == "1")
+    });
+    world.set_update_status_interval(None);
+    if let Err(e) = joined {
+        let (state, message) = ha::status(world, unit);
+        bail!(
+            "{unit} did not join as a streaming standby of {primary} ({state}: {message}): \
+             {e:#}\n{}",
+            ha::service_logs(world, unit)
+        );
+    }
+    Ok(())
 }
 
 /// pgbench TPC-B (prepared, 8 clients) on `unit` for `seconds`, sampling
@@ -350,7 +338,11 @@ fn report(
     );
     println!("| configuration | median TPS | runs | lag p50 / p99 (bytes) | lag p50 / p99 (s) |");
     println!("|---|---|---|---|---|");
-    for config in ["standalone", "async", "sync"] {
+    for (config, label) in [
+        ("standalone", "standalone (`pgsolo`)"),
+        ("async", "three units, asynchronous"),
+        ("sync", "three units, synchronous"),
+    ] {
         let runs: Vec<f64> = tps
             .iter()
             .filter(|(c, _)| c == config)
@@ -375,7 +367,7 @@ fn report(
             )
         };
         println!(
-            "| {config} | {:.0} | {} | {lag_cells} |",
+            "| {label} | {:.0} | {} | {lag_cells} |",
             median(&runs),
             runs.iter()
                 .map(|t| format!("{t:.0}"))
@@ -383,7 +375,7 @@ fn report(
                 .join(", ")
         );
     }
-    println!("\n| data cloned | join time | disk copy rate | time at copy rate |");
+    println!("\n| data cloned | join time (add-unit to streaming) | disk copy rate | time at copy rate |");
     println!("|---|---|---|---|");
     for (size, seconds, rate) in joins {
         println!(
