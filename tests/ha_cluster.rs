@@ -502,7 +502,7 @@ fn read_passwords(world: &mut World, leader: &str) -> Vec<(String, String)> {
     content.into_iter().collect()
 }
 
-/// What runs inside the machines besides the rounds.
+/// What runs inside the machines (no hook context): the authentication checks.
 mod inner {
     use std::process::Command;
 

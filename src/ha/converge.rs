@@ -2,7 +2,7 @@
 //! [`plan`](super::plan::plan) what to do, do it, and again, until a plan has
 //! nothing left to do this hook.
 //!
-//! The converge calls [`converge`] with an [`HaUnit`] (who and where this
+//! `crate::converge::ha_step` calls [`converge`] with an [`HaUnit`] (who and where this
 //! unit is, what Patroni must run) after it made or found the unit's cluster;
 //! the result's [`Plan`] says the unit's [`Role`](super::plan::Role) (serve
 //! clients as primary, or not at all), the primary and standbys to publish,
@@ -14,8 +14,8 @@
 //! created.
 //!
 //! Only the detached service path runs here (no systemd as PID 1 on the test
-//! machines); the systemd units are rendered by [`super::units`] and are
-//! wired in with the converge.
+//! machines); the systemd units are rendered by [`super::units`] and
+//! table-tested, not yet used on machines where systemd is PID 1.
 
 use std::io::Write;
 use std::net::IpAddr;

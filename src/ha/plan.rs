@@ -317,8 +317,8 @@ pub enum Action {
 /// Not `crate::replication::Role`: that one carries its peers
 /// (`Primary { standbys }`, `Standby { primary }`), while a member that is
 /// still cloning or waiting to join has no primary to name; the peers are in
-/// [`Plan::published`]. The wiring maps this `Role` plus `published` to the
-/// converge's `Role`.
+/// [`Plan::published`]. `crate::converge::ha_step::decide` maps this `Role`
+/// plus `published` to the converge's `Role`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// No replicated cluster (yet): the server runs outside Patroni.

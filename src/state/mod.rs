@@ -25,7 +25,7 @@
 //! * [`tls`]: `tls-*.pem` (the unit's TLS key, its own certificate, the
 //!   provider's last accepted one; `crate::tls::files` serves them);
 //! * [`ha`]: the HA files (etcd member record, roles digest, detached
-//!   services, the watcher's configuration; issue 11, not wired yet);
+//!   services, the watcher's configuration, the archive Patroni's version);
 //! * [`legacy`]: adopting the records of revisions before this directory.
 //!
 //! Files are written through [`crate::fsx::write_atomic`] (exclusive
