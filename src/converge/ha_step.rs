@@ -136,13 +136,24 @@ pub fn decide(plan: &Plan, leader: bool, server_running: bool) -> HaDecision {
 pub fn split_settings(settings: &[Setting]) -> Step<SplitSettings> {
     let settings: Vec<ha_settings::Setting> = settings
         .iter()
-        .map(|s| ha_settings::Setting::new(&s.name, &s.value))
+        .map(|s| ha_settings::Setting::new(&s.name, &unquoted(&s.value)))
         .collect();
     let split = ha_settings::split(&settings);
     if !split.errors.is_empty() {
         return Step::Blocked(split.errors.join("; "));
     }
     Step::Done(split)
+}
+
+/// A value as postgresql.conf writes it (`'/a/b'`, `'it''s'`, `128MB`) as
+/// Patroni wants it: Patroni quotes string values itself when it writes
+/// its postgresql.conf, so a quoted one would be quoted twice.
+fn unquoted(value: &str) -> String {
+    let v = value.trim();
+    match v.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
+        Some(inner) if v.len() >= 2 => inner.replace("''", "'").replace("\\'", "'"),
+        _ => v.to_string(),
+    }
 }
 
 /// Where this unit's HA files are.
@@ -590,6 +601,31 @@ mod tests {
             ]
         );
         assert_eq!(d.warnings, ["two units cannot fail over safely"]);
+    }
+
+    #[test]
+    fn conf_values_reach_patroni_unquoted() {
+        let cases = [
+            ("128MB", "128MB"),
+            (
+                "'/etc/postgresql/15/main/tls/cert.pem'",
+                "/etc/postgresql/15/main/tls/cert.pem",
+            ),
+            ("'it''s'", "it's"),
+            ("'%m [%p] '", "%m [%p] "),
+            ("''", ""),
+            ("on", "on"),
+            ("'", "'"),
+        ];
+        for (conf, raw) in cases {
+            assert_eq!(unquoted(conf), raw, "{conf}");
+        }
+        let Step::Done(split) =
+            split_settings(&[Setting::new("ssl_cert_file", "'/x/cert.pem'", "")])
+        else {
+            panic!()
+        };
+        assert_eq!(split.member["ssl_cert_file"], "/x/cert.pem");
     }
 
     #[test]
