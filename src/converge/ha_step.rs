@@ -244,7 +244,7 @@ fn hand_over_if_primary(unit: &HaUnit) {
         return;
     }
     let attempt = || -> Result<()> {
-        let secrets = read_secrets(hook_app(&unit.unit))?;
+        let secrets = read_secrets(unit.app())?;
         let api = rest_api(unit.address, &secrets);
         let members = api.cluster()?;
         let synchronous = api.config()?["synchronous_mode"].as_bool().unwrap_or(false);
@@ -264,10 +264,6 @@ fn hand_over_if_primary(unit: &HaUnit) {
     if let Err(e) = attempt() {
         log::warn!("switchover before leaving failed: {e:#}");
     }
-}
-
-fn hook_app(unit: &str) -> &str {
-    unit.split('/').next().unwrap_or(unit)
 }
 
 /// The watcher runs beside Patroni (it restarts Patroni or etcd when they

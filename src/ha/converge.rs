@@ -75,7 +75,8 @@ impl HaUnit {
         Member::new(&self.unit, self.address)
     }
 
-    fn app(&self) -> &str {
+    /// The application part of the unit's name.
+    pub fn app(&self) -> &str {
         self.unit.split('/').next().unwrap_or(&self.unit)
     }
 }
