@@ -320,6 +320,59 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
         assert_eq!(status(&world, unit).0, "active", "{unit}");
     }
 
+    // extra-pg-conf keeps working on the cluster: a good value reaches every
+    // member without a restart, a bad one blocks naming the option while
+    // every member keeps serving with the last good configuration.
+    let started: Vec<String> = units
+        .iter()
+        .map(|u| sql(&world, u, "SELECT pg_postmaster_start_time()").unwrap())
+        .collect();
+    world
+        .set_config(APP, &[("extra-pg-conf", "work_mem = 7MB")])
+        .unwrap();
+    world.settle().unwrap();
+    for unit in &units {
+        let work_mem = wait_for(
+            "work_mem from extra-pg-conf",
+            Duration::from_secs(60),
+            || {
+                sql(&world, unit, "SHOW work_mem")
+                    .ok()
+                    .filter(|v| v == "7MB")
+            },
+        );
+        assert_eq!(work_mem, "7MB", "{unit}");
+        assert_eq!(status(&world, unit).0, "active", "{unit}");
+    }
+    world
+        .set_config(APP, &[("extra-pg-conf", "work_mem = lots")])
+        .unwrap();
+    world.settle().unwrap();
+    for unit in &units {
+        let (state, message) = status(&world, unit);
+        assert_eq!(state, "blocked", "{unit}: {message}");
+        assert!(
+            message.contains("extra-pg-conf") && message.contains("work_mem"),
+            "{unit}: {message}"
+        );
+        assert_eq!(sql(&world, unit, "SHOW work_mem").unwrap(), "7MB", "{unit}");
+    }
+    world.set_config(APP, &[("extra-pg-conf", "")]).unwrap();
+    world.settle().unwrap();
+    let restarted: Vec<String> = units
+        .iter()
+        .map(|u| sql(&world, u, "SELECT pg_postmaster_start_time()").unwrap())
+        .collect();
+    assert_eq!(started, restarted, "extra-pg-conf restarted no member");
+    for unit in &units {
+        assert_eq!(status(&world, unit).0, "active", "{unit}");
+    }
+
+    // Every hook again, twice, on every member (Juju retries hooks, and an
+    // agent restart reruns the last one): nothing restarts, no service is
+    // replaced, no role moves, nothing published changes.
+    every_hook_twice_changes_nothing(&mut world, &units, &primary, relation);
+
     // Authentication, inside each machine.
     for unit in &units {
         let out = run_inner(&world, unit, "HA_CLUSTER_CHECK", &name);
@@ -407,6 +460,109 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
             );
         }
     }
+}
+
+/// What a rerun of a hook must leave as it was on `unit`: the postmaster's
+/// start time, the pid and start time of every service the charm runs
+/// (etcd, Patroni, the watcher), whether the server is in recovery, and the
+/// unit's status.
+fn unchanged_state(world: &World, unit: &str) -> String {
+    let started = ha::psql(
+        world,
+        unit,
+        "SELECT pg_postmaster_start_time(), pg_is_in_recovery()",
+    )
+    .unwrap();
+    let machine = world.machine_of(unit).unwrap();
+    let services = machine
+        .run(
+            "sh",
+            &[
+                "-c",
+                "for f in /var/lib/juju-pg-charm/*/service-*.json; do echo \"$f $(cat \"$f\")\"; done",
+            ],
+        )
+        .unwrap();
+    let services = String::from_utf8_lossy(&services.stdout).into_owned();
+    assert_eq!(
+        services.matches("service-").count(),
+        3,
+        "{unit}: etcd, Patroni and the watcher are recorded:\n{services}"
+    );
+    let (state, message) = status(world, unit);
+    format!("{started}\n{services}{state}: {message}")
+}
+
+fn every_hook_twice_changes_nothing(world: &mut World, units: &[String], primary: &str, db: u64) {
+    // The last run of each hook each unit has had, as Juju would run it
+    // again (with its relation and remote unit). `-departed`/`-broken`
+    // and teardown hooks are left out: nothing has departed.
+    let mut reruns: Vec<juju_emulator::world::Invocation> = Vec::new();
+    for record in world.trace().iter().rev() {
+        let inv = &record.invocation;
+        let repeatable = !inv.hook.ends_with("-departed")
+            && !inv.hook.ends_with("-broken")
+            && !matches!(inv.hook.as_str(), "stop" | "remove")
+            && !inv.hook.contains("storage-detaching")
+            && units.contains(&inv.unit);
+        if repeatable
+            && !reruns
+                .iter()
+                .any(|r| r.unit == inv.unit && r.hook == inv.hook)
+        {
+            reruns.push(inv.clone());
+        }
+    }
+    reruns.reverse();
+    for unit in units {
+        let hooks: Vec<&str> = reruns
+            .iter()
+            .filter(|r| r.unit == *unit)
+            .map(|r| r.hook.as_str())
+            .collect();
+        for needed in [
+            "install",
+            "config-changed",
+            "start",
+            "replication-relation-changed",
+        ] {
+            assert!(hooks.contains(&needed), "{unit} ran {needed}: {hooks:?}");
+        }
+    }
+    let bags = |world: &World| -> Vec<Option<juju_emulator::context::Bag>> {
+        let mut owners: Vec<String> = units.to_vec();
+        owners.push(APP.to_string());
+        owners.iter().map(|o| world.bag(db, o).cloned()).collect()
+    };
+    let before: Vec<String> = units.iter().map(|u| unchanged_state(world, u)).collect();
+    let published = bags(world);
+    for inv in &reruns {
+        for round in 1..=2 {
+            let result = world.run_again(inv).unwrap();
+            assert!(
+                result.succeeded(),
+                "{} on {} (run {round} again) failed:\n{}",
+                inv.hook,
+                inv.unit,
+                result.output()
+            );
+        }
+    }
+    world.settle().unwrap();
+    let after: Vec<String> = units.iter().map(|u| unchanged_state(world, u)).collect();
+    for ((unit, before), after) in units.iter().zip(&before).zip(&after) {
+        assert_eq!(before, after, "{unit} after every hook ran twice more");
+    }
+    assert!(
+        published == bags(world),
+        "the db relation's bags changed when hooks ran again"
+    );
+    assert_eq!(
+        ha::psql(world, primary, "SELECT pg_is_in_recovery()").unwrap(),
+        "f",
+        "{primary} is still the primary"
+    );
+    eprintln!("{} hooks ran twice more, nothing changed", reruns.len());
 }
 
 /// The `host=` of each connection string (one per line) in `text`.

@@ -250,8 +250,17 @@ pub fn copy_config_with(
             format!("{below}/{name}")
         }
     };
-    let main = fsx::read(&cluster.conf_file())
-        .with_context(|| format!("reading {}", cluster.conf_file().display()))?;
+    // Under Patroni, its postgresql.conf sets (after including Debian's
+    // file, renamed postgresql.base.conf) the values the charm gave it
+    // before: those would override the candidate, so a bad candidate would
+    // pass. Debian's file with conf.d is what the candidate belongs to.
+    let base = cluster.base_conf_file();
+    let main_file = if base.exists() {
+        base
+    } else {
+        cluster.conf_file()
+    };
+    let main = fsx::read(&main_file).with_context(|| format!("reading {}", main_file.display()))?;
     let config_file = scratch.write(&relative("postgresql.conf"), &main, 0o644)?;
     let conf_d = cluster.conf_dir().join("conf.d");
     let entries =

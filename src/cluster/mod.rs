@@ -54,6 +54,13 @@ impl Cluster {
         self.conf_dir().join("postgresql.conf")
     }
 
+    /// Debian's postgresql.conf once Patroni runs the server: Patroni
+    /// renames it and writes its own postgresql.conf, which includes this
+    /// one by its relative name (so conf.d still applies).
+    pub fn base_conf_file(&self) -> PathBuf {
+        self.conf_dir().join("postgresql.base.conf")
+    }
+
     pub fn bin(&self, program: &str) -> PathBuf {
         PathBuf::from(format!("/usr/lib/postgresql/{}/bin/{program}", self.major))
     }
@@ -100,8 +107,7 @@ impl Cluster {
         }
         // Under Patroni, postgresql.conf is Patroni's, and Debian's file
         // (with data_directory) is renamed postgresql.base.conf.
-        let base = self.conf_dir().join("postgresql.base.conf");
-        fsx::read_to_string(&base)
+        fsx::read_to_string(&self.base_conf_file())
             .ok()
             .and_then(|text| conf::setting_in(&text, "data_directory"))
             .map(PathBuf::from)

@@ -17,8 +17,9 @@
 //! written through the charm's one postgres-file writer,
 //! [`crate::cluster::conf::write_if_changed`] (`fsx::write_atomic`: a `0600`
 //! temporary file, `fsync`, rename; only when the content changed).
-//! (`copy_config_with` copies only `postgresql.conf` and `conf.d`, so the
-//! key never reaches a scratch copy.)
+//! (`copy_config_with` copies only `postgresql.conf` (Debian's, renamed
+//! `postgresql.base.conf` under Patroni) and `conf.d`, so the key never
+//! reaches a scratch copy.)
 //!
 //! | served file | mode | setting |
 //! |---|---|---|

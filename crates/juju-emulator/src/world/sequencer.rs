@@ -141,6 +141,12 @@ impl World {
         )
     }
 
+    /// Runs `inv` again now, outside the queue, as Juju does when it retries a
+    /// hook (a test that repeats a hook the trace shows already ran).
+    pub fn run_again(&mut self, inv: &Invocation) -> Result<ProcessResult> {
+        self.run_invocation(inv, None)
+    }
+
     /// Runs `inv` and kills it after `after` (SIGKILL), as a dying agent would.
     pub fn run_hook_killed_after(
         &mut self,
