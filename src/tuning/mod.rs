@@ -35,11 +35,11 @@
 pub use pg_tuning::*;
 
 pub mod detect;
-pub mod host_apply;
-pub mod host_tuning;
-pub mod huge_pages;
-pub mod machine;
-pub mod roots;
+pub(crate) mod host_apply;
+pub(crate) mod host_tuning;
+pub(crate) mod huge_pages;
+pub(crate) mod machine;
+pub(crate) mod roots;
 
-pub use detect::{DeviceNumber, FsSpace, SysRoot};
-pub use roots::HostRoots;
+pub use detect::SysRoot;
+pub(crate) use roots::HostRoots;
