@@ -45,7 +45,7 @@ pub const SCRATCH_ROOT: &str = "/run/juju-pg-charm";
 
 /// The owner a file or directory gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Owner {
+pub(crate) struct Owner {
     pub uid: u32,
     pub gid: u32,
 }
@@ -237,20 +237,20 @@ fn set_owner_and_mode(file: &File, owner: Owner, mode: u32) -> io::Result<()> {
 
 /// Opens the directory `path` (see the module documentation for which
 /// symbolic links are followed).
-pub fn open_dir(path: &Path) -> io::Result<File> {
+pub(crate) fn open_dir(path: &Path) -> io::Result<File> {
     walk(path, None).map(|(dir, _)| dir)
 }
 
 /// Makes `path` and any missing parents, owned by `owner` with `mode`;
 /// directories that exist are left as they are. Returns the directories it
 /// made, outermost first.
-pub fn create_dir_all(path: &Path, owner: Owner, mode: u32) -> Result<Vec<PathBuf>> {
+pub(crate) fn create_dir_all(path: &Path, owner: Owner, mode: u32) -> Result<Vec<PathBuf>> {
     make_dirs(path, owner, mode, false)
 }
 
 /// [`create_dir_all`], and `path` itself gets `owner` and `mode` even if it
 /// existed: for directories that are the charm's to decide.
-pub fn ensure_dir(path: &Path, owner: Owner, mode: u32) -> Result<Vec<PathBuf>> {
+pub(crate) fn ensure_dir(path: &Path, owner: Owner, mode: u32) -> Result<Vec<PathBuf>> {
     make_dirs(path, owner, mode, true)
 }
 
@@ -327,7 +327,7 @@ pub fn is_file(path: &Path) -> bool {
 /// Replaces `path` with `content`, owned by `owner` with `mode`, unless it
 /// already is exactly that; returns whether it wrote. The directory must
 /// exist. Atomic and durable: see the module documentation.
-pub fn write_atomic(path: &Path, content: &[u8], owner: Owner, mode: u32) -> Result<bool> {
+pub(crate) fn write_atomic(path: &Path, content: &[u8], owner: Owner, mode: u32) -> Result<bool> {
     write(path, content, owner, mode).with_context(|| format!("writing {}", path.display()))
 }
 
@@ -418,7 +418,7 @@ pub fn remove_file(path: &Path) -> Result<bool> {
 
 /// Removes the directory `path` if it is empty; `false` when it was not
 /// there or not empty.
-pub fn remove_dir_if_empty(path: &Path) -> bool {
+pub(crate) fn remove_dir_if_empty(path: &Path) -> bool {
     let Ok((dir, name)) = split(path) else {
         return false;
     };
@@ -535,7 +535,7 @@ fn remove_stale_scratch(own_pid: u32) {
 }
 
 /// The scratch root, when the unit leaves and nothing else uses it.
-pub fn remove_scratch_root() {
+pub(crate) fn remove_scratch_root() {
     remove_stale_scratch(std::process::id());
     remove_dir_if_empty(Path::new(SCRATCH_ROOT));
 }

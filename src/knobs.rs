@@ -55,7 +55,7 @@ impl TestKnobs {
     }
 
     /// The knobs from `var` (an environment lookup).
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
+    pub(crate) fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
         let defaults = TestKnobs::default();
         let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
         TestKnobs {

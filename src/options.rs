@@ -384,8 +384,26 @@ pub fn quote_conf_value(value: &str) -> Option<String> {
     ))
 }
 
+/// config.yaml's defaults for the options without one, then `pairs`: the
+/// configuration every test of the options starts from.
+#[cfg(test)]
+pub(crate) fn test_config(pairs: &[(&str, serde_json::Value)]) -> Config {
+    let mut options: std::collections::BTreeMap<String, serde_json::Value> = [
+        ("locale", "C.UTF-8"),
+        ("encoding", "UTF8"),
+        ("profile", "mixed"),
+        ("storage-type", "auto"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+    .collect();
+    options.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    Config::from_map(options)
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_config as config;
 
     #[test]
     fn client_tls_is_prefer_or_require() {
@@ -473,21 +491,6 @@ mod tests {
     fn quoting_cannot_smuggle_a_second_setting() {
         let value = quote_conf_value("x'; shared_preload_libraries='evil").unwrap();
         assert_eq!(value, "'x''; shared_preload_libraries=''evil'");
-    }
-
-    /// config.yaml's defaults for the options without one, then `pairs`.
-    fn config(pairs: &[(&str, serde_json::Value)]) -> Config {
-        let mut options: std::collections::BTreeMap<String, serde_json::Value> = [
-            ("locale", "C.UTF-8"),
-            ("encoding", "UTF8"),
-            ("profile", "mixed"),
-            ("storage-type", "auto"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
-        .collect();
-        options.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())));
-        Config::from_map(options)
     }
 
     #[test]

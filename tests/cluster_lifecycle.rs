@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ClusterGuard, Harness};
+use common::{Harness, PrivateCluster};
 use juju_emulator::Invocation;
 
 #[test]
@@ -295,7 +295,7 @@ fn detaching_stop_and_remove_leave_no_server_and_keep_the_data() {
 
 #[test]
 fn a_cluster_the_charm_did_not_create_is_never_touched() {
-    let foreign = ClusterGuard::new();
+    let foreign = PrivateCluster::unique();
     common::sh(
         "pg_createcluster",
         &[

@@ -312,7 +312,7 @@ fn scale_down_does_not_revoke_what_the_remaining_units_serve() {
     // which does not depend on replication (tests/ha_cluster.rs has the
     // replicated scale down).
     s.h.world.set_test_env("PG_CHARM_HA", "off");
-    let second = common::ClusterGuard::new();
+    let second = common::PrivateCluster::unique();
     let address = s.consumer_host.host_addr.to_string();
     let unit =
         s.h.world

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::consumer::consumer_state;
-use common::ClusterGuard;
+use common::PrivateCluster;
 use juju_emulator::{DeployOptions, World};
 use postgresql_charm::juju::{RelationData, RelationId};
 use postgresql_charm::relations::postgresql_client::plan::{
@@ -73,12 +73,12 @@ fn provider_charm(dir: &Path) -> PathBuf {
 /// A PostgreSQL cluster of this test's own on 127.0.0.1, where the consumer
 /// units (on the test host) connect; dropped with the guard.
 struct Database {
-    cluster: ClusterGuard,
+    cluster: PrivateCluster,
 }
 
 impl Database {
     fn start() -> Self {
-        let cluster = ClusterGuard::new();
+        let cluster = PrivateCluster::unique();
         let out = Command::new("pg_createcluster")
             .args([
                 &cluster.major.to_string(),

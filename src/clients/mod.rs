@@ -52,7 +52,7 @@ use anyhow::{Context, Result};
 
 use self::objects::{ObjectsRequest, Server};
 use self::secrets::SecretTools;
-use crate::credentials::{PasswordStore, Passwords};
+use crate::credentials::{PasswordStore, Passwords, StoredPassword};
 use crate::event::RelationKind;
 use crate::juju::{HookContext, HookRelation, Juju, RelationId};
 use crate::options::ClientOptions;
@@ -60,10 +60,10 @@ use crate::outcome::Problem;
 use crate::relations::access::cidr::Cidr;
 use crate::relations::access::RelationAccess;
 use crate::relations::names::relation_user;
+use crate::relations::sql::Name;
+use crate::relations::tenancy::logins::LoginPlan;
 use crate::relations::tenancy::ownership::Owner;
-use crate::relations::{
-    plan_client, retraction, ClientEndpoint, Credentials, Interface, Publication,
-};
+use crate::relations::{retraction, ClientEndpoint, Credentials, Interface, Publication};
 use crate::replication::Role;
 use crate::state::relations::{self as results, Condition, Served, ServedMap};
 use crate::state::StateDir;
@@ -413,7 +413,9 @@ impl Clients<'_> {
         }
     }
 
-    /// Reads, plans, checks, creates, publishes: one relation.
+    /// One relation: observe (read what its plan needs), plan
+    /// ([`plan::relation_step`], pure), apply (check and create its
+    /// objects, publish).
     fn try_serve(
         &self,
         serving: &Serving,
@@ -423,31 +425,115 @@ impl Clients<'_> {
         previous: &Served,
         seen: &mut Seen,
     ) -> Result<Served> {
+        let endpoint = ClientEndpoint::named(id.endpoint()).context("not a client endpoint")?;
+        let (observed, issued) = self.observe(serving, passwords, endpoint, id, hook, seen)?;
+        let step = plan::relation_step(endpoint, id, &observed, self.role, serving.options);
+        self.apply_step(
+            serving, passwords, endpoint, id, previous, step, issued, seen,
+        )
+    }
+
+    /// What the relation's plan needs, read in the order the plan needs
+    /// it, stopping at the first thing missing (so a relation waiting for
+    /// its remote application or its credentials costs no more tool
+    /// calls): the remote application, the remote bags, the credentials
+    /// (issued here by the leader; [`Passwords`]), this unit's address.
+    fn observe(
+        &self,
+        serving: &Serving,
+        passwords: &mut Passwords,
+        endpoint: ClientEndpoint,
+        id: &RelationId,
+        hook: Option<&HookRelation>,
+        seen: &mut Seen,
+    ) -> Result<(plan::Observed, Option<Issued>)> {
         let juju = self.io.juju;
         let remote_app = read::remote_app(juju, id, hook)?;
-        let endpoint = ClientEndpoint::named(id.endpoint()).context("not a client endpoint")?;
-        let outcome = |user: &str, condition: Condition, problem: String| Served {
+        if remote_app.is_empty() {
+            return Ok((plan::Observed::NoRemoteApp, None));
+        }
+        seen.remote_app = remote_app.clone();
+        let user = relation_user(endpoint, &remote_app);
+        seen.user = user.to_string();
+
+        let facts = read::relation_facts(juju, id, &remote_app, hook)?;
+        let live_same_user = serving
+            .live_users
+            .get(user.as_str())
+            .cloned()
+            .unwrap_or_default();
+        // A `database` owner role has two logins (one retiring after a
+        // rotation); `db` relations log in as their user.
+        let issued = if endpoint.interface == Interface::PostgresqlClient {
+            passwords
+                .database_login(&user, id, &live_same_user)?
+                .map(|l| (l.login, l.stored, Some(l.plan)))
+        } else {
+            passwords
+                .for_relation(&user, id, &live_same_user)?
+                .map(|stored| (user.clone(), stored, None))
+        };
+        let Some((login, stored, logins)) = issued else {
+            return Ok((plan::Observed::NoCredentials, None));
+        };
+        let host = juju.ingress_address(id)?;
+        let mut server = self
+            .role
+            .server_facts(&host, self.port, self.major, self.version);
+        server.tls = self.tls.clone();
+        let credentials = Credentials {
+            user: login,
+            password: stored.password.clone(),
+        };
+        let observed = plan::Observed::Ready(Box::new(plan::Ready {
+            relation: facts,
+            server,
+            credentials,
+        }));
+        Ok((
+            observed,
+            Some(Issued {
+                user,
+                stored,
+                logins,
+            }),
+        ))
+    }
+
+    /// Carries out the relation's step: nothing for a waiting relation;
+    /// its data taken back for a refused one; for one to serve, its
+    /// objects checked against the server's holdings and created (which
+    /// may still refuse it), then its publication, then (`database`) its
+    /// logins settled.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_step(
+        &self,
+        serving: &Serving,
+        passwords: &mut Passwords,
+        endpoint: ClientEndpoint,
+        id: &RelationId,
+        previous: &Served,
+        step: plan::RelationStep,
+        issued: Option<Issued>,
+        seen: &mut Seen,
+    ) -> Result<Served> {
+        let remote_app = seen.remote_app.clone();
+        let relation_user = seen.user.clone();
+        let outcome = |condition: Condition, problem: String| Served {
             remote_app: remote_app.clone(),
             endpoint: id.endpoint().to_string(),
-            user: user.to_string(),
+            user: relation_user.clone(),
             secret_labels: previous.secret_labels.clone(),
             problem: Some(problem),
             condition,
             ..Served::default()
         };
-        if remote_app.is_empty() {
-            let problem = format!("{id}: waiting for the remote application");
-            return Ok(outcome("", Condition::Waiting, problem));
-        }
-        seen.remote_app = remote_app.clone();
-        let user = relation_user(endpoint, &remote_app);
-        seen.user = user.to_string();
         let refuse = |problem: String| -> Result<Served> {
             log::warn!("refusing {problem}");
             // Fail closed: take back anything published before, so the
             // client does not keep connecting with data the charm no longer
             // stands by.
-            let mut refused = outcome(user.as_str(), Condition::Refused, problem.clone());
+            let mut refused = outcome(Condition::Refused, problem.clone());
             match self.publish(id, &retraction(endpoint), serving, &previous.secret_labels) {
                 Ok(labels) => refused.secret_labels = labels,
                 Err(e) => {
@@ -459,53 +545,19 @@ impl Clients<'_> {
             }
             Ok(refused)
         };
-
-        let facts = read::relation_facts(juju, id, &remote_app, hook)?;
-        let live_same_user = serving
-            .live_users
-            .get(user.as_str())
-            .cloned()
-            .unwrap_or_default();
-        // A `database` owner role has two logins (one retiring after a
-        // rotation); `db` relations log in as their user.
-        let two_logins = endpoint.interface == Interface::PostgresqlClient;
-        let issued = if two_logins {
-            passwords
-                .database_login(&user, id, &live_same_user)?
-                .map(|l| (l.login, l.stored, Some(l.plan)))
-        } else {
-            passwords
-                .for_relation(&user, id, &live_same_user)?
-                .map(|stored| (user.clone(), stored, None))
+        let (plan, create_objects) = match step {
+            plan::RelationStep::Wait(problem) => return Ok(outcome(Condition::Waiting, problem)),
+            plan::RelationStep::Refuse(problem) => return refuse(problem),
+            plan::RelationStep::Serve {
+                plan,
+                create_objects,
+            } => (plan, create_objects),
         };
-        let Some((login, stored, logins)) = issued else {
-            let problem = format!("{id}: waiting for the leader to issue its credentials");
-            return Ok(outcome(user.as_str(), Condition::Waiting, problem));
-        };
-        let host = juju.ingress_address(id)?;
-        let mut server = self
-            .role
-            .server_facts(&host, self.port, self.major, self.version);
-        server.tls = self.tls.clone();
-        let credentials = Credentials {
-            user: login,
-            password: stored.password.clone(),
-        };
-        let plan = match plan_client(
-            endpoint,
-            &facts,
-            &server,
-            &credentials,
-            &serving.options.address_limits,
-            &serving.options.consumer_privileges,
-        ) {
-            Ok(Some(plan)) => plan,
-            Ok(None) => {
-                let problem = format!("{id}: waiting for {remote_app} to ask for a database");
-                return Ok(outcome(user.as_str(), Condition::Waiting, problem));
-            }
-            Err(problem) => return refuse(problem),
-        };
+        let Issued {
+            user,
+            stored,
+            logins,
+        } = issued.context("a relation to serve without its credentials")?;
         seen.cidrs = Some(plan.access.cidrs.clone());
         let owner = Owner {
             remote_app: remote_app.clone(),
@@ -519,14 +571,13 @@ impl Clients<'_> {
             stored: &stored,
             logins: logins.as_ref(),
         };
-        // A standby replicates the primary's objects; it creates none.
-        if self.role.writes() {
+        if create_objects {
             if let Some(problem) = self.io.server.ensure_objects(&request)? {
                 return refuse(problem);
             }
         }
         let mut secret_revisions = BTreeMap::new();
-        let secret_labels = if two_logins {
+        let secret_labels = if endpoint.interface == Interface::PostgresqlClient {
             let planned = match &plan.publication {
                 Publication::ClientSecretsAndBag(plan) => plan
                     .secrets()
@@ -550,7 +601,7 @@ impl Clients<'_> {
             passwords.superseded(&user, &recording.superseded())?;
             secret_revisions = remembering.seen();
             if let Some(retired) = passwords.settle_logins(&user)? {
-                if self.role.writes() {
+                if create_objects {
                     self.io.server.disable_login(retired.as_str())?;
                 }
             }
@@ -614,6 +665,15 @@ fn one_line(error: &anyhow::Error) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text,
     }
+}
+
+/// The credentials the leader issued (or a follower found) for a relation:
+/// its relation user, the stored password of the login it uses, and (for a
+/// `database` owner role) which of its two logins does what.
+struct Issued {
+    user: Name,
+    stored: StoredPassword,
+    logins: Option<LoginPlan>,
 }
 
 /// What serving one relation learnt before anything failed.

@@ -1,19 +1,103 @@
 //! The shell's own decisions about the client relations (pure): which
-//! relations a hook refreshes, which are gone, what a failing relation
-//! keeps, whose login to take back, and what `pg_hba.conf` gets from the
-//! relation results.
+//! relations a hook refreshes, what one relation's facts call for
+//! ([`relation_step`]: wait, refuse, or serve its [`ClientPlan`]), which
+//! relations are gone, what a failing relation keeps, whose login to take
+//! back, and what `pg_hba.conf` gets from the relation results.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::juju::{HookRelation, RelationId};
+use crate::options::ClientOptions;
 use crate::relations::access::cidr::Cidr;
 use crate::relations::access::{HbaScope, RelationAccess};
 use crate::relations::postgresql_client::plan::USER_PREFIX;
 use crate::relations::sql::{Name, NameKind};
 use crate::relations::tenancy::logins::alternate_login;
 use crate::relations::tenancy::revocation::{users_to_revoke, Standing};
-use crate::relations::ClientEndpoint;
+use crate::relations::ServerFacts;
+use crate::relations::{plan_client, ClientEndpoint, ClientPlan, Credentials, RelationFacts};
+use crate::replication::Role;
 use crate::state::relations::{Served, ServedMap};
+
+/// What the shell read of one relation before deciding anything, in the
+/// order it reads it: it stops at the first thing missing.
+pub enum Observed {
+    /// Juju does not know the remote application yet.
+    NoRemoteApp,
+    /// The relation's credentials are not issued yet (only the leader
+    /// issues them).
+    NoCredentials,
+    /// Everything the relation's plan is made from.
+    Ready(Box<Ready>),
+}
+
+/// The facts of a relation that can be planned.
+pub struct Ready {
+    /// The remote bags.
+    pub relation: RelationFacts,
+    /// What clients are told about the server (from this unit's role).
+    pub server: ServerFacts,
+    /// The login and password the relation is given.
+    pub credentials: Credentials,
+}
+
+/// What one relation's facts call for.
+#[derive(Debug)]
+pub enum RelationStep {
+    /// Nothing to do yet; the relation waits, for what the message says.
+    Wait(String),
+    /// The request cannot be served: what was published is taken back and
+    /// nothing is created.
+    Refuse(String),
+    /// Serve the plan: its objects (created only when `create_objects`:
+    /// a standby replicates the primary's, it creates none), its
+    /// publication, its access.
+    Serve {
+        plan: Box<ClientPlan>,
+        create_objects: bool,
+    },
+}
+
+/// The step for one relation, from what was observed of it (pure): the
+/// interface's plan ([`plan_client`]) once everything is known, in this
+/// unit's `role`.
+pub fn relation_step(
+    endpoint: ClientEndpoint,
+    id: &RelationId,
+    observed: &Observed,
+    role: &Role,
+    options: &ClientOptions,
+) -> RelationStep {
+    let ready = match observed {
+        Observed::NoRemoteApp => {
+            return RelationStep::Wait(format!("{id}: waiting for the remote application"))
+        }
+        Observed::NoCredentials => {
+            return RelationStep::Wait(format!(
+                "{id}: waiting for the leader to issue its credentials"
+            ))
+        }
+        Observed::Ready(ready) => ready,
+    };
+    match plan_client(
+        endpoint,
+        &ready.relation,
+        &ready.server,
+        &ready.credentials,
+        &options.address_limits,
+        &options.consumer_privileges,
+    ) {
+        Ok(Some(plan)) => RelationStep::Serve {
+            plan: Box::new(plan),
+            create_objects: role.writes(),
+        },
+        Ok(None) => RelationStep::Wait(format!(
+            "{id}: waiting for {} to ask for a database",
+            ready.relation.remote_app
+        )),
+        Err(problem) => RelationStep::Refuse(problem),
+    }
+}
 
 /// Whether this hook refreshes `id`: relation hooks refresh their own
 /// relation and any not served yet; other hooks refresh every relation.
@@ -164,6 +248,156 @@ mod tests {
 
     fn id(text: &str) -> RelationId {
         text.parse().unwrap()
+    }
+
+    /// What the shell observes of relation `id`: one remote unit with
+    /// `subnet`, the remote application's bag `app_bag`, credentials issued.
+    fn ready(id: &str, subnet: &str, app_bag: &[(&str, &str)], role: &Role) -> Observed {
+        let relation = RelationFacts {
+            relation: id.parse().unwrap(),
+            remote_app: "app".into(),
+            remote_app_data: app_bag
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            remote_units: [(
+                "app/0".to_string(),
+                [("egress-subnets".to_string(), subnet.to_string())].into(),
+            )]
+            .into(),
+            departing_unit: None,
+        };
+        Observed::Ready(Box::new(Ready {
+            relation,
+            server: role.server_facts("10.1.0.5", 5432, 16, "16.4"),
+            credentials: Credentials {
+                user: Name::parse(NameKind::User, "juju_app").unwrap(),
+                password: "not-a-real-password-just-a-test".to_string().into(),
+            },
+        }))
+    }
+
+    fn client_options() -> ClientOptions {
+        crate::options::ClusterOptions::from_config(&crate::options::test_config(&[]))
+            .unwrap()
+            .clients
+    }
+
+    /// The step's kind and what it says: `wait: <message>`,
+    /// `refuse: <message>`, `serve` or `serve read-only`, with the
+    /// publication's kind.
+    fn describe(step: &RelationStep) -> String {
+        match step {
+            RelationStep::Wait(problem) => format!("wait: {problem}"),
+            RelationStep::Refuse(problem) => format!("refuse: {problem}"),
+            RelationStep::Serve {
+                plan,
+                create_objects,
+            } => {
+                let publication = match plan.publication {
+                    crate::relations::Publication::PgsqlBags(_) => "bags",
+                    crate::relations::Publication::ClientSecretsAndBag(_) => "secrets and bag",
+                    crate::relations::Publication::ClientRetraction => "retraction",
+                };
+                let writes = if *create_objects { "" } else { " read-only" };
+                format!("serve{writes}: {publication} for {}", plan.objects.database)
+            }
+        }
+    }
+
+    #[test]
+    fn a_relations_step_follows_from_what_was_observed_and_the_role() {
+        let standalone = Role::Standalone;
+        let primary = Role::Primary { standbys: vec![] };
+        let standby = Role::Standby {
+            primary: crate::replication::PeerUnit {
+                name: "postgresql/1".into(),
+                address: "10.1.0.7".into(),
+            },
+            standbys: vec![],
+        };
+        let asks = [("database", "orders")];
+        let cases: Vec<(&str, ClientEndpoint, Observed, &Role, &str)> = vec![
+            // A relation hook before Juju knows the remote application,
+            // and before the leader issued the credentials.
+            (
+                "db:1",
+                ClientEndpoint::DB,
+                Observed::NoRemoteApp,
+                &standalone,
+                "wait: db:1: waiting for the remote application",
+            ),
+            (
+                "db:1",
+                ClientEndpoint::DB,
+                Observed::NoCredentials,
+                &standalone,
+                "wait: db:1: waiting for the leader to issue its credentials",
+            ),
+            // pgsql: served at once (the database defaults to the app's),
+            // created only where the server takes writes.
+            (
+                "db:1",
+                ClientEndpoint::DB,
+                ready("db:1", "10.2.0.8/32", &[], &standalone),
+                &standalone,
+                "serve: bags for app",
+            ),
+            (
+                "db:1",
+                ClientEndpoint::DB,
+                ready("db:1", "10.2.0.8/32", &[], &primary),
+                &primary,
+                "serve: bags for app",
+            ),
+            (
+                "db:1",
+                ClientEndpoint::DB,
+                ready("db:1", "10.2.0.8/32", &[], &standby),
+                &standby,
+                "serve read-only: bags for app",
+            ),
+            // Hostile remote data refuses the relation.
+            (
+                "db:1",
+                ClientEndpoint::DB,
+                ready("db:1", "not-a-subnet", &[], &standalone),
+                &standalone,
+                "refuse",
+            ),
+            // postgresql_client: waits until the consumer asks, then
+            // serves the database it asked for.
+            (
+                "database:2",
+                ClientEndpoint::DATABASE,
+                ready("database:2", "10.2.0.8/32", &[], &standalone),
+                &standalone,
+                "wait: database:2: waiting for app to ask for a database",
+            ),
+            (
+                "database:2",
+                ClientEndpoint::DATABASE,
+                ready("database:2", "10.2.0.8/32", &asks, &standalone),
+                &standalone,
+                "serve: secrets and bag for orders",
+            ),
+            (
+                "database:2",
+                ClientEndpoint::DATABASE,
+                ready("database:2", "10.2.0.8/32", &asks, &standby),
+                &standby,
+                "serve read-only: secrets and bag for orders",
+            ),
+        ];
+        let options = client_options();
+        for (relation, endpoint, observed, role, want) in cases {
+            let step = relation_step(endpoint, &id(relation), &observed, role, &options);
+            let got = describe(&step);
+            assert!(
+                got.starts_with(want),
+                "{relation} in {role:?}: got {got:?}, want {want:?}"
+            );
+        }
     }
 
     #[test]

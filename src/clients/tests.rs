@@ -404,18 +404,7 @@ impl World {
 }
 
 fn options() -> ClientOptions {
-    let config = crate::juju::Config::from_map(
-        [
-            ("locale", "C.UTF-8"),
-            ("encoding", "UTF8"),
-            ("profile", "mixed"),
-            ("storage-type", "auto"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
-        .collect(),
-    );
-    crate::options::ClusterOptions::from_config(&config)
+    crate::options::ClusterOptions::from_config(&crate::options::test_config(&[]))
         .unwrap()
         .clients
 }
@@ -617,4 +606,138 @@ fn a_standby_creates_nothing_but_grants_access_and_names_its_primary() {
     world.serve("db-relation-changed", Some(("db:1", "app")));
     assert_eq!(world.server.ensured.borrow().len(), 1);
     assert_eq!(world.juju.unit_bag("db:1")["state"], "standalone");
+}
+
+/// One step of a hook order.
+enum Step {
+    /// Juju runs `hook`, about the relation `(id, remote app)` if any.
+    Hook(&'static str, Option<(&'static str, &'static str)>),
+    /// Leadership moves to (`true`) or away from this unit.
+    Leader(bool),
+    /// The remote application of `id` becomes known to Juju.
+    RemoteAppKnown(&'static str, &'static str),
+    /// The server's holdings refuse (`true`) or accept `id`'s request.
+    ServerRefuses(&'static str, bool),
+    /// Juju forgets relation `id` (after its `-broken` hook).
+    Unrelate(&'static str),
+}
+
+#[test]
+fn hook_orders_converge_each_relation_on_its_own() {
+    use Condition::*;
+    use Step::*;
+    // Each order: the relations, then the steps with the condition of
+    // each relation (in the order given) after the step; `None`: the
+    // relation is not in the results.
+    type Order = (
+        &'static str,
+        Vec<(&'static str, &'static str, &'static str, &'static str)>,
+        Vec<(Step, Vec<Option<Condition>>)>,
+    );
+    let orders: Vec<Order> = vec![
+        (
+            "a follower's relation hook before the leader issued anything",
+            vec![("db:1", "app", "app/0", "10.2.0.8/32")],
+            vec![
+                (Leader(false), vec![None]),
+                (
+                    Hook("db-relation-joined", Some(("db:1", "app"))),
+                    vec![Some(Waiting)],
+                ),
+                (
+                    Hook("db-relation-changed", Some(("db:1", "app"))),
+                    vec![Some(Waiting)],
+                ),
+                (Leader(true), vec![Some(Waiting)]),
+                (Hook("leader-elected", None), vec![Some(Served)]),
+                (Leader(false), vec![Some(Served)]),
+                (Hook("update-status", None), vec![Some(Served)]),
+            ],
+        ),
+        (
+            "update-status before Juju knows the remote application",
+            vec![("db:1", "", "app/0", "10.2.0.8/32")],
+            vec![
+                (Hook("update-status", None), vec![Some(Waiting)]),
+                (RemoteAppKnown("db:1", "app"), vec![Some(Waiting)]),
+                (
+                    Hook("db-relation-changed", Some(("db:1", "app"))),
+                    vec![Some(Served)],
+                ),
+            ],
+        ),
+        (
+            "one relation refused, the other served; the refused one's hook-less retry",
+            vec![
+                ("db:1", "good", "good/0", "10.2.0.8/32"),
+                ("db-admin:2", "bad", "bad/0", "10.2.0.9/32"),
+            ],
+            vec![
+                (ServerRefuses("db-admin:2", true), vec![None, None]),
+                // db:1, never served, is not settled: refreshed too.
+                (
+                    Hook("db-admin-relation-changed", Some(("db-admin:2", "bad"))),
+                    vec![Some(Served), Some(Refused)],
+                ),
+                (
+                    Hook("config-changed", None),
+                    vec![Some(Served), Some(Refused)],
+                ),
+                (
+                    ServerRefuses("db-admin:2", false),
+                    vec![Some(Served), Some(Refused)],
+                ),
+                // A relation hook of db:1 retries the unsettled db-admin:2.
+                (
+                    Hook("db-relation-changed", Some(("db:1", "good"))),
+                    vec![Some(Served), Some(Served)],
+                ),
+            ],
+        ),
+        (
+            "a relation broken and forgotten while another is served",
+            vec![
+                ("db:1", "app", "app/0", "10.2.0.8/32"),
+                ("db:2", "other", "other/0", "10.2.0.9/32"),
+            ],
+            vec![
+                (Hook("install", None), vec![Some(Served), Some(Served)]),
+                (
+                    Hook("db-relation-broken", Some(("db:1", "app"))),
+                    vec![None, Some(Served)],
+                ),
+                (Unrelate("db:1"), vec![None, Some(Served)]),
+                (Hook("update-status", None), vec![None, Some(Served)]),
+            ],
+        ),
+    ];
+    for (order, relations, steps) in orders {
+        let mut world = World::leader_of(&relations);
+        for (n, (step, want)) in steps.into_iter().enumerate() {
+            match step {
+                Hook(hook, relation) => {
+                    world.serve(hook, relation);
+                }
+                Leader(leader) => world.juju.leader = leader,
+                RemoteAppKnown(id, app) => {
+                    world
+                        .juju
+                        .with(&id.parse().unwrap(), |r| r.remote_app = app.to_string())
+                        .unwrap();
+                }
+                ServerRefuses(id, true) => {
+                    world.server.refuse.borrow_mut().insert(id.to_string());
+                }
+                ServerRefuses(id, false) => {
+                    world.server.refuse.borrow_mut().remove(id);
+                }
+                Unrelate(id) => world.juju.unrelate(id),
+            }
+            let got: Vec<Option<Condition>> = relations
+                .iter()
+                .map(|(id, ..)| world.condition(id))
+                .collect();
+            assert_eq!(got, want, "{order}: after step {n}");
+        }
+    }
 }

@@ -13,12 +13,12 @@
 //! [`crate::fsx`], never following a link postgres could plant; that the
 //! charm owns the cluster is recorded in its own state ([`OwnerRecord`]).
 
-pub mod conf;
-pub mod control;
-pub mod db;
+pub(crate) mod conf;
+pub(crate) mod control;
+pub(crate) mod db;
 pub mod packages;
-pub mod records;
-pub mod reload;
+pub(crate) mod records;
+pub(crate) mod reload;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,8 +30,8 @@ use crate::state::cluster::OwnerRecord;
 use crate::state::StateDir;
 
 /// Where the server's unix socket lives (Debian's default).
-pub const SOCKET_DIR: &str = "/var/run/postgresql";
-pub const DEFAULT_PORT: u16 = 5432;
+pub(crate) const SOCKET_DIR: &str = "/var/run/postgresql";
+pub(crate) const DEFAULT_PORT: u16 = 5432;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cluster {
@@ -50,7 +50,7 @@ impl Cluster {
         PathBuf::from(format!("/etc/postgresql/{}/{}", self.major, self.name))
     }
 
-    pub fn conf_file(&self) -> PathBuf {
+    pub(crate) fn conf_file(&self) -> PathBuf {
         self.conf_dir().join("postgresql.conf")
     }
 
@@ -66,13 +66,13 @@ impl Cluster {
     }
 
     /// Debian's default data directory on the root disk.
-    pub fn root_disk_data_dir(&self) -> PathBuf {
+    pub(crate) fn root_disk_data_dir(&self) -> PathBuf {
         PathBuf::from(format!("/var/lib/postgresql/{}/{}", self.major, self.name))
     }
 
     /// PGDATA on a storage mount: a subdirectory, since the mount root
     /// holds `lost+found` and initdb refuses a non-empty directory.
-    pub fn data_dir_on(&self, mount: &Path) -> PathBuf {
+    pub(crate) fn data_dir_on(&self, mount: &Path) -> PathBuf {
         mount.join(self.major.to_string()).join(&self.name)
     }
 
@@ -94,7 +94,7 @@ impl Cluster {
     }
 
     /// Whether this charm created or adopted the cluster.
-    pub fn is_ours(&self) -> bool {
+    pub(crate) fn is_ours(&self) -> bool {
         OwnerRecord::load(&self.state()).is_some_and(|record| record.major == self.major)
     }
 
@@ -131,7 +131,7 @@ impl Cluster {
 }
 
 /// The major version of the cluster in `data_dir` (its `PG_VERSION`).
-pub fn data_dir_version(data_dir: &Path) -> Option<u32> {
+pub(crate) fn data_dir_version(data_dir: &Path) -> Option<u32> {
     fsx::read_to_string(&data_dir.join("PG_VERSION"))
         .ok()?
         .trim()
@@ -155,7 +155,7 @@ pub fn system_identifier(data_dir: &Path) -> Result<u64> {
 
 /// Whether two identity reads show the same cluster. A failed read is never
 /// equal to anything, not even to another failed read.
-pub fn same_cluster(a: &Result<u64>, b: &Result<u64>) -> bool {
+pub(crate) fn same_cluster(a: &Result<u64>, b: &Result<u64>) -> bool {
     matches!((a, b), (Ok(a), Ok(b)) if a == b)
 }
 

@@ -43,7 +43,7 @@ const NO_DEFAULT_CLUSTER_TEXT: &str =
 
 /// Unit removal: the file goes, so packages installed later behave as
 /// they would have without the charm.
-pub fn remove_no_default_cluster_file() -> Result<()> {
+pub(crate) fn remove_no_default_cluster_file() -> Result<()> {
     let path = Path::new(NO_DEFAULT_CLUSTER);
     if fsx::read_to_string(path).is_ok_and(|text| text == NO_DEFAULT_CLUSTER_TEXT) {
         fsx::remove_file(path)?;
@@ -92,7 +92,7 @@ fn apt_get(args: &[&str]) -> Result<String> {
 
 /// Makes sure the server packages are installed; returns the major version
 /// to run: `requested`, or the distribution's default.
-pub fn ensure_installed(requested: Option<u32>, progress: &dyn Fn(&str)) -> Result<u32> {
+pub(crate) fn ensure_installed(requested: Option<u32>, progress: &dyn Fn(&str)) -> Result<u32> {
     suppress_default_cluster()?;
     let packages: Vec<String> = match requested {
         Some(v) => vec![format!("postgresql-{v}"), format!("postgresql-client-{v}")],

@@ -24,7 +24,8 @@ use super::{conf, control, db, Cluster};
 /// What to do so that the server runs with what its files say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sync {
-    InSync,
+    /// Nothing: it already does.
+    Current,
     Reload,
     /// Restart once, for these settings.
     Restart(Vec<String>),
@@ -39,7 +40,7 @@ pub fn plan_sync(loaded_at: i64, files_changed_at: i64, pending_restart: &[Strin
     } else if !pending_restart.is_empty() {
         Sync::Restart(pending_restart.to_vec())
     } else {
-        Sync::InSync
+        Sync::Current
     }
 }
 
@@ -79,7 +80,7 @@ pub fn sync_with_files(cluster: &Cluster) -> Result<Vec<String>> {
     let state = db::loaded_state(cluster)?;
     let mut pending = state.pending_restart.clone();
     match plan_sync(state.loaded_at_micros, files_changed_at(cluster)?, &pending) {
-        Sync::InSync => {}
+        Sync::Current => {}
         Sync::Reload => pending = db::reload(cluster)?,
         Sync::Restart(_) => {}
     }
@@ -133,7 +134,7 @@ mod tests {
         let pending = ["shared_buffers".to_string()];
         let cases = [
             // Read after the last change: nothing to do.
-            (2_000, 1_000, none, Sync::InSync),
+            (2_000, 1_000, none, Sync::Current),
             // Changed after the last load (a hook killed before reloading).
             (1_000, 2_000, none, Sync::Reload),
             // Same microsecond: reload, to be sure.

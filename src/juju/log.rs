@@ -19,11 +19,10 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use super::tool::{Invocation, ToolError};
 
-/// Environment variable holding the log filter.
-pub const LOG_FILTER_ENV: &str = "PG_CHARM_LOG";
 const DEFAULT_FILTER: &str = "info";
 
-/// Installs the logger with `filter` ([`LOG_FILTER_ENV`]'s value), sending
+/// Installs the logger with `filter` (`PG_CHARM_LOG`'s value, through
+/// [`crate::knobs::TestKnobs`]), sending
 /// to `juju-log` when `in_hook`. Call once, early in `main`; later calls
 /// are no-ops.
 pub fn init(filter: &str, in_hook: bool) {
@@ -35,7 +34,7 @@ pub fn init(filter: &str, in_hook: bool) {
 }
 
 /// Writes one message to the unit log: `juju-log --log-level L -- <message>`.
-pub fn juju_log(level: Level, message: &str) -> Result<(), ToolError> {
+pub(crate) fn juju_log(level: Level, message: &str) -> Result<(), ToolError> {
     Invocation::new("juju-log")
         .arg("--log-level")
         .arg(juju_log_level(level))
@@ -46,7 +45,7 @@ pub fn juju_log(level: Level, message: &str) -> Result<(), ToolError> {
 }
 
 /// The loggo level name `juju-log` expects for a `log` level.
-pub fn juju_log_level(level: Level) -> &'static str {
+pub(crate) fn juju_log_level(level: Level) -> &'static str {
     match level {
         Level::Error => "ERROR",
         Level::Warn => "WARNING",

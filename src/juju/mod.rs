@@ -22,7 +22,7 @@ mod config;
 mod context;
 mod leadership;
 pub mod log;
-pub mod memo;
+pub(crate) mod memo;
 mod network;
 mod ports;
 mod relation;
@@ -36,7 +36,6 @@ pub use action::{action_fail, action_get, action_log, action_set};
 pub use config::{config_get, Config};
 pub use context::{HookContext, HookRelation, HookSecret};
 pub use leadership::{is_leader, leader_get, leader_set};
-pub use log::juju_log;
 pub use network::{network_get_egress_subnets, network_get_ingress_address, unit_private_address};
 pub use ports::{close_port, open_port, opened_ports};
 pub use relation::{

@@ -34,16 +34,16 @@
 //! writes and reads each, its format, and when it is deleted. Unit removal
 //! deletes the whole directory ([`StateDir::remove_all`]).
 
-pub mod cluster;
+pub(crate) mod cluster;
 pub mod ha;
-pub mod host;
-pub mod huge_pages;
-pub mod legacy;
-pub mod machine;
-pub mod memo;
-pub mod pending_move;
-pub mod relations;
-pub mod tls;
+pub(crate) mod host;
+pub(crate) mod huge_pages;
+pub(crate) mod legacy;
+pub(crate) mod machine;
+pub(crate) mod memo;
+pub(crate) mod pending_move;
+pub(crate) mod relations;
+pub(crate) mod tls;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -64,7 +64,7 @@ pub struct StateDir(PathBuf);
 impl StateDir {
     /// The unit's, whose cluster is `cluster_name`:
     /// `/var/lib/juju-pg-charm/<cluster name>`.
-    pub fn of_cluster(cluster_name: &str) -> Self {
+    pub(crate) fn of_cluster(cluster_name: &str) -> Self {
         StateDir(Path::new(ROOT).join(cluster_name))
     }
 
@@ -129,7 +129,7 @@ impl StateDir {
 
     /// Deletes the whole directory (unit removal), and its parent when no
     /// other unit's state is left in it.
-    pub fn remove_all(&self) -> Result<()> {
+    pub(crate) fn remove_all(&self) -> Result<()> {
         match std::fs::symlink_metadata(&self.0) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             _ => std::fs::remove_dir_all(&self.0)

@@ -31,11 +31,7 @@ pub fn service_logs(world: &World, unit: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-pub fn installed_major() -> u32 {
-    *postgresql_charm::cluster::packages::installed_majors()
-        .last()
-        .expect("a PostgreSQL server is installed")
-}
+pub use crate::installed_major;
 
 /// `psql` as postgres on `unit`'s machine, over its socket (port 5432).
 pub fn psql(world: &World, unit: &str, sql: &str) -> Result<String, String> {

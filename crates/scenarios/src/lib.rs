@@ -8,6 +8,7 @@ pub mod netns;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{bail, Result};
 
@@ -116,44 +117,59 @@ impl Drop for LoopDisk {
     }
 }
 
-/// A PostgreSQL cluster name and port private to one scenario, passed to the
-/// charm through the emulator's test-only environment, and dropped (with its
-/// data) when the guard goes.
+/// A PostgreSQL cluster name and port private to one scenario or test,
+/// passed to the charm through the emulator's test-only environment, and
+/// dropped (with its data, configuration, log and the charm's state for it)
+/// when the guard goes, even when the scenario or test fails.
 pub struct PrivateCluster {
     pub major: u32,
     pub name: String,
     pub port: u16,
+    /// Whether dropping the guard also removes the charm's createcluster.d
+    /// file ([`remove_charm_createcluster_file`]): a scenario's cluster
+    /// does; a test's does not (its `Harness` does, after the world).
+    removes_createcluster_file: bool,
 }
 
+static NEXT_UNIQUE: AtomicU32 = AtomicU32::new(0);
+
 impl PrivateCluster {
+    /// A scenario's cluster, named and placed by the scenario.
     pub fn new(name: &str, port: u16) -> Self {
-        let mut majors: Vec<u32> = std::fs::read_dir("/usr/lib/postgresql")
-            .map(|d| {
-                d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        majors.sort();
         Self {
-            major: majors.last().copied().unwrap_or(0),
+            major: postgresql_charm::cluster::packages::installed_majors()
+                .last()
+                .copied()
+                .unwrap_or(0),
             name: name.to_string(),
             port,
+            removes_createcluster_file: true,
+        }
+    }
+
+    /// A test's cluster: a name and port no other test process (nor another
+    /// guard of this one) uses.
+    pub fn unique() -> Self {
+        let n = NEXT_UNIQUE.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        Self {
+            major: installed_major(),
+            name: format!("jt{pid}x{n}"),
+            port: 40000 + ((pid as u16).wrapping_mul(7).wrapping_add(n as u16 * 13)) % 20000,
+            removes_createcluster_file: false,
         }
     }
 
     /// The cluster's name and port, and the test-only host-tuning knobs
-    /// (src/tuning/apply.rs) that keep the charm's sysctl/udev/systemd files
+    /// (src/tuning/roots.rs) that keep the charm's sysctl/udev/systemd files
     /// in a scratch directory and every kernel setting of this machine as it is.
     pub fn env(&self) -> [(String, String); 4] {
-        let host = self.host_dir();
+        let [etc, global] = host_tuning_env(&self.host_dir());
         [
             ("PG_CHARM_CLUSTER".into(), self.name.clone()),
             ("PG_CHARM_PORT".into(), self.port.to_string()),
-            (
-                "PG_CHARM_HOST_ETC".into(),
-                host.join("etc").display().to_string(),
-            ),
-            ("PG_CHARM_HOST_GLOBAL".into(), "off".into()),
+            etc,
+            global,
         ]
     }
 
@@ -161,13 +177,110 @@ impl PrivateCluster {
         std::env::temp_dir().join(format!("pg-charm-host-{}", self.name))
     }
 
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(format!(
+    pub fn conf_dir(&self) -> PathBuf {
+        PathBuf::from(format!("/etc/postgresql/{}/{}", self.major, self.name))
+    }
+
+    /// The charm's private state for this unit (src/state/).
+    pub fn state_dir(&self) -> PathBuf {
+        Path::new(postgresql_charm::state::ROOT).join(&self.name)
+    }
+
+    pub fn log_file(&self) -> PathBuf {
+        PathBuf::from(format!(
             "/var/log/postgresql/postgresql-{}-{}.log",
             self.major, self.name
         ))
-        .unwrap_or_default()
     }
+
+    /// The server's log, or nothing when there is none yet.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_file()).unwrap_or_default()
+    }
+
+    /// `psql -Atc sql` as postgres over the unix socket.
+    pub fn psql(&self, sql: &str) -> Result<String, String> {
+        let out = Command::new("runuser")
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                "psql",
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+            ])
+            .args([
+                "-h",
+                "/var/run/postgresql",
+                "-p",
+                &self.port.to_string(),
+                "-d",
+                "postgres",
+                "-Atc",
+                sql,
+            ])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    pub fn data_directory(&self) -> String {
+        self.psql("SHOW data_directory").unwrap()
+    }
+
+    /// How many times the server became ready (starts and restarts).
+    pub fn starts(&self) -> usize {
+        self.log()
+            .matches("database system is ready to accept connections")
+            .count()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.psql("SELECT 1").is_ok()
+    }
+
+    /// A table of `rows` rows with some bulk, and a checksum of it.
+    pub fn fill(&self, rows: u32) -> String {
+        self.psql(&format!(
+            "CREATE TABLE IF NOT EXISTS t (id int primary key, body text);\
+             INSERT INTO t SELECT g, md5(g::text) || repeat('x', 200) FROM generate_series(1, {rows}) g ON CONFLICT DO NOTHING"
+        ))
+        .unwrap();
+        self.checksum()
+    }
+
+    pub fn checksum(&self) -> String {
+        self.psql(
+            "SELECT count(*) || ':' || md5(string_agg(id::text || body, ',' ORDER BY id)) FROM t",
+        )
+        .unwrap()
+    }
+}
+
+/// The newest installed PostgreSQL major (the one the charm picks).
+pub fn installed_major() -> u32 {
+    *postgresql_charm::cluster::packages::installed_majors()
+        .last()
+        .expect("a PostgreSQL server is installed (scripts/install-deps)")
+}
+
+/// The test-only environment that keeps host tuning off the shared machine:
+/// the charm's sysctl, udev and systemd files go under `dir`, and no kernel
+/// setting of this machine changes.
+pub fn host_tuning_env(dir: &Path) -> [(String, String); 2] {
+    [
+        (
+            "PG_CHARM_HOST_ETC".into(),
+            dir.join("etc").display().to_string(),
+        ),
+        ("PG_CHARM_HOST_GLOBAL".into(), "off".into()),
+    ]
 }
 
 /// Removes the file the charm's install leaves in postgresql-common's
@@ -195,19 +308,21 @@ pub fn remove_charm_state(name: &str) {
 
 impl Drop for PrivateCluster {
     fn drop(&mut self) {
-        remove_charm_createcluster_file();
+        if self.removes_createcluster_file {
+            remove_charm_createcluster_file();
+        }
         remove_charm_state(&self.name);
         let _ = std::fs::remove_dir_all(self.host_dir());
         let _ = Command::new("pg_dropcluster")
             .args([&self.major.to_string(), &self.name, "--stop"])
             .output();
         // pg_dropcluster leaves files it did not create (the charm's conf.d
-        // file) in the configuration directory.
-        let _ = std::fs::remove_dir_all(format!("/etc/postgresql/{}/{}", self.major, self.name));
-        let _ = std::fs::remove_file(format!(
-            "/var/log/postgresql/postgresql-{}-{}.log",
-            self.major, self.name
-        ));
+        // file) in the configuration directory, and a data directory it
+        // could not drop (a cluster the test broke on purpose).
+        let _ = std::fs::remove_dir_all(self.conf_dir());
+        let _ = std::fs::remove_file(self.log_file());
+        let _ =
+            std::fs::remove_dir_all(format!("/var/lib/postgresql/{}/{}", self.major, self.name));
     }
 }
 

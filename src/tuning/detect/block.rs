@@ -35,7 +35,7 @@ const MAX_STACK_DEPTH: usize = 8;
 
 /// What lies below one file system.
 #[derive(Debug, Default)]
-pub struct BlockStack {
+pub(crate) struct BlockStack {
     pub top_device: Option<String>,
     pub top_device_dm_name: Option<String>,
     pub top_device_id: Option<StableId>,
@@ -47,7 +47,7 @@ pub struct BlockStack {
 
 /// Finds the sysfs directory of the device a file system is on: by device
 /// number, or else by the mount source's name.
-pub fn locate(root: &SysRoot, device: DeviceNumber, mount_source: &str) -> Option<PathBuf> {
+pub(crate) fn locate(root: &SysRoot, device: DeviceNumber, mount_source: &str) -> Option<PathBuf> {
     fs::canonicalize(root.sys.join(format!("dev/block/{device}")))
         .ok()
         .or_else(|| locate_by_source(root, mount_source))
@@ -84,7 +84,7 @@ pub fn walk(device_dir: &Path, udev_data: &Path) -> BlockStack {
 }
 
 /// The [`StableId`] of the block device the kernel calls `name` now.
-pub fn device_stable_id(root: &SysRoot, name: &str) -> Option<StableId> {
+pub(crate) fn device_stable_id(root: &SysRoot, name: &str) -> Option<StableId> {
     let dir = fs::canonicalize(root.sys.join("block").join(name)).ok()?;
     stable_id(&dir, &root.udev_data)
 }

@@ -40,7 +40,7 @@ pub fn memory_limit(root: &SysRoot) -> Option<u64> {
 
 /// The smallest CPU quota that applies to this process, in CPUs (1.5 = one
 /// and a half CPUs' worth of time per period), if any.
-pub fn cpu_quota(root: &SysRoot) -> Option<f64> {
+pub(crate) fn cpu_quota(root: &SysRoot) -> Option<f64> {
     let membership = Membership::of_this_process(root)?;
     let v2 = membership
         .v2_path

@@ -27,8 +27,8 @@ use std::str::FromStr;
 use anyhow::{Context, Result};
 
 use crate::tuning::facts::VolumeFacts;
-pub use block::device_stable_id;
-pub use mountinfo::{mount_containing, parse_mountinfo, MountEntry};
+pub(crate) use block::device_stable_id;
+pub(crate) use mountinfo::{mount_containing, parse_mountinfo};
 
 /// Where sysfs, procfs and udev's database are: `/sys`, `/proc` and
 /// `/run/udev/data`, or a fixture tree.
@@ -68,7 +68,7 @@ impl Default for SysRoot {
 
 /// A Linux device number, printed and parsed as `MAJ:MIN`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct DeviceNumber {
+pub(crate) struct DeviceNumber {
     pub major: u32,
     pub minor: u32,
 }
@@ -79,7 +79,7 @@ impl DeviceNumber {
     }
 
     /// Splits an `st_dev` with glibc's encoding (not just `>> 8`).
-    pub fn from_dev_t(dev: u64) -> Self {
+    pub(crate) fn from_dev_t(dev: u64) -> Self {
         DeviceNumber {
             major: nix::sys::stat::major(dev) as u32,
             minor: nix::sys::stat::minor(dev) as u32,
@@ -107,7 +107,7 @@ impl FromStr for DeviceNumber {
 
 /// Size and free space of a file system, as statvfs reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct FsSpace {
+pub(crate) struct FsSpace {
     pub size_bytes: u64,
     /// Available to unprivileged users (`f_bavail`): PostgreSQL is not root.
     pub free_bytes: u64,
@@ -168,7 +168,7 @@ pub fn volume_for_path(root: &SysRoot, path: &Path) -> Result<VolumeFacts> {
 ///
 /// `device` is the path's `st_dev`; without it the device number of the
 /// mount containing `path` is used (that is how fixture tests call this).
-pub fn describe_volume(
+pub(crate) fn describe_volume(
     root: &SysRoot,
     path: &Path,
     device: Option<DeviceNumber>,

@@ -10,7 +10,7 @@ use super::DeviceNumber;
 
 /// One line of mountinfo.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MountEntry {
+pub(crate) struct MountEntry {
     /// `st_dev` of files on this mount. btrfs, ZFS, overlayfs and tmpfs use
     /// anonymous `0:N` numbers that have no block device behind them.
     pub device: DeviceNumber,
@@ -23,7 +23,7 @@ pub struct MountEntry {
 }
 
 /// Parses every well-formed line; malformed lines are skipped.
-pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
+pub(crate) fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
     text.lines().filter_map(parse_line).collect()
 }
 
@@ -77,7 +77,10 @@ fn unescape(field: &str) -> String {
 /// The mount `path` (absolute, symlinks resolved) lives on: the longest
 /// mount point that is a prefix of it; among equal ones the last, because a
 /// later mount hides an earlier one at the same place.
-pub fn mount_containing<'a>(entries: &'a [MountEntry], path: &Path) -> Option<&'a MountEntry> {
+pub(crate) fn mount_containing<'a>(
+    entries: &'a [MountEntry],
+    path: &Path,
+) -> Option<&'a MountEntry> {
     entries
         .iter()
         .enumerate()

@@ -14,10 +14,10 @@
 
 use serde::Serialize;
 
-use crate::tuning::classify::volume_class;
-use crate::tuning::config::{Profile, StorageTypeOverride, TuningConfig};
-use crate::tuning::facts::{DiskClass, MachineFacts, VolumeFacts};
-use crate::tuning::units::{floor_mib, format_memory, parse_memory, GIB, KIB, MIB};
+use crate::classify::volume_class;
+use crate::config::{Profile, StorageTypeOverride, TuningConfig};
+use crate::facts::{DiskClass, MachineFacts, VolumeFacts};
+use crate::units::{floor_mib, format_memory, parse_memory, GIB, KIB, MIB};
 
 /// One postgresql.conf setting.
 #[derive(Debug, Clone, PartialEq, Serialize)]

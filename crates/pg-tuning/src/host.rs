@@ -1,7 +1,7 @@
 //! The host tuning plan: kernel settings for a dedicated database machine,
 //! rendered as a sysctl.d file and a udev rules file. Pure: applying them
 //! (writing `/proc/sys` and sysfs knobs, reading back HugePages_Total) is
-//! [`crate::tuning::host_apply`]'s job.
+//! the charm's job (`tuning::host_apply`).
 //!
 //! [`host_plan`] is what the machine's hardware calls for; [`for_this_host`]
 //! fits it to what else is on the host: huge pages are added to a
@@ -18,10 +18,10 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::tuning::classify::{classify, volume_class};
-use crate::tuning::config::StorageTypeOverride;
-use crate::tuning::facts::{DiskClass, MachineFacts, StableId, VolumeFacts};
-use crate::tuning::units::{format_memory, GIB, MIB};
+use crate::classify::{classify, volume_class};
+use crate::config::StorageTypeOverride;
+use crate::facts::{DiskClass, MachineFacts, StableId, VolumeFacts};
+use crate::units::{format_memory, GIB, MIB};
 
 /// What to change on the host.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -451,7 +451,7 @@ pub fn render_udev_rules(plan: &HostPlan) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tuning::facts::DiskFacts;
+    use crate::facts::DiskFacts;
 
     fn leaf(name: &str, rotational: bool) -> DiskFacts {
         let mut disk = DiskFacts {

@@ -1,6 +1,6 @@
 //! What the charm knows about the machine: plain data, no behaviour.
 //!
-//! [`crate::tuning::detect`] fills these in from sysfs/procfs; tests build them
+//! The charm's `tuning::detect` fills these in from sysfs/procfs; tests build them
 //! by hand to describe machine shapes. Everything derives `Serialize` so the
 //! `tuning-report` action can print exactly what the plan was computed from.
 

@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use super::*;
-use crate::tuning::config::{MemoryLimit, StorageTypeOverride};
-use crate::tuning::facts::{DiskFacts, RaidFacts};
+use crate::config::{MemoryLimit, StorageTypeOverride};
+use crate::facts::{DiskFacts, RaidFacts};
 
 fn disk(name: &str, rotational: bool) -> DiskFacts {
     DiskFacts {

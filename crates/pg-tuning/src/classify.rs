@@ -14,8 +14,8 @@
 //! A `rotational=0` answer is trusted everywhere: nothing reports 0 for a
 //! spinning disk.
 
-use crate::tuning::config::StorageTypeOverride;
-use crate::tuning::facts::{DiskClass, DiskFacts, VolumeFacts};
+use crate::config::StorageTypeOverride;
+use crate::facts::{DiskClass, DiskFacts, VolumeFacts};
 
 /// The class of one leaf device; `storage_type` wins unless it is `auto`.
 pub fn classify(disk: &DiskFacts, storage_type: StorageTypeOverride) -> DiskClass {
