@@ -3,7 +3,12 @@
 //! `tests/ha_failover.rs`, `bench-ha`): a unit deployed alone is a
 //! standalone server ([`deploy_standalone`], [`deploy_one`]); `add-unit`
 //! ([`add_units`]) makes the leader found etcd and hand its server to
-//! Patroni, and new units clone it ([`wait_for_cluster`]).
+//! Patroni, and new units clone it ([`wait_for_cluster`]). The failover
+//! scenarios' consumer, writer and prober are in [`traffic`] (re-exported
+//! here).
+
+pub mod traffic;
+pub use traffic::*;
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -14,6 +19,21 @@ use juju_emulator::World;
 
 /// The application the helpers deploy.
 pub const APP: &str = "postgresql";
+
+/// A World in `dir` for the HA scenarios: model `db`, the charm's cluster
+/// named `<prefix><pid>` (concurrent runs apart), host-wide tuning off
+/// (machines share the host's kernel), no `update-status` until asked.
+pub fn world(dir: &Path, prefix: &str) -> anyhow::Result<World> {
+    let mut world = World::new(dir)?;
+    world.set_test_env(
+        "PG_CHARM_CLUSTER",
+        &format!("{prefix}{}", std::process::id() % 100_000),
+    );
+    world.set_test_env("PG_CHARM_HOST_GLOBAL", "off");
+    world.set_update_status_interval(None);
+    world.add_model("db");
+    Ok(world)
+}
 
 /// The last lines of every service log on `unit`'s machine.
 pub fn service_logs(world: &World, unit: &str) -> String {

@@ -51,14 +51,7 @@ fn main() -> Result<()> {
         bail!("run as root (emulated machines)");
     }
     let scratch = scenarios::Scratch::new("bench-ha")?;
-    let mut world = World::new(&scratch.0.join("world"))?;
-    world.set_test_env(
-        "PG_CHARM_CLUSTER",
-        &format!("bha{}", std::process::id() % 100_000),
-    );
-    world.set_test_env("PG_CHARM_HOST_GLOBAL", "off");
-    world.set_update_status_interval(None);
-    world.add_model("db");
+    let mut world = ha::world(&scratch.0.join("world"), "bha")?;
     let charm = scenarios::packed_charm()?;
     let profile = [("failover-profile", "fast")];
 
