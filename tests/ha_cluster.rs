@@ -300,18 +300,12 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
         .set_config(APP, &[("synchronous-node-count", "two")])
         .unwrap();
     world.settle().unwrap();
-    for unit in &units {
-        let (state, message) = status(&world, unit);
-        assert_eq!(state, "blocked", "{unit}: {message}");
-        assert!(
-            message.contains("synchronous-node-count") && message.contains("still serving"),
-            "{unit}: {message}"
-        );
-        assert_eq!(
-            sql(&world, unit, "SELECT count(*) FROM kept").unwrap(),
-            "1001"
-        );
-    }
+    every_unit_blocked_and_serving(
+        &world,
+        &units,
+        &["synchronous-node-count", "still serving"],
+        ("SELECT count(*) FROM kept", "1001"),
+    );
     world
         .set_config(APP, &[("synchronous-node-count", "1")])
         .unwrap();
@@ -323,10 +317,13 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
     // extra-pg-conf keeps working on the cluster: a good value reaches every
     // member without a restart, a bad one blocks naming the option while
     // every member keeps serving with the last good configuration.
-    let started: Vec<String> = units
-        .iter()
-        .map(|u| sql(&world, u, "SELECT pg_postmaster_start_time()").unwrap())
-        .collect();
+    let start_times = |world: &World| -> Vec<String> {
+        units
+            .iter()
+            .map(|u| sql(world, u, "SELECT pg_postmaster_start_time()").unwrap())
+            .collect()
+    };
+    let started = start_times(&world);
     world
         .set_config(APP, &[("extra-pg-conf", "work_mem = 7MB")])
         .unwrap();
@@ -348,21 +345,15 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
         .set_config(APP, &[("extra-pg-conf", "work_mem = lots")])
         .unwrap();
     world.settle().unwrap();
-    for unit in &units {
-        let (state, message) = status(&world, unit);
-        assert_eq!(state, "blocked", "{unit}: {message}");
-        assert!(
-            message.contains("extra-pg-conf") && message.contains("work_mem"),
-            "{unit}: {message}"
-        );
-        assert_eq!(sql(&world, unit, "SHOW work_mem").unwrap(), "7MB", "{unit}");
-    }
+    every_unit_blocked_and_serving(
+        &world,
+        &units,
+        &["extra-pg-conf", "work_mem"],
+        ("SHOW work_mem", "7MB"),
+    );
     world.set_config(APP, &[("extra-pg-conf", "")]).unwrap();
     world.settle().unwrap();
-    let restarted: Vec<String> = units
-        .iter()
-        .map(|u| sql(&world, u, "SELECT pg_postmaster_start_time()").unwrap())
-        .collect();
+    let restarted = start_times(&world);
     assert_eq!(started, restarted, "extra-pg-conf restarted no member");
     for unit in &units {
         assert_eq!(status(&world, unit).0, "active", "{unit}");
@@ -459,6 +450,26 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
                 "the {key} password is in the {source}"
             );
         }
+    }
+}
+
+/// Every unit is blocked with a message naming each of `needles`, and
+/// still answers `query` with `expected` (serving the last good
+/// configuration).
+fn every_unit_blocked_and_serving(
+    world: &World,
+    units: &[String],
+    needles: &[&str],
+    (query, expected): (&str, &str),
+) {
+    for unit in units {
+        let (state, message) = status(world, unit);
+        assert_eq!(state, "blocked", "{unit}: {message}");
+        assert!(
+            needles.iter().all(|n| message.contains(n)),
+            "{unit}: {message}"
+        );
+        assert_eq!(ha::psql(world, unit, query).unwrap(), expected, "{unit}");
     }
 }
 
