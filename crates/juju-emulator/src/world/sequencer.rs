@@ -131,14 +131,11 @@ impl World {
 
     /// Runs one hook now, outside the queue (e.g. `update-status`), and queues what it causes.
     pub fn run_hook(&mut self, unit: &str, hook: &str) -> Result<ProcessResult> {
-        self.run_invocation(
-            &Invocation {
-                unit: unit.to_string(),
-                hook: hook.to_string(),
-                ..Default::default()
-            },
-            None,
-        )
+        self.run_again(&Invocation {
+            unit: unit.to_string(),
+            hook: hook.to_string(),
+            ..Default::default()
+        })
     }
 
     /// Runs `inv` again now, outside the queue, as Juju does when it retries a
