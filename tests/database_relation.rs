@@ -256,16 +256,11 @@ impl Site {
     /// `sql` as postgres in `database`, over the unit's socket.
     fn sql_in(&self, database: &str, sql: &str) -> String {
         let out = Command::new("runuser")
-            .args(["-u", "postgres", "--", "psql", "-X", "-q", "-At"])
-            .args(["-v", "ON_ERROR_STOP=1", "-h", "/var/run/postgresql"])
-            .args([
-                "-p",
-                &self.h.cluster.port.to_string(),
-                "-d",
+            .args(scenarios::superuser_psql_args(
+                self.h.cluster.port,
                 database,
-                "-c",
-                sql,
-            ])
+            ))
+            .args(["-c", sql])
             .output()
             .unwrap();
         assert!(

@@ -191,19 +191,8 @@ fn sh(program: &str, args: &[&str]) -> String {
 
 fn as_postgres_sql(port: u16, sql: &str) -> String {
     let mut child = Command::new("runuser")
-        .args([
-            "-u",
-            "postgres",
-            "--",
-            "psql",
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "-v",
-            "ON_ERROR_STOP=1",
-        ])
-        .args(["-p", &port.to_string(), "-d", "postgres", "-f", "-"])
+        .args(scenarios::superuser_psql_args(port, "postgres"))
+        .args(["-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -308,17 +308,8 @@ impl Drop for Background {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = Command::new("runuser")
-            .args([
-                "-u",
-                "postgres",
-                "--",
-                "psql",
-                "-X",
-                "-q",
-                "-h",
-                "/var/run/postgresql",
-            ])
-            .args(["-p", &self.port.to_string(), "-d", "postgres", "-c"])
+            .args(scenarios::superuser_psql_args(self.port, "postgres"))
+            .arg("-c")
             .arg(format!(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{}'",
                 self.user
@@ -610,8 +601,8 @@ fn change_request(s: &mut Site, c: usize, key: &str, value: &str) {
 /// `sql` as the superuser in `database`, whatever defaults it was given.
 fn in_database(s: &Site, database: &str, sql: &str) -> String {
     let out = Command::new("runuser")
-        .args(["-u", "postgres", "--", "psql", "-X", "-At", "-h", "/var/run/postgresql"])
-        .args(["-p", &s.h.cluster.port.to_string(), "-d", database, "-c", sql])
+        .args(scenarios::superuser_psql_args(s.h.cluster.port, database))
+        .args(["-c", sql])
         .env(
             "PGOPTIONS",
             "-c role=none -c default_transaction_read_only=off -c statement_timeout=0 -c local_preload_libraries=",

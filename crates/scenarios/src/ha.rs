@@ -63,29 +63,11 @@ pub fn psql_in(world: &World, unit: &str, database: &str, sql: &str) -> Result<S
     let out = world
         .machine_of(unit)
         .map_err(|e| e.to_string())?
-        .run(
-            "runuser",
-            &[
-                "-u",
-                "postgres",
-                "--",
-                "psql",
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "/var/run/postgresql",
-                "-p",
-                "5432",
-                "-d",
-                database,
-                "-c",
-                sql,
-            ],
-        )
+        .command("runuser")
+        .map_err(|e| e.to_string())?
+        .args(crate::superuser_psql_args(5432, database))
+        .args(["-c", sql])
+        .output()
         .map_err(|e| e.to_string())?;
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());

@@ -12,6 +12,32 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{bail, Result};
 
+/// The arguments to `runuser` that run `psql` as the `postgres` superuser
+/// over the unix socket on `port`, in `database`: unaligned, tuples only,
+/// no `.psqlrc`, stopping at the first error. The caller appends `-c SQL`
+/// or `-f -`. One builder, so every test talks to its cluster the same way.
+pub fn superuser_psql_args(port: u16, database: &str) -> Vec<String> {
+    [
+        "-u",
+        "postgres",
+        "--",
+        "psql",
+        "-X",
+        "-q",
+        "-A",
+        "-t",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        "/var/run/postgresql",
+        "-p",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([port.to_string(), "-d".to_string(), database.to_string()])
+    .collect()
+}
+
 /// The repository root (two levels above this crate).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -201,26 +227,8 @@ impl PrivateCluster {
     /// `psql -Atc sql` as postgres over the unix socket.
     pub fn psql(&self, sql: &str) -> Result<String, String> {
         let out = Command::new("runuser")
-            .args([
-                "-u",
-                "postgres",
-                "--",
-                "psql",
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-            ])
-            .args([
-                "-h",
-                "/var/run/postgresql",
-                "-p",
-                &self.port.to_string(),
-                "-d",
-                "postgres",
-                "-Atc",
-                sql,
-            ])
+            .args(superuser_psql_args(self.port, "postgres"))
+            .args(["-c", sql])
             .output()
             .unwrap();
         if out.status.success() {

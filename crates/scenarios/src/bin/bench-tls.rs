@@ -43,9 +43,8 @@ fn password() -> Result<String> {
 /// argv: it may hold the bench role's password).
 fn local_sql(cluster: &PrivateCluster, sql: &str) -> Result<String> {
     let mut child = Command::new("runuser")
-        .args(["-u", "postgres", "--", "psql", "-X", "-q", "-At"])
-        .args(["-v", "ON_ERROR_STOP=1", "-h", "/var/run/postgresql"])
-        .args(["-p", &cluster.port.to_string(), "-d", "postgres", "-f", "-"])
+        .args(scenarios::superuser_psql_args(cluster.port, "postgres"))
+        .args(["-f", "-"])
         .current_dir("/")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
