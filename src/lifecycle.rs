@@ -11,7 +11,7 @@ use crate::clients;
 use crate::cluster::{conf, control, packages, Cluster};
 use crate::converge::{converge_and_report, ha_step};
 use crate::fsx;
-use crate::ha::services::Detached;
+use crate::ha::services::Services;
 use crate::ha::ServiceKind;
 use crate::juju::{self, WorkloadStatus};
 use crate::storage;
@@ -60,7 +60,9 @@ pub fn stop_server(hook: &Hook, reason: &str) -> Result<()> {
 
 /// Stops Patroni (which stops its server) and etcd, when this unit runs them.
 fn stop_ha_services(hook: &Hook) -> Result<()> {
-    let services = Detached::new(hook.unit.state.clone());
+    let Some(services) = ha_services(hook) else {
+        return Ok(());
+    };
     // A unit that never ran them has no service records: nothing to stop,
     // and no HA file is created for it.
     if ServiceKind::ALL.iter().all(|k| services.spec(*k).is_none()) {
@@ -77,6 +79,16 @@ fn stop_ha_services(hook: &Hook) -> Result<()> {
     Ok(())
 }
 
+/// The HA services of this unit's cluster (none without a cluster: they
+/// run only once it is placed).
+fn ha_services(hook: &Hook) -> Option<Services> {
+    let cluster = hook.unit.existing_cluster()?;
+    Some(Services::new(
+        hook.unit.state.clone(),
+        &ha_step::paths(&cluster),
+    ))
+}
+
 /// `remove`: the unit leaves and hands the machine back. The server is
 /// stopped, and its cluster (data and configuration) is kept but no longer
 /// started at boot. Every host setting the charm changed gets its recorded
@@ -84,6 +96,12 @@ fn stop_ha_services(hook: &Hook) -> Result<()> {
 /// state directory is deleted.
 pub fn remove_unit(hook: &Hook) -> Result<()> {
     stop_ha_services(hook)?;
+    if let Some(services) = ha_services(hook) {
+        // Under systemd, the unit files go (disabled by the stop above).
+        for kind in ServiceKind::ALL {
+            services.forget(kind)?;
+        }
+    }
     if let Some(cluster) = hook.unit.existing_cluster() {
         ha_step::hand_back(&cluster)?;
         control::stop(&cluster)?;

@@ -381,6 +381,7 @@ fn machine_side() {
         env_file: Some(paths.etcd_env.clone()),
         log: paths.log_file(ServiceKind::Etcd),
         wanted: true,
+        stop_postgres: None,
     };
     services.start(&etcd_spec).unwrap();
     let anonymous = Etcdctl::new(vec![me.etcd_client_url()], None);
@@ -447,6 +448,7 @@ fn machine_side() {
         env_file: None,
         log: paths.log_file(ServiceKind::Patroni),
         wanted: true,
+        stop_postgres: None,
     };
     let first = services.start(&patroni_spec).unwrap();
     let api = PatroniApi::new(
@@ -559,6 +561,7 @@ fn machine_side() {
             env_file: None,
             log: paths.log_file(ServiceKind::HaWatcher),
             wanted: true,
+            stop_postgres: None,
         })
         .unwrap();
     wait_for(

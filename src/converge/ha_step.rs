@@ -29,7 +29,7 @@ use crate::ha::etcd_config::cluster_token;
 use crate::ha::options::HaOptions;
 use crate::ha::patroni_config::{PatroniConfig, WatchdogMode};
 use crate::ha::plan::{self as ha_plan, Inputs, Plan, Published};
-use crate::ha::services::{Detached, ServiceSpec};
+use crate::ha::services::{ServiceSpec, Services};
 use crate::ha::settings::{self as ha_settings, SplitSettings};
 use crate::ha::switchover::{choose, hand_over, Handover};
 use crate::ha::version::{self, BundledWheel};
@@ -239,7 +239,7 @@ pub fn run(hook: &Hook, target: &Target<'_>) -> Result<Step<HaDecision>> {
 /// down). Best effort: when no standby can take over (the last units), the
 /// unit leaves anyway and Patroni's shutdown does what it can.
 fn hand_over_if_primary(unit: &HaUnit) {
-    let services = Detached::new(unit.state.clone());
+    let services = Services::new(unit.state.clone(), &unit.paths);
     if services.running(ServiceKind::Patroni).is_none() {
         return;
     }
@@ -270,7 +270,7 @@ fn hand_over_if_primary(unit: &HaUnit) {
 /// die, and dispatches the topology hook when the primary changes), and
 /// goes when this unit leaves.
 fn keep_watcher(hook: &Hook, unit: &HaUnit, plan: &Plan) -> Result<()> {
-    let services = Detached::new(unit.state.clone());
+    let services = Services::new(unit.state.clone(), &unit.paths);
     let patroni_runs = services.running(ServiceKind::Patroni).is_some();
     if unit.departing || !patroni_runs || plan.role == ha_plan::Role::Standalone {
         if unit.departing {
@@ -285,7 +285,12 @@ fn keep_watcher(hook: &Hook, unit: &HaUnit, plan: &Plan) -> Result<()> {
         unit: unit.unit.clone(),
         api: crate::ha::host_port(unit.address, crate::ha::REST_API_PORT),
         patroni_version: unit.inputs.patroni_version.to_string(),
-        supervise: vec![ServiceKind::Patroni, ServiceKind::Etcd],
+        // Under systemd, `Restart=` brings them back.
+        supervise: if services.restarted_by_supervisor() {
+            vec![]
+        } else {
+            vec![ServiceKind::Patroni, ServiceKind::Etcd]
+        },
         poll_ms: 1000,
         charm_dir: charm_dir.clone(),
     };
@@ -302,6 +307,7 @@ fn keep_watcher(hook: &Hook, unit: &HaUnit, plan: &Plan) -> Result<()> {
         env_file: None,
         log: unit.paths.log_file(ServiceKind::HaWatcher),
         wanted: true,
+        stop_postgres: None,
     })?;
     Ok(())
 }

@@ -36,7 +36,7 @@ use super::plan::{
     self, hba_block_in, with_hba_block, Action, AppBag, Facts, HaSecrets, Inputs, LocalFacts, Plan,
     SecretsFact, UnitBag,
 };
-use super::services::{Detached, ServiceSpec};
+use super::services::{PostgresStop, ServiceSpec, Services};
 use super::{host_port, HaPaths, Member, ServiceKind, REST_API_PORT};
 use crate::cluster::{self, control, Cluster};
 use crate::fsx::{self, Owner};
@@ -357,7 +357,7 @@ fn observe(unit: &HaUnit, relation: &RelationId, session: &Session) -> Result<Ob
 }
 
 fn observe_local(unit: &HaUnit, app: &HaAppState, secrets: Option<&HaSecrets>) -> LocalFacts {
-    let services = Detached::new(unit.state.clone());
+    let services = Services::new(unit.state.clone(), &unit.paths);
     let me = unit.member();
     let etcd_running = services.running(ServiceKind::Etcd).is_some();
     let patroni_running = services.running(ServiceKind::Patroni).is_some();
@@ -483,7 +483,7 @@ fn apply(
     observed: &Observed,
     action: &Action,
 ) -> Result<()> {
-    let services = Detached::new(unit.state.clone());
+    let services = Services::new(unit.state.clone(), &unit.paths);
     match action {
         Action::CreateSecrets => {
             let generate = || Password::generate().context("reading the OS random source");
@@ -732,6 +732,7 @@ fn etcd_spec(unit: &HaUnit) -> ServiceSpec {
         env_file: Some(unit.paths.etcd_env.clone()),
         log: unit.paths.log_file(ServiceKind::Etcd),
         wanted: true,
+        stop_postgres: None,
     }
 }
 
@@ -745,6 +746,10 @@ fn patroni_spec(unit: &HaUnit) -> ServiceSpec {
         env_file: None,
         log: unit.paths.log_file(ServiceKind::Patroni),
         wanted: true,
+        stop_postgres: Some(PostgresStop {
+            bin_dir: PathBuf::from(format!("/usr/lib/postgresql/{}/bin", unit.cluster.major)),
+            data_dir: unit.data_dir.clone(),
+        }),
     }
 }
 
@@ -758,7 +763,7 @@ fn remove_etcd_data(unit: &HaUnit) -> Result<()> {
 
 fn start_etcd(
     unit: &HaUnit,
-    services: &Detached,
+    services: &Services,
     env: &str,
     wipe_first: bool,
     record: &EtcdRecord,

@@ -50,6 +50,180 @@ pub struct ServiceSpec {
     pub log: PathBuf,
     /// Whether it should run (the watcher restarts it only then).
     pub wanted: bool,
+    /// For Patroni under systemd: the server its unit's `ExecStop=` stops
+    /// when Patroni died by itself (`crate::ha::units`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_postgres: Option<PostgresStop>,
+}
+
+/// The server a Patroni unit stops when Patroni is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostgresStop {
+    pub bin_dir: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+/// One unit's long-running services, run by whichever supervisor the
+/// machine has: systemd units where systemd is PID 1, detached processes
+/// elsewhere. Both backends record each service's [`ServiceSpec`] (and
+/// whether it should run) in the state directory, so "does this unit run
+/// HA services at all" has one answer.
+#[derive(Debug, Clone)]
+pub struct Services {
+    detached: Detached,
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Detached,
+    /// Units named and placed as `HaPaths` says.
+    Systemd(super::HaPaths),
+}
+
+impl Services {
+    /// The services of the cluster `paths` names, under systemd when it
+    /// runs this machine.
+    pub fn new(state: StateDir, paths: &super::HaPaths) -> Self {
+        Self::with_backend(state, paths, systemd_runs())
+    }
+
+    fn with_backend(state: StateDir, paths: &super::HaPaths, systemd: bool) -> Self {
+        let backend = if systemd {
+            Backend::Systemd(paths.clone())
+        } else {
+            Backend::Detached
+        };
+        Self {
+            detached: Detached::new(state),
+            backend,
+        }
+    }
+
+    /// Whether a supervisor other than the charm's watcher restarts dead
+    /// services (systemd's `Restart=`).
+    pub fn restarted_by_supervisor(&self) -> bool {
+        matches!(self.backend, Backend::Systemd(_))
+    }
+
+    pub fn spec(&self, kind: ServiceKind) -> Option<ServiceSpec> {
+        self.detached.spec(kind)
+    }
+
+    /// The running process of `kind`, if any (under systemd, the unit's
+    /// main process).
+    pub fn running(&self, kind: ServiceKind) -> Option<PidRecord> {
+        match &self.backend {
+            Backend::Detached => self.detached.running(kind),
+            Backend::Systemd(paths) => {
+                let pid = Systemd::main_pid(&paths.service_name(kind))?;
+                PidRecord::of(pid)
+            }
+        }
+    }
+
+    /// Starts `spec` unless it runs; records that it should run. Under
+    /// systemd: the unit file written (and systemd told when it changed),
+    /// then `enable --now`. A running service is not restarted for a
+    /// changed unit, as a detached one is not for a changed spec.
+    pub fn start(&self, spec: &ServiceSpec) -> Result<()> {
+        match &self.backend {
+            Backend::Detached => self.detached.start(spec).map(drop),
+            Backend::Systemd(paths) => {
+                let mut wanted = spec.clone();
+                wanted.wanted = true;
+                self.detached.record_spec(&wanted)?;
+                let unit = paths.service_name(spec.kind);
+                let after = (spec.kind == ServiceKind::Patroni)
+                    .then(|| format!("{}.service", paths.service_name(ServiceKind::Etcd)));
+                let text = unit_text(spec, after.as_deref());
+                if Systemd::install_unit(&paths.unit_file(spec.kind), &text)? {
+                    Systemd::daemon_reload()?;
+                }
+                Systemd::enable_now(&unit)
+                    .with_context(|| format!("starting {unit}; see `journalctl -u {unit}`"))
+            }
+        }
+    }
+
+    /// Stops `kind`; it will not be restarted (see [`Detached::stop`];
+    /// under systemd the unit's own `TimeoutStopSec=` bounds the stop).
+    pub fn stop(&self, kind: ServiceKind, grace: Duration, kill_after: bool) -> Result<()> {
+        match &self.backend {
+            Backend::Detached => self.detached.stop(kind, grace, kill_after),
+            Backend::Systemd(paths) => {
+                if let Some(mut spec) = self.spec(kind) {
+                    spec.wanted = false;
+                    self.detached.record_spec(&spec)?;
+                }
+                let unit = paths.service_name(kind);
+                if Systemd::is_loaded(&unit) {
+                    Systemd::disable_now(&unit)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Forgets `kind` entirely (unit removal), after [`Services::stop`]:
+    /// under systemd its unit file goes too.
+    pub fn forget(&self, kind: ServiceKind) -> Result<()> {
+        if let Backend::Systemd(paths) = &self.backend {
+            if fsx::remove_file(&paths.unit_file(kind))? {
+                Systemd::daemon_reload()?;
+            }
+        }
+        self.detached.forget(kind)
+    }
+}
+
+/// The systemd unit that runs `spec` (pure): `ExecStart=` is the program
+/// and its arguments, each quoted for systemd; etcd reads its environment
+/// file; Patroni starts after etcd and stops what it left behind.
+pub fn unit_text(spec: &ServiceSpec, after: Option<&str>) -> String {
+    let exec_start: Vec<String> = std::iter::once(spec.program.to_string_lossy().into_owned())
+        .chain(spec.args.iter().cloned())
+        .map(|word| systemd_quote(&word))
+        .collect();
+    let exec_start = exec_start.join(" ");
+    super::units::render(&super::units::UnitSpec {
+        kind: spec.kind,
+        exec_start: &exec_start,
+        environment_file: spec.env_file.as_deref(),
+        postgres: spec
+            .stop_postgres
+            .as_ref()
+            .map(|pg| super::units::PostgresForStop {
+                bin_dir: &pg.bin_dir,
+                data_dir: &pg.data_dir,
+            }),
+        after,
+    })
+}
+
+/// One word of a systemd command line: bare when it holds nothing systemd
+/// reads specially, else double-quoted with `\`, `"`, `$` and `%` escaped
+/// (`$$` and `%%` are systemd's literal `$` and `%`).
+fn systemd_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-=:,+@".contains(c));
+    if plain {
+        return word.to_string();
+    }
+    let mut quoted = String::from("\"");
+    for c in word.chars() {
+        match c {
+            '\\' => quoted.push_str("\\\\"),
+            '"' => quoted.push_str("\\\""),
+            '$' => quoted.push_str("$$"),
+            '%' => quoted.push_str("%%"),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
 }
 
 /// A started process: its pid and its start time (clock ticks since boot,
@@ -106,6 +280,12 @@ impl Detached {
 
     pub fn spec(&self, kind: ServiceKind) -> Option<ServiceSpec> {
         ha_files::service_record(&self.state, ServiceFile::Spec, kind.as_str())
+    }
+
+    /// Records what `spec.kind` runs and whether it should run.
+    fn record_spec(&self, spec: &ServiceSpec) -> Result<()> {
+        let _lock = self.lock()?;
+        ha_files::save_service_record(&self.state, ServiceFile::Spec, spec.kind.as_str(), spec)
     }
 
     /// The running process of `kind`, if any.
@@ -285,6 +465,18 @@ impl Systemd {
         Self::systemctl(&["disable", "--now", unit]).map(drop)
     }
 
+    /// The unit's main process, when it runs one.
+    pub fn main_pid(unit: &str) -> Option<i32> {
+        let out = Self::systemctl(&["show", "--property=MainPID", "--value", unit]).ok()?;
+        out.trim().parse().ok().filter(|pid| *pid > 0)
+    }
+
+    /// Whether systemd knows the unit (its file is installed).
+    pub fn is_loaded(unit: &str) -> bool {
+        Self::systemctl(&["show", "--property=LoadState", "--value", unit])
+            .is_ok_and(|state| state.trim() == "loaded")
+    }
+
     pub fn is_active(unit: &str) -> bool {
         Command::new("systemctl")
             .args(["is-active", "--quiet", unit])
@@ -325,6 +517,96 @@ mod tests {
         assert!(!other.is_alive());
     }
 
+    fn spec(kind: ServiceKind, program: &str, args: &[&str]) -> ServiceSpec {
+        ServiceSpec {
+            kind,
+            program: program.into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            user: "postgres".into(),
+            home: "/var/lib/postgresql".into(),
+            env_file: None,
+            log: "/var/log/juju-pg-charm/x.log".into(),
+            wanted: true,
+            stop_postgres: None,
+        }
+    }
+
+    #[test]
+    fn systemd_words_are_quoted_only_when_systemd_would_read_them() {
+        for (word, quoted) in [
+            ("/usr/bin/patroni", "/usr/bin/patroni"),
+            (
+                "/etc/patroni/juju-pg-15-main.json",
+                "/etc/patroni/juju-pg-15-main.json",
+            ),
+            ("--unit=postgresql/0", "--unit=postgresql/0"),
+            ("two words", "\"two words\""),
+            ("$HOME", "\"$$HOME\""),
+            ("50%", "\"50%%\""),
+            ("a\"b\\c", "\"a\\\"b\\\\c\""),
+            ("", "\"\""),
+        ] {
+            assert_eq!(systemd_quote(word), quoted, "{word}");
+        }
+    }
+
+    #[test]
+    fn a_systemd_unit_runs_what_the_detached_path_runs() {
+        let mut patroni = spec(
+            ServiceKind::Patroni,
+            "/var/lib/juju-pg-patroni/bin/patroni",
+            &["/etc/patroni/juju-pg-15-main.json"],
+        );
+        patroni.stop_postgres = Some(PostgresStop {
+            bin_dir: "/usr/lib/postgresql/15/bin".into(),
+            data_dir: "/srv/pgdata/15/main".into(),
+        });
+        let text = unit_text(&patroni, Some("juju-pg-etcd-main.service"));
+        let lines: Vec<&str> = text.lines().collect();
+        for want in [
+            "ExecStart=/var/lib/juju-pg-patroni/bin/patroni /etc/patroni/juju-pg-15-main.json",
+            "After=network-online.target juju-pg-etcd-main.service",
+            "User=postgres",
+        ] {
+            assert!(lines.contains(&want), "{want} missing:\n{text}");
+        }
+        assert!(
+            text.contains("/usr/lib/postgresql/15/bin/pg_ctl stop -D /srv/pgdata/15/main"),
+            "{text}"
+        );
+
+        let mut etcd = spec(ServiceKind::Etcd, "/usr/bin/etcd", &[]);
+        etcd.env_file = Some("/etc/default/juju-pg-etcd-main".into());
+        let text = unit_text(&etcd, None);
+        assert!(text.contains("\nEnvironmentFile=/etc/default/juju-pg-etcd-main\n"));
+        assert!(text.contains("\nExecStart=/usr/bin/etcd\n"));
+        assert!(!text.contains("pg_ctl"));
+
+        let watcher = spec(
+            ServiceKind::HaWatcher,
+            "/var/lib/juju/agents/unit-postgresql-0/charm/bin/pg-ha-watcher",
+            &["/var/lib/juju-pg-charm/main"],
+        );
+        assert!(unit_text(&watcher, None).contains(
+            "\nExecStart=/var/lib/juju/agents/unit-postgresql-0/charm/bin/pg-ha-watcher \
+             /var/lib/juju-pg-charm/main\n"
+        ));
+    }
+
+    #[test]
+    fn the_backend_follows_the_machine() {
+        let paths = crate::ha::HaPaths::for_cluster(15, "main");
+        let state = StateDir::at(Path::new("/nonexistent/state"));
+        let systemd = Services::with_backend(state.clone(), &paths, true);
+        assert!(systemd.restarted_by_supervisor());
+        assert_eq!(
+            paths.unit_file(ServiceKind::Patroni),
+            Path::new("/etc/systemd/system/juju-pg-patroni-main.service")
+        );
+        let detached = Services::with_backend(state, &paths, false);
+        assert!(!detached.restarted_by_supervisor());
+    }
+
     fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("ha-services-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -355,6 +637,7 @@ mod tests {
             env_file: Some(dir.join("env")),
             log: dir.join("logs/svc.log"),
             wanted: true,
+            stop_postgres: None,
         };
         let first = services.start(&spec).unwrap();
         assert!(first.is_alive());
