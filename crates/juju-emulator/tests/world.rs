@@ -593,3 +593,93 @@ fn upgrade_charm_and_remove_unit_follow_the_contract_order() {
     );
     assert!(hooks(&world, "postgresql/1").ends_with(&["leader-elected".into()]));
 }
+
+#[test]
+fn remove_application_takes_every_unit_and_relation_in_the_contract_order() {
+    let s = Scratch::new("world", "remove-app");
+    let mut world = World::new(&s.0.join("world")).unwrap();
+    world.add_model("db");
+    let provider = write_charm(&s.0, "postgresql", PROVIDER);
+    let consumer = write_charm(&s.0, "myapp", CONSUMER);
+    world
+        .deploy(
+            "db",
+            "postgresql",
+            &provider,
+            DeployOptions {
+                units: 2,
+                storage: vec![StorageRequest {
+                    name: "pgdata".into(),
+                    location: None,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    world
+        .deploy("db", "myapp", &consumer, DeployOptions::default())
+        .unwrap();
+    let rel = world.integrate("postgresql:db", "myapp:db").unwrap();
+    world.settle().unwrap();
+    let before = world.trace().len();
+    world.remove_application("postgresql").unwrap();
+    let ran = |unit: &str| -> Vec<String> {
+        world.trace()[before..]
+            .iter()
+            .filter(|r| r.invocation.unit == unit)
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r.invocation.hook,
+                    r.invocation.departing_unit.clone().unwrap_or_default()
+                )
+            })
+            .collect()
+    };
+    // Each leaving unit: its peer and the consumer depart (itself the
+    // departing unit), then stop, -broken (not for the peer relation),
+    // storage-detaching, remove.
+    for (unit, peer) in [("postgresql/0", "postgresql/1"), ("postgresql/1", "postgresql/0")] {
+        let mut hooks = ran(unit);
+        let (departed, rest) = hooks.split_at_mut(2);
+        departed.sort();
+        assert_eq!(
+            departed,
+            [
+                format!("db-relation-departed {unit}"),
+                format!("replication-relation-departed {unit}"),
+            ],
+            "{unit} (peer {peer})"
+        );
+        assert_eq!(
+            rest,
+            [
+                "stop ",
+                "db-relation-broken ",
+                "pgdata-storage-detaching ",
+                "remove "
+            ],
+            "{unit}"
+        );
+    }
+    // The consumer sees both units depart, then the relation broken.
+    assert_eq!(
+        ran("myapp/0"),
+        [
+            "db-relation-departed postgresql/0",
+            "db-relation-departed postgresql/1",
+            "db-relation-broken ",
+        ]
+    );
+    assert!(world.app("postgresql").is_err(), "the application is gone");
+    assert!(world.unit("postgresql/0").is_err());
+    world.settle().unwrap();
+    // Nothing more runs for the relation.
+    let after = world.trace().len();
+    world.set_config("myapp", &[]).unwrap();
+    world.settle().unwrap();
+    assert!(world.trace()[after..]
+        .iter()
+        .all(|r| r.invocation.relation != Some(rel)));
+}

@@ -754,6 +754,105 @@ impl World {
         Ok(())
     }
 
+    /// `juju remove-application`: every unit of `app` leaves at once, and
+    /// every relation of the application goes with it. Each unit runs
+    /// `-departed` once per remote (and peer) unit it had seen, then `stop`,
+    /// `-broken` for each non-peer relation, `storage-detaching` and
+    /// `remove` (§6.3, the order of a leaving unit); the other side of each
+    /// relation sees every unit depart, then `-broken`. Units are taken in
+    /// turn within each phase (Juju runs them concurrently). Then the
+    /// application, its relations' secret grants and its machines go.
+    pub fn remove_application(&mut self, app: &str) -> Result<()> {
+        self.settle()?;
+        let units: Vec<String> = self.app(app)?.units.keys().cloned().collect();
+        for unit in &units {
+            self.unit_mut(unit)?.departing = true;
+        }
+        let relation_ids: Vec<u64> = self
+            .relations
+            .values()
+            .filter(|r| !r.broken && r.side_of(app).is_some())
+            .map(|r| r.id)
+            .collect();
+        // Phase 1: every unit of both sides sees the leaving units depart.
+        for id in &relation_ids {
+            let rel = self.relations[id].clone();
+            for (other, seen) in &rel.members {
+                let endpoint = rel.side_of(app_of(other)).expect("side").endpoint.clone();
+                for remote in seen {
+                    let departing = if app_of(other) == app {
+                        other.clone()
+                    } else if app_of(remote) == app {
+                        remote.clone()
+                    } else {
+                        continue;
+                    };
+                    self.enqueue(Invocation {
+                        unit: other.clone(),
+                        hook: format!("{endpoint}-relation-departed"),
+                        relation: Some(*id),
+                        remote_unit: Some(remote.clone()),
+                        departing_unit: Some(departing),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        // Phase 2: the leaving units stop, break, detach and go.
+        for unit in &units {
+            self.enqueue_hook(unit, "stop");
+            for id in &relation_ids {
+                if !self.relations[id].is_peer() {
+                    self.enqueue_relation(unit, *id, "broken", None);
+                }
+            }
+            let storage: Vec<String> = self.unit(unit)?.storage.keys().cloned().collect();
+            for storage_id in storage {
+                self.enqueue(Invocation {
+                    unit: unit.clone(),
+                    hook: format!(
+                        "{}-storage-detaching",
+                        storage_id.split('/').next().unwrap_or(&storage_id)
+                    ),
+                    storage: Some(storage_id),
+                    ..Default::default()
+                });
+            }
+            self.enqueue_hook(unit, "remove");
+        }
+        // The other applications' units: the relation is broken for them.
+        for id in &relation_ids {
+            let rel = self.relations[id].clone();
+            if rel.is_peer() {
+                continue;
+            }
+            for side in rel.sides.iter().filter(|side| side.app != app) {
+                let others: Vec<String> = self.apps[&side.app].units.keys().cloned().collect();
+                for other in others {
+                    self.enqueue_relation(&other, *id, "broken", None);
+                }
+            }
+        }
+        self.settle()?;
+        for id in &relation_ids {
+            self.relations.get_mut(id).expect("relation").broken = true;
+            self.revoke_relation_grants(*id);
+        }
+        let mut machines = Vec::new();
+        for unit in &units {
+            self.forget_secret_consumer(unit);
+            machines.push(self.unit(unit)?.machine.clone());
+            for rel in self.relations.values_mut() {
+                rel.members.remove(unit);
+            }
+        }
+        self.apps.remove(app);
+        for machine in machines {
+            self.destroy_machine_if_empty(&machine)?;
+        }
+        Ok(())
+    }
+
     /// `juju refresh <app> --path <charm>`: §6.2 order on every unit.
     pub fn upgrade_charm(&mut self, app: &str, charm_source: &Path) -> Result<()> {
         let staging = self.root.join("charms").join(app);
