@@ -32,4 +32,4 @@ pub mod tools;
 pub mod world;
 
 pub use machine::MachineSpec;
-pub use world::{DeployOptions, Invocation, StorageRequest, UnitOptions, World};
+pub use world::{DeployOptions, Invocation, StorageRequest, UnitOptions, World, LEADERSHIP_LEASE};

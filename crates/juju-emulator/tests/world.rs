@@ -45,6 +45,26 @@ fn write_charm(dir: &Path, name: &str, metadata_extra: &str) -> PathBuf {
 const PROVIDER: &str = "provides:\n  db:\n    interface: pgsql\npeers:\n  replication:\n    interface: pgpeer\nstorage:\n  pgdata:\n    type: filesystem\n    location: /srv/pgdata\n    multiple:\n      range: 0-1\n";
 const CONSUMER: &str = "requires:\n  db:\n    interface: pgsql\n";
 
+/// `postgresql` with `units` units, each with a `pgdata` storage.
+fn deploy_with_pgdata(world: &mut World, charm: &Path, units: u32) {
+    world
+        .deploy(
+            "db",
+            "postgresql",
+            charm,
+            DeployOptions {
+                units,
+                storage: vec![StorageRequest {
+                    name: "pgdata".into(),
+                    location: None,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+}
+
 fn hooks(world: &World, unit: &str) -> Vec<String> {
     world.hook_names(unit)
 }
@@ -55,22 +75,7 @@ fn deploy_with_storage_runs_storage_attached_before_install() {
     let mut world = World::new(&s.0.join("world")).unwrap();
     world.add_model("db");
     let charm = write_charm(&s.0, "postgresql", PROVIDER);
-    world
-        .deploy(
-            "db",
-            "postgresql",
-            &charm,
-            DeployOptions {
-                units: 2,
-                storage: vec![StorageRequest {
-                    name: "pgdata".into(),
-                    location: None,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    deploy_with_pgdata(&mut world, &charm, 2);
     world.settle().unwrap();
     assert_eq!(
         hooks(&world, "postgresql/0"),
@@ -541,22 +546,7 @@ fn upgrade_charm_and_remove_unit_follow_the_contract_order() {
     let mut world = World::new(&s.0.join("world")).unwrap();
     world.add_model("db");
     let charm = write_charm(&s.0, "postgresql", PROVIDER);
-    world
-        .deploy(
-            "db",
-            "postgresql",
-            &charm,
-            DeployOptions {
-                units: 2,
-                storage: vec![StorageRequest {
-                    name: "pgdata".into(),
-                    location: None,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    deploy_with_pgdata(&mut world, &charm, 2);
     world.settle().unwrap();
     world.upgrade_charm("postgresql", &charm).unwrap();
     world.settle().unwrap();
@@ -601,22 +591,7 @@ fn remove_application_takes_every_unit_and_relation_in_the_contract_order() {
     world.add_model("db");
     let provider = write_charm(&s.0, "postgresql", PROVIDER);
     let consumer = write_charm(&s.0, "myapp", CONSUMER);
-    world
-        .deploy(
-            "db",
-            "postgresql",
-            &provider,
-            DeployOptions {
-                units: 2,
-                storage: vec![StorageRequest {
-                    name: "pgdata".into(),
-                    location: None,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    deploy_with_pgdata(&mut world, &provider, 2);
     world
         .deploy("db", "myapp", &consumer, DeployOptions::default())
         .unwrap();
@@ -640,7 +615,10 @@ fn remove_application_takes_every_unit_and_relation_in_the_contract_order() {
     // Each leaving unit: its peer and the consumer depart (itself the
     // departing unit), then stop, -broken (not for the peer relation),
     // storage-detaching, remove.
-    for (unit, peer) in [("postgresql/0", "postgresql/1"), ("postgresql/1", "postgresql/0")] {
+    for (unit, peer) in [
+        ("postgresql/0", "postgresql/1"),
+        ("postgresql/1", "postgresql/0"),
+    ] {
         let mut hooks = ran(unit);
         let (departed, rest) = hooks.split_at_mut(2);
         departed.sort();

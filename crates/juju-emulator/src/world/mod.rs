@@ -37,6 +37,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 
 use crate::context::Bag;
 pub use agent::ExecRecord;
+pub use machines::LEADERSHIP_LEASE;
 pub use model::{
     ActionOutcome, Application, DeployOptions, EndpointRef, HookPaths, HookRecord, Invocation,
     LogRecord, Model, Offer, Relation, StorageInstance, StorageRequest, Unit, UnitOptions,

@@ -719,22 +719,7 @@ impl World {
                 });
             }
         }
-        self.enqueue_hook(unit, "stop");
-        for id in &relation_ids {
-            if !self.relations[id].is_peer() {
-                self.enqueue_relation(unit, *id, "broken", None);
-            }
-        }
-        let storage: Vec<String> = self.unit(unit)?.storage.keys().cloned().collect();
-        for id in storage {
-            self.enqueue(Invocation {
-                unit: unit.to_string(),
-                hook: format!("{}-storage-detaching", id.split('/').next().unwrap_or(&id)),
-                storage: Some(id),
-                ..Default::default()
-            });
-        }
-        self.enqueue_hook(unit, "remove");
+        self.enqueue_leaving(unit, &relation_ids)?;
         self.settle()?;
         self.forget_secret_consumer(unit);
         let machine = self.unit(unit)?.machine.clone();
@@ -751,6 +736,29 @@ impl World {
         }
         // Juju destroys the machine with its last unit.
         self.destroy_machine_if_empty(&machine)?;
+        Ok(())
+    }
+
+    /// What a leaving unit runs after its `-departed` hooks: `stop`,
+    /// `-broken` for each of `relations` but the peer one,
+    /// `storage-detaching` for each storage, and `remove`, the last (§6.3).
+    fn enqueue_leaving(&mut self, unit: &str, relations: &[u64]) -> Result<()> {
+        self.enqueue_hook(unit, "stop");
+        for id in relations {
+            if !self.relations[id].is_peer() {
+                self.enqueue_relation(unit, *id, "broken", None);
+            }
+        }
+        let storage: Vec<String> = self.unit(unit)?.storage.keys().cloned().collect();
+        for id in storage {
+            self.enqueue(Invocation {
+                unit: unit.to_string(),
+                hook: format!("{}-storage-detaching", id.split('/').next().unwrap_or(&id)),
+                storage: Some(id),
+                ..Default::default()
+            });
+        }
+        self.enqueue_hook(unit, "remove");
         Ok(())
     }
 
@@ -800,25 +808,7 @@ impl World {
         }
         // Phase 2: the leaving units stop, break, detach and go.
         for unit in &units {
-            self.enqueue_hook(unit, "stop");
-            for id in &relation_ids {
-                if !self.relations[id].is_peer() {
-                    self.enqueue_relation(unit, *id, "broken", None);
-                }
-            }
-            let storage: Vec<String> = self.unit(unit)?.storage.keys().cloned().collect();
-            for storage_id in storage {
-                self.enqueue(Invocation {
-                    unit: unit.clone(),
-                    hook: format!(
-                        "{}-storage-detaching",
-                        storage_id.split('/').next().unwrap_or(&storage_id)
-                    ),
-                    storage: Some(storage_id),
-                    ..Default::default()
-                });
-            }
-            self.enqueue_hook(unit, "remove");
+            self.enqueue_leaving(unit, &relation_ids)?;
         }
         // The other applications' units: the relation is broken for them.
         for id in &relation_ids {
