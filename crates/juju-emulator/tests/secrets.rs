@@ -28,7 +28,11 @@ case "$hook" in
       relation-set --app "secret-uri=$uri" && echo "$uri" > "$state/uri"
     fi ;;
   config-changed)
-    [ "$mode" = rotate ] && secret-set "$(cat "$state/uri")" password=second ;;
+    [ "$mode" = rotate ] && secret-set "$(cat "$state/uri")" password=second
+    if [ "$mode" = rotate-then-remove ]; then
+      secret-set "$(cat "$state/uri")" password=third || exit 1
+      secret-remove "$(cat "$state/uri")" || exit 1
+    fi ;;
   secret-rotate|secret-expired)
     echo "$hook $JUJU_SECRET_ID $JUJU_SECRET_LABEL ${JUJU_SECRET_REVISION:-none}" >> "$state/owner-hooks"
     secret-info-get "$JUJU_SECRET_ID" --format=json >> "$state/owner-hooks" ;;
@@ -193,6 +197,31 @@ fn the_offering_side_shares_and_consumers_follow_its_revisions() {
         read.contains("permission denied") && read.contains("rc=1"),
         "{read}"
     );
+}
+
+#[test]
+fn no_secret_changed_for_a_secret_removed_before_the_consumer_heard_of_it() {
+    let s = Scratch::new("secrets", "removed");
+    let (mut world, rel) = site(&s, &[]);
+    let rel = rel.unwrap();
+    let uri = world.secret_uri("pg", &format!("pw-db:{rel}")).unwrap();
+    assert_eq!(world.secret_tracked_by(&uri, "app/0").unwrap(), Some(1));
+    let before = world.trace().len();
+    world
+        .set_config("pg", &[("mode", "rotate-then-remove")])
+        .unwrap();
+    world.settle().unwrap();
+    assert!(world.secret_latest(&uri).is_err(), "the secret is gone");
+    let consumer_hooks: Vec<&str> = world.trace()[before..]
+        .iter()
+        .filter(|r| r.invocation.unit.starts_with("app/"))
+        .map(|r| r.invocation.hook.as_str())
+        .collect();
+    assert!(
+        !consumer_hooks.contains(&"secret-changed"),
+        "{consumer_hooks:?}"
+    );
+    assert_eq!(state(&world, "app/0", "changed"), "");
 }
 
 #[test]

@@ -114,13 +114,21 @@ impl World {
     }
 
     /// Takes the first queued hook whose unit's agent can run it, dropping
-    /// hooks of units that are gone.
+    /// hooks of units that are gone, and secret hooks of secrets removed
+    /// since they were queued (Juju's uniter runs them only for secrets
+    /// that still exist).
     fn next_runnable(&mut self) -> Option<Invocation> {
         self.queue.retain(|inv| {
             let app = super::naming::app_of(&inv.unit);
-            self.apps
+            let unit_exists = self
+                .apps
                 .get(app)
-                .is_some_and(|a| a.units.contains_key(&inv.unit))
+                .is_some_and(|a| a.units.contains_key(&inv.unit));
+            let secret_exists = inv
+                .secret
+                .as_ref()
+                .is_none_or(|id| self.secrets.contains_key(id));
+            unit_exists && secret_exists
         });
         let index = self
             .queue
