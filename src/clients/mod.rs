@@ -175,7 +175,12 @@ impl Clients<'_> {
             );
             served.insert(key, outcome);
         }
-        let removed = self.retire_secrets(&mut served, removed, serving.as_ref().map(|s| s.leader));
+        let removed = self.retire_secrets(
+            &mut served,
+            removed,
+            serving.as_ref().map(|s| s.leader),
+            leaving,
+        );
         let mut problems: Vec<Problem> = self
             .revoke(&mut served, removed, leaving)
             .into_iter()
@@ -211,7 +216,7 @@ impl Clients<'_> {
         if removed.is_empty() {
             return Ok(());
         }
-        let removed = self.retire_secrets(&mut served, removed, None);
+        let removed = self.retire_secrets(&mut served, removed, None, leaving);
         for problem in self.revoke(&mut served, removed, leaving) {
             log::warn!("{problem}");
         }
@@ -254,17 +259,21 @@ impl Clients<'_> {
     /// Retires the application secrets of removed `database` relations, on
     /// the leader (`leader`: already asked, else asked here if needed). A
     /// relation whose secrets could not all be removed stays in `served`,
-    /// without access, so the next hook tries again.
+    /// without access, so the next hook tries again. A `leaving` unit
+    /// retires nothing: its `-broken` hooks mean that it goes, not the
+    /// relations, which the remaining units (and the next leader) still
+    /// serve with those secrets, even when the leaving unit is the leader.
     fn retire_secrets(
         &self,
         served: &mut ServedMap,
         removed: Vec<(String, Served)>,
         leader: Option<bool>,
+        leaving: bool,
     ) -> Vec<(String, Served)> {
         let mut leader = leader;
         let mut gone = Vec::new();
         for (key, old) in removed {
-            if old.secret_labels.is_empty() {
+            if old.secret_labels.is_empty() || leaving {
                 gone.push((key, old));
                 continue;
             }
