@@ -42,6 +42,13 @@ const PEER_ENDPOINT: &str = "replication";
 /// Runs the handler for the hook's event. An `Err` fails the hook (exit 1).
 pub fn handle(hook: &Hook) -> Result<()> {
     let event = &hook.context.event;
+    if matches!(event, Event::Install | Event::Start) {
+        crate::state::stopped::clear(&hook.unit.state)?;
+    }
+    if !runs_after_stop(event) && crate::state::stopped::is_marked(&hook.unit.state) {
+        log::info!("{event}: this unit stopped for its removal; nothing is started again");
+        return Ok(());
+    }
     match event {
         Event::Action { name } => actions::run(hook, name),
         Event::UpdateStatus => lifecycle::update_status(hook),
@@ -65,6 +72,22 @@ pub fn handle(hook: &Hook) -> Result<()> {
     }
 }
 
+/// What still runs on a unit after its `stop` hook (Juju is removing it):
+/// the rest of the removal and the operator's actions. Everything else
+/// (its `-relation-broken` hooks, a late `update-status`) would converge,
+/// and so start again what `stop` stopped.
+fn runs_after_stop(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::Stop
+            | Event::Remove
+            | Event::StorageDetaching { .. }
+            | Event::Action { .. }
+            | Event::Install
+            | Event::Start
+    )
+}
+
 fn unhandled(event: &Event) -> Result<()> {
     log::debug!("no handler for {event}; nothing to do");
     Ok(())
@@ -84,6 +107,28 @@ mod tests {
 
     use super::*;
     use crate::relations::CLIENT_ENDPOINTS;
+
+    #[test]
+    fn after_stop_only_the_removal_and_actions_run() {
+        for (path, runs) in [
+            ("hooks/stop", true),
+            ("hooks/remove", true),
+            ("hooks/pgdata-storage-detaching", true),
+            ("actions/tuning-report", true),
+            ("hooks/install", true),
+            ("hooks/start", true),
+            ("hooks/db-relation-broken", false),
+            ("hooks/database-relation-broken", false),
+            ("hooks/replication-relation-departed", false),
+            ("hooks/update-status", false),
+            ("hooks/config-changed", false),
+            ("hooks/leader-elected", false),
+            ("hooks/ha-topology-changed", false),
+        ] {
+            let event = Event::from_dispatch_path(path);
+            assert_eq!(runs_after_stop(&event), runs, "{path}");
+        }
+    }
 
     #[test]
     fn the_endpoints_and_storage_are_those_of_metadata_yaml() {

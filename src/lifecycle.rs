@@ -51,6 +51,9 @@ fn data_is_on_detaching_storage(hook: &Hook, cluster: &Cluster) -> bool {
 /// `stop`: no server is left running; nothing is deleted. Patroni goes
 /// first (it would start the server again), then etcd.
 pub fn stop_server(hook: &Hook, reason: &str) -> Result<()> {
+    // First: a hook killed after stopping something must not see a later
+    // hook start it again.
+    crate::state::stopped::mark(&hook.unit.state)?;
     stop_ha_services(hook)?;
     if let Some(cluster) = hook.unit.existing_cluster() {
         control::stop(&cluster)?;

@@ -21,6 +21,7 @@
 //! * [`host`]: `host-originals.json` (each host setting before the charm
 //!   changed it) and `host-applied.json` (the host plan in force);
 //! * [`pending_move`]: `pending-move.json` (a storage move that was blocked);
+//! * [`stopped`]: `stopped.json` (`stop` ran: the unit is being removed);
 //! * [`memo`]: `memo-<key>` (what an immediate hook tool was last told);
 //! * [`tls`]: `tls-*.pem` (the unit's TLS key, its own certificate, the
 //!   provider's last accepted one; `crate::tls::files` serves them);
@@ -43,6 +44,7 @@ pub(crate) mod machine;
 pub(crate) mod memo;
 pub(crate) mod pending_move;
 pub(crate) mod relations;
+pub(crate) mod stopped;
 pub(crate) mod tls;
 
 use std::io;
