@@ -11,7 +11,10 @@
 //! cluster-wide settings everywhere, a `db` consumer told the primary in
 //! `master` and the standbys in `standbys` by every unit, the REST API and
 //! etcd refusing anonymous writes, three voting etcd members; removing a
-//! standby leaves two members serving; no password in any argv or log.
+//! standby leaves two members serving; no password in any argv or log;
+//! then, in strict mode, the primary acknowledges nothing while its only
+//! standby's machine is down and the waiting commit returns once it is
+//! back.
 //! Every process runs inside the machines, which the World kills and
 //! removes when it drops (also when the test fails).
 
@@ -451,6 +454,92 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
             );
         }
     }
+
+    strict_mode_waits_for_a_synchronous_standby(&mut world, &primary, &sync_standby);
+}
+
+/// `synchronous-mode-strict=true` on the two-member cluster: with its only
+/// standby's machine down, the primary acknowledges nothing (Patroni 3.2.2
+/// sets `synchronous_standby_names` to `*`; a waiting commit is invisible
+/// to other sessions); when the machine is back and its standby catches
+/// up, the waiting commit returns and the row is on the standby.
+fn strict_mode_waits_for_a_synchronous_standby(world: &mut World, primary: &str, standby: &str) {
+    world
+        .set_config(APP, &[("synchronous-mode-strict", "true")])
+        .unwrap();
+    world.settle().unwrap();
+    let machine = world.machine_of(standby).unwrap().id.clone();
+    world.crash_machine(&machine).unwrap();
+    // Patroni notices the standby gone within a loop or two.
+    let names = wait_for(
+        "strict mode with no standby",
+        Duration::from_secs(90),
+        || {
+            ha::psql(world, primary, "SHOW synchronous_standby_names")
+                .ok()
+                .filter(|names| names.as_str() == "*")
+        },
+    );
+    eprintln!("strict, no standby: synchronous_standby_names = {names:?}");
+    let mut write = world
+        .machine_of(primary)
+        .unwrap()
+        .command("runuser")
+        .unwrap()
+        .args(scenarios::superuser_psql_args(5432, "postgres"))
+        .args(["-c", "INSERT INTO kept VALUES (2001)"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    world.run_for(Duration::from_secs(10)).unwrap();
+    assert!(
+        write.try_wait().unwrap().is_none(),
+        "strict mode acknowledged a commit with no standby"
+    );
+    assert_eq!(
+        ha::psql(world, primary, "SELECT count(*) FROM kept WHERE n = 2001").unwrap(),
+        "0",
+        "the waiting commit is visible on the primary"
+    );
+    assert_eq!(
+        ha::psql(world, primary, "SELECT pg_is_in_recovery()").unwrap(),
+        "f",
+        "the primary stays primary (it cannot fail over, it waits)"
+    );
+    // The machine comes back (Juju runs `start`); its standby catches up
+    // and confirms, and the commit returns.
+    world.restart_machine(&machine).unwrap();
+    world.set_update_status_interval(Some(Duration::from_secs(5)));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(status) = write.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the waiting commit never returned after {standby} came back"
+        );
+        world.run_for(Duration::from_secs(1)).unwrap();
+    };
+    world.set_update_status_interval(None);
+    let out = write.wait_with_output().unwrap();
+    assert!(
+        status.success(),
+        "the waiting commit failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let on_standby = wait_for("the row on the standby", Duration::from_secs(30), || {
+        ha::psql(world, standby, "SELECT count(*) FROM kept WHERE n = 2001")
+            .ok()
+            .filter(|n| n == "1")
+    });
+    assert_eq!(on_standby, "1");
+    assert_ne!(
+        ha::psql(world, primary, "SHOW synchronous_standby_names").unwrap(),
+        "*",
+        "Patroni named the standby again"
+    );
 }
 
 /// Every unit is blocked with a message naming each of `needles`, and

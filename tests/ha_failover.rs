@@ -19,10 +19,22 @@
 //!    Juju leader's lease runs out, when the leader was cut off too), no
 //!    acknowledged row is lost, and after the heal it rejoins as a standby;
 //! 3. `switchover` to an asynchronous standby is refused; to the
-//!    synchronous one it moves the primary with no acknowledged row lost;
+//!    synchronous one it moves the primary with no acknowledged row lost,
+//!    and no Juju leader (a primary change moves no leader; the
+//!    application bag follows Patroni's primary); a `database` consumer
+//!    (the data_interfaces v0 library, on a machine of its own) is told the
+//!    new primary in `endpoints` and the others in `read-only-endpoints`,
+//!    and its library raises `endpoints_changed`;
+//!
+//!    Between 2 and 3, or after 3 (whenever the Juju leader is a standby),
+//!    the leader is cut off until Juju elects another: the primary stays
+//!    where it was, never two writable, and the new leader's application
+//!    bag names it (a leader change moves no primary);
 //! 4. `remove-unit` of the primary: it hands over first, then leaves etcd
 //!    and Patroni; the two left serve, with the warning that they cannot
-//!    fail over safely.
+//!    fail over safely;
+//! 5. `remove-application`: both members leave, every hook succeeding at
+//!    its first run and none taking two minutes.
 //!
 //! The times (crash → first acknowledged write on the new primary, →
 //! relation naming it) are printed; the test asserts the targets
@@ -68,6 +80,7 @@ fn failover_loses_no_acknowledged_commit_and_the_consumer_follows() {
         &consumer_host,
     );
     let first = units[0].clone();
+    let modern = relate_database_consumer(&mut world);
     let sysid = ha::psql(
         &world,
         &first,
@@ -182,8 +195,12 @@ fn failover_loses_no_acknowledged_commit_and_the_consumer_follows() {
     );
     let new_primary = &after_cut;
 
+    // 3b, when the leader is a standby now (else after the switchover).
+    let mut leader_step_done =
+        leader_change_moves_no_primary(&mut world, (&units, relation), new_primary);
+
     // 3. Switchover: refused to the asynchronous standby, done to the
-    // synchronous one.
+    // synchronous one; the Juju leader stays where it was.
     let sync_standby = ha::sync_standby(&world, new_primary, &units).unwrap();
     let async_standby = units
         .iter()
@@ -203,6 +220,8 @@ fn failover_loses_no_acknowledged_commit_and_the_consumer_follows() {
         "{:?}",
         refused.failed
     );
+    let leader_before = leader(&world);
+    let endpoint_changes = endpoints_changed(&world);
     let mut writer = Writer::start(&consumer_host, &dir);
     let switchover = ha::switch_over(&mut world, &watched, &writer, (new_primary, &sync_standby));
     eprintln!("switchover to {sync_standby}: {switchover:?}");
@@ -210,13 +229,51 @@ fn failover_loses_no_acknowledged_commit_and_the_consumer_follows() {
     writer.stop();
     assert_eq!(primary_via(&mut world, &async_standby), sync_standby);
     assert_no_acknowledged_row_lost(&world, &sync_standby, &writer, "switchover");
+    assert_eq!(
+        leader(&world),
+        leader_before,
+        "the switchover moved the Juju leader"
+    );
+    database_consumer_follows(
+        &mut world,
+        modern,
+        (&sync_standby, &units),
+        endpoint_changes,
+    );
+    if !leader_step_done {
+        leader_step_done =
+            leader_change_moves_no_primary(&mut world, (&units, relation), &sync_standby);
+    }
+    assert!(
+        leader_step_done,
+        "the leader was the primary both before and after the switchover"
+    );
 
     // 4. remove-unit of the primary: it hands over, then leaves.
     let leaving = sync_standby.clone();
     let remaining: Vec<String> = units.iter().filter(|u| **u != leaving).cloned().collect();
+    let user_secret = world.bag(modern, "postgresql").unwrap()["secret-user"].clone();
     let mut writer = Writer::start(&consumer_host, &dir);
+    eprintln!("removing {leaving} (leader: {})", leader(&world));
     world.remove_unit(&leaving).unwrap();
     world.settle().unwrap();
+    // Its -broken hooks mean that it goes, not the relation: the
+    // `database` consumer's credentials stay (even when it led).
+    assert!(
+        world.secret_latest(&user_secret).is_ok(),
+        "the leaving unit removed the database relation's user secret"
+    );
+    assert!(
+        world
+            .secret_tracked_by(&user_secret, "modern/0")
+            .unwrap()
+            .is_some(),
+        "the consumer no longer reads its credentials"
+    );
+    assert_eq!(
+        world.bag(modern, "postgresql").unwrap()["secret-user"],
+        user_secret
+    );
     prober.set_targets(&world, &remaining);
     let after_removal = primary_via(&mut world, &remaining[0]);
     assert!(remaining.contains(&after_removal), "{after_removal}");
@@ -256,8 +313,216 @@ fn failover_loses_no_acknowledged_commit_and_the_consumer_follows() {
         violations.is_empty(),
         "two writable servers at once: {violations:?}"
     );
+
+    // 5. remove-application: every member leaves (etcd loses its quorum
+    // on the way), and no hook fails, retries or hangs.
+    prober.set_targets(&world, &[]);
+    let before = world.trace().len();
+    let started = Instant::now();
+    world.remove_application("postgresql").unwrap();
+    let removal: Vec<_> = world.trace()[before..]
+        .iter()
+        .filter(|r| r.invocation.unit.starts_with("postgresql/"))
+        .collect();
+    for record in &removal {
+        assert!(
+            record.result.succeeded(),
+            "{} {} failed during remove-application: {}",
+            record.invocation.unit,
+            record.invocation.hook,
+            record.result.output()
+        );
+        assert!(
+            record.result.wall < Duration::from_secs(120),
+            "{} {} took {:?}",
+            record.invocation.unit,
+            record.invocation.hook,
+            record.result.wall
+        );
+    }
+    let removed: Vec<&str> = removal
+        .iter()
+        .filter(|r| r.invocation.hook == "remove")
+        .map(|r| r.invocation.unit.as_str())
+        .collect();
+    assert_eq!(removed.len(), remaining.len(), "{removed:?}");
+    for unit in &remaining {
+        assert!(world.machine_of(unit).is_err(), "{unit}'s machine is left");
+    }
+    eprintln!(
+        "remove-application: {} hooks in {:.1} s",
+        removal.len(),
+        started.elapsed().as_secs_f64()
+    );
     drop(watched);
     drop(consumer_host);
+}
+
+/// A `database` consumer (tests/consumer-database-v0, the data_interfaces
+/// v0 library) on a machine of its own, related to `postgresql:database`
+/// once the cluster formed; waits until its library handed it the
+/// database; the relation's id.
+fn relate_database_consumer(world: &mut World) -> u64 {
+    world
+        .deploy(
+            "db",
+            "modern",
+            &scenarios::repo_root().join("tests/consumer-database-v0"),
+            juju_emulator::DeployOptions {
+                units: 1,
+                config: [("database".to_string(), "inventory".to_string())].into(),
+                machine: Some(juju_emulator::MachineSpec::default()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let relation = world
+        .integrate("postgresql:database", "modern:database")
+        .unwrap();
+    world.settle().unwrap();
+    let events = database_consumer_events(world);
+    assert!(
+        events.iter().any(|e| e == "database_created"),
+        "the database consumer got no database: {events:?} ({:?})",
+        status(world, "modern/0")
+    );
+    relation
+}
+
+/// The events the `database` consumer's library raised, in order.
+fn database_consumer_events(world: &World) -> Vec<String> {
+    let path = world
+        .unit("modern/0")
+        .unwrap()
+        .agent_dir
+        .join("consumer-state.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let state: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    state["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter_map(|e| e.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// After a switchover to `primary`: the `database` relation's application
+/// bag names it in `endpoints` and every other unit in
+/// `read-only-endpoints`, and the consumer's library noticed.
+fn database_consumer_follows(
+    world: &mut World,
+    relation: u64,
+    (primary, units): (&str, &[String]),
+    changes_before: usize,
+) {
+    let want = format!("{}:5432", address(world, primary));
+    let mut standbys: Vec<String> = units
+        .iter()
+        .filter(|u| *u != primary)
+        .map(|u| format!("{}:5432", address(world, u)))
+        .collect();
+    standbys.sort();
+    let published = |w: &World| {
+        let bag = w.bag(relation, "postgresql")?;
+        let mut read_only: Vec<String> = bag
+            .get("read-only-endpoints")?
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        read_only.sort();
+        Some((bag.get("endpoints")?.clone(), read_only))
+    };
+    world
+        .run_until(Duration::from_secs(120), |w| {
+            published(w) == Some((want.clone(), standbys.clone()))
+        })
+        .unwrap_or_else(|e| {
+            panic!(
+                "the database relation did not name {want} (read-only {standbys:?}): {:?}: {e:#}",
+                published(world)
+            )
+        });
+    world.settle().unwrap();
+    let changes_after = endpoints_changed(world);
+    assert!(
+        changes_after > changes_before,
+        "the consumer's library raised no endpoints_changed ({changes_before} before)"
+    );
+}
+
+/// How many times the consumer's library raised `endpoints_changed`.
+fn endpoints_changed(world: &World) -> usize {
+    database_consumer_events(world)
+        .iter()
+        .filter(|e| *e == "endpoints_changed")
+        .count()
+}
+
+fn leader(world: &World) -> String {
+    world.app("postgresql").unwrap().leader.clone().unwrap()
+}
+
+/// When the Juju leader is a standby of `primary`: cuts its machine off
+/// until Juju elects another leader (a short lease), and checks that the
+/// primary did not move, that no two servers were writable, and that the
+/// new leader's application bag names the primary; then heals the old
+/// leader's machine and waits for it to follow again. Returns false (and
+/// does nothing) when the leader is the primary.
+fn leader_change_moves_no_primary(
+    world: &mut World,
+    (units, relation): (&[String], u64),
+    primary: &str,
+) -> bool {
+    let old_leader = leader(world);
+    if old_leader == primary {
+        return false;
+    }
+    let machine = world.machine_of(&old_leader).unwrap().id.clone();
+    let others: Vec<String> = units
+        .iter()
+        .filter(|u| **u != old_leader)
+        .cloned()
+        .collect();
+    world.set_leadership_lease(Duration::from_secs(15));
+    world.partition_machine(&machine).unwrap();
+    world
+        .run_until(Duration::from_secs(120), |w| leader(w) != old_leader)
+        .unwrap_or_else(|e| panic!("no new leader after {old_leader} was cut off: {e:#}"));
+    let new_leader = leader(world);
+    eprintln!("leader {old_leader} cut off: {new_leader} leads, {primary} still primary");
+    // The new leader's hooks (leader-elected, the peers' departure of
+    // nothing) have run; Patroni is asked from a unit still connected.
+    world.settle().unwrap();
+    for unit in &others {
+        assert_eq!(
+            primary_via(world, unit),
+            primary,
+            "the leader change moved the primary (asked {unit})"
+        );
+    }
+    assert!(
+        unit_is_writable(world, primary),
+        "{primary} stopped taking writes"
+    );
+    let want = address(world, primary);
+    assert_eq!(
+        ha::master_in(world, relation, ha::APP).unwrap_or_default(),
+        want,
+        "the new leader's application bag does not name the primary"
+    );
+    world.heal_machine(&machine).unwrap();
+    world.set_leadership_lease(juju_emulator::LEADERSHIP_LEASE);
+    ha::wait_for_cluster(
+        world,
+        &ha::primary_first(units, primary),
+        primary,
+        Duration::from_secs(300),
+    );
+    assert_eq!(leader(world), new_leader, "leadership moved back on heal");
+    true
 }
 
 fn wait_until<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
