@@ -12,9 +12,9 @@
 //! `master` and the standbys in `standbys` by every unit, the REST API and
 //! etcd refusing anonymous writes, three voting etcd members; removing a
 //! standby leaves two members serving; no password in any argv or log;
-//! then, in strict mode, the primary acknowledges nothing while its only
-//! standby's machine is down and the waiting commit returns once it is
-//! back.
+//! in strict mode (before the scale down), the primary acknowledges
+//! nothing while both standbys are frozen and the waiting commit returns
+//! once they are thawed.
 //! Every process runs inside the machines, which the World kills and
 //! removes when it drops (also when the test fails).
 
@@ -373,6 +373,26 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
         assert!(out.0, "{unit}: the check failed:\n{}", out.1);
     }
 
+    let standbys: Vec<String> = units.iter().filter(|u| **u != primary).cloned().collect();
+    strict_mode_waits_for_a_synchronous_standby(&mut world, &primary, &standbys);
+    let replication = wait_for(
+        "one synchronous and one asynchronous standby again",
+        Duration::from_secs(60),
+        || {
+            sql(
+                &world,
+                &primary,
+                "SELECT string_agg(application_name || ':' || state || ':' || sync_state, ',' \
+                   ORDER BY application_name) FROM pg_stat_replication",
+            )
+            .ok()
+            .filter(|r| {
+                r.matches(":streaming:sync").count() == 1
+                    && r.matches(":streaming:async").count() == 1
+            })
+        },
+    );
+
     // Scale down: the standby that is not synchronous leaves; etcd and
     // Patroni keep the other two, the synchronous standby stays.
     let (sync_standby, leaving) = if replication.contains("postgresql-1:streaming:sync") {
@@ -454,32 +474,66 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
             );
         }
     }
-
-    strict_mode_waits_for_a_synchronous_standby(&mut world, &primary, &sync_standby);
 }
 
-/// `synchronous-mode-strict=true` on the two-member cluster: with its only
-/// standby's machine down, the primary acknowledges nothing (Patroni 3.2.2
-/// sets `synchronous_standby_names` to `*`; a waiting commit is invisible
-/// to other sessions); when the machine is back and its standby catches
-/// up, the waiting commit returns and the row is on the standby.
-fn strict_mode_waits_for_a_synchronous_standby(world: &mut World, primary: &str, standby: &str) {
+/// `synchronous-mode-strict=true` on the three-member cluster: with both
+/// standbys frozen (their PostgreSQL, Patroni and watcher stopped with
+/// SIGSTOP, etcd still running, so the DCS keeps its quorum and the
+/// primary its leader key), the primary acknowledges nothing once its
+/// walsenders give up (`wal_sender_timeout`): Patroni 3.2.2 sets
+/// `synchronous_standby_names` to `*`, a waiting commit is invisible to
+/// other sessions. Thawed, the standbys reconnect, the commit returns and
+/// the row is on them; strict mode is switched off again.
+fn strict_mode_waits_for_a_synchronous_standby(
+    world: &mut World,
+    primary: &str,
+    standbys: &[String],
+) {
     world
         .set_config(APP, &[("synchronous-mode-strict", "true")])
         .unwrap();
     world.settle().unwrap();
-    let machine = world.machine_of(standby).unwrap().id.clone();
-    world.crash_machine(&machine).unwrap();
-    // Patroni notices the standby gone within a loop or two.
-    let names = wait_for(
-        "strict mode with no standby",
-        Duration::from_secs(90),
-        || {
-            ha::psql(world, primary, "SHOW synchronous_standby_names")
-                .ok()
-                .filter(|names| names.as_str() == "*")
-        },
-    );
+    let signal_standbys = |world: &World, signal: &str| {
+        for unit in standbys {
+            let out = world
+                .machine_of(unit)
+                .unwrap()
+                .run(
+                    "sh",
+                    &[
+                        "-c",
+                        &format!(
+                            "pkill -{signal} -x pg-ha-watcher; pkill -{signal} -x patroni; \
+                             pkill -{signal} -x postgres; true"
+                        ),
+                    ],
+                )
+                .unwrap();
+            assert!(out.status.success(), "{unit}: pkill -{signal}");
+        }
+    };
+    signal_standbys(world, "STOP");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let names = loop {
+        let names = ha::psql(world, primary, "SHOW synchronous_standby_names");
+        if names.as_deref() == Ok("*") {
+            break names.unwrap();
+        }
+        if Instant::now() > deadline {
+            signal_standbys(world, "CONT");
+            panic!(
+                "strict mode, standbys frozen for 240 s: synchronous_standby_names {names:?}, \
+                 replication {:?}\n{}",
+                ha::psql(
+                    world,
+                    primary,
+                    "SELECT application_name, state, sync_state FROM pg_stat_replication"
+                ),
+                ha::service_logs(world, primary)
+            );
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    };
     eprintln!("strict, no standby: synchronous_standby_names = {names:?}");
     let mut write = world
         .machine_of(primary)
@@ -487,58 +541,65 @@ fn strict_mode_waits_for_a_synchronous_standby(world: &mut World, primary: &str,
         .command("runuser")
         .unwrap()
         .args(scenarios::superuser_psql_args(5432, "postgres"))
-        .args(["-c", "INSERT INTO kept VALUES (2001)"])
+        .args(["-c", "INSERT INTO kept VALUES (-1)"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    world.run_for(Duration::from_secs(10)).unwrap();
-    assert!(
-        write.try_wait().unwrap().is_none(),
-        "strict mode acknowledged a commit with no standby"
-    );
+    std::thread::sleep(Duration::from_secs(10));
+    let waiting = write.try_wait().unwrap().is_none();
+    let visible = ha::psql(world, primary, "SELECT count(*) FROM kept WHERE n = -1");
+    let in_recovery = ha::psql(world, primary, "SELECT pg_is_in_recovery()");
+    signal_standbys(world, "CONT");
+    assert!(waiting, "strict mode acknowledged a commit with no standby");
     assert_eq!(
-        ha::psql(world, primary, "SELECT count(*) FROM kept WHERE n = 2001").unwrap(),
-        "0",
+        visible.as_deref(),
+        Ok("0"),
         "the waiting commit is visible on the primary"
     );
     assert_eq!(
-        ha::psql(world, primary, "SELECT pg_is_in_recovery()").unwrap(),
-        "f",
-        "the primary stays primary (it cannot fail over, it waits)"
+        in_recovery.as_deref(),
+        Ok("f"),
+        "the primary stays primary (it waits, it does not step down)"
     );
-    // The machine comes back (Juju runs `start`); its standby catches up
-    // and confirms, and the commit returns.
-    world.restart_machine(&machine).unwrap();
-    world.set_update_status_interval(Some(Duration::from_secs(5)));
-    let deadline = Instant::now() + Duration::from_secs(300);
+    // Thawed: the standbys reconnect and confirm, and the commit returns.
+    let deadline = Instant::now() + Duration::from_secs(180);
     let status = loop {
         if let Some(status) = write.try_wait().unwrap() {
             break status;
         }
         assert!(
             Instant::now() < deadline,
-            "the waiting commit never returned after {standby} came back"
+            "the waiting commit never returned after the standbys were thawed"
         );
         world.run_for(Duration::from_secs(1)).unwrap();
     };
-    world.set_update_status_interval(None);
     let out = write.wait_with_output().unwrap();
     assert!(
         status.success(),
         "the waiting commit failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let on_standby = wait_for("the row on the standby", Duration::from_secs(30), || {
-        ha::psql(world, standby, "SELECT count(*) FROM kept WHERE n = 2001")
-            .ok()
-            .filter(|n| n == "1")
-    });
-    assert_eq!(on_standby, "1");
-    assert_ne!(
-        ha::psql(world, primary, "SHOW synchronous_standby_names").unwrap(),
-        "*",
-        "Patroni named the standby again"
+    for standby in standbys {
+        let on_standby = wait_for("the row on the standby", Duration::from_secs(30), || {
+            ha::psql(world, standby, "SELECT count(*) FROM kept WHERE n = -1")
+                .ok()
+                .filter(|n| n == "1")
+        });
+        assert_eq!(on_standby, "1", "{standby}");
+    }
+    world
+        .set_config(APP, &[("synchronous-mode-strict", "false")])
+        .unwrap();
+    world.settle().unwrap();
+    ha::wait_for_cluster(
+        world,
+        &ha::primary_first(&[primary.to_string()], primary)
+            .into_iter()
+            .chain(standbys.iter().cloned())
+            .collect::<Vec<_>>(),
+        primary,
+        Duration::from_secs(180),
     );
 }
 
