@@ -182,23 +182,7 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
         });
         assert_eq!(rows, "1001|1001");
     }
-    let replication = wait_for(
-        "one synchronous and one asynchronous standby",
-        Duration::from_secs(60),
-        || {
-            sql(
-                &world,
-                &primary,
-                "SELECT string_agg(application_name || ':' || state || ':' || sync_state, ',' \
-                   ORDER BY application_name) FROM pg_stat_replication",
-            )
-            .ok()
-            .filter(|r| {
-                r.matches(":streaming:sync").count() == 1
-                    && r.matches(":streaming:async").count() == 1
-            })
-        },
-    );
+    let replication = one_synchronous_one_asynchronous(&world, &primary);
     eprintln!("pg_stat_replication: {replication}");
     // Cluster-wide settings come from the DCS, the same everywhere; the
     // memory settings follow each machine.
@@ -375,23 +359,7 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
 
     let standbys: Vec<String> = units.iter().filter(|u| **u != primary).cloned().collect();
     strict_mode_waits_for_a_synchronous_standby(&mut world, &primary, &standbys);
-    let replication = wait_for(
-        "one synchronous and one asynchronous standby again",
-        Duration::from_secs(60),
-        || {
-            sql(
-                &world,
-                &primary,
-                "SELECT string_agg(application_name || ':' || state || ':' || sync_state, ',' \
-                   ORDER BY application_name) FROM pg_stat_replication",
-            )
-            .ok()
-            .filter(|r| {
-                r.matches(":streaming:sync").count() == 1
-                    && r.matches(":streaming:async").count() == 1
-            })
-        },
-    );
+    let replication = one_synchronous_one_asynchronous(&world, &primary);
 
     // Scale down: the standby that is not synchronous leaves; etcd and
     // Patroni keep the other two, the synchronous standby stays.
@@ -766,6 +734,28 @@ fn run_etcdctl_member_list(world: &World, unit: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits until `primary` streams to one synchronous and one asynchronous
+/// standby; `pg_stat_replication` as `name:state:sync_state,...`.
+fn one_synchronous_one_asynchronous(world: &World, primary: &str) -> String {
+    wait_for(
+        "one synchronous and one asynchronous standby",
+        Duration::from_secs(60),
+        || {
+            ha::psql(
+                world,
+                primary,
+                "SELECT string_agg(application_name || ':' || state || ':' || sync_state, ',' \
+                   ORDER BY application_name) FROM pg_stat_replication",
+            )
+            .ok()
+            .filter(|r| {
+                r.matches(":streaming:sync").count() == 1
+                    && r.matches(":streaming:async").count() == 1
+            })
+        },
+    )
 }
 
 fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
