@@ -27,6 +27,9 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::divergence::{
+    divergence, newest_segment_timeline, DivergedFacts, SetAside, StandbyPosition,
+};
 use super::etcdctl::{Etcdctl, ROOT_USER};
 use super::http::BasicAuth;
 use super::membership::{DataDisk, EtcdRecord, EtcdView, HaAppState, PeerUnit};
@@ -43,6 +46,7 @@ use crate::fsx::{self, Owner};
 use crate::juju::{self, RelationData, RelationId, SecretOptions, SecretUri};
 use crate::secret::{Password, Secret};
 use crate::state::{ha as ha_files, StateDir};
+use crate::storage;
 
 /// The peer relation's endpoint.
 pub const PEER_ENDPOINT: &str = "replication";
@@ -185,6 +189,11 @@ fn describe(action: &Action) -> String {
         }
         Action::StartPatroni => "start Patroni".into(),
         Action::StopPatroni => "stop Patroni".into(),
+        Action::NoteDivergence(_) => "note that this standby diverged".into(),
+        Action::SetAsideDiverged(r) => format!(
+            "set the diverged data aside at {} for Patroni's clone",
+            r.data_aside.display()
+        ),
         Action::LeaveEtcd => "stop etcd and delete its data".into(),
         Action::PatchDcs(patch) => format!("PATCH /config {patch}"),
     }
@@ -338,9 +347,12 @@ fn observe(unit: &HaUnit, relation: &RelationId, session: &Session) -> Result<Ob
         }
         _ => None,
     };
-    let local = observe_local(unit, &app.cluster, known);
+    let mut local = observe_local(unit, &app.cluster, known);
     let api = api(unit, known);
     let cluster = local.patroni_running.then(|| api.cluster().ok()).flatten();
+    local.diverged = cluster
+        .as_deref()
+        .and_then(|c| observe_divergence(unit, &local, c, &api));
     let dcs = (unit.leader && local.patroni.is_some())
         .then(|| api.config().ok())
         .flatten();
@@ -404,7 +416,77 @@ fn observe_local(unit: &HaUnit, app: &HaAppState, secrets: Option<&HaSecrets>) -
             .ok()
             .map(Secret::new),
         hba_block: hba_text.as_deref().and_then(hba_block_in),
+        diverged: None,
+        set_aside: ha_files::set_aside::<SetAside>(&unit.state).map(|r| {
+            let kept = std::fs::symlink_metadata(&r.data_aside).is_ok();
+            (r, kept)
+        }),
     }
+}
+
+/// A standby Patroni runs that does not stream: whether it forked off the
+/// primary's history ([`super::divergence`]), and what a re-clone needs.
+/// `None` whenever something is unknown: the charm re-clones only on
+/// evidence.
+fn observe_divergence(
+    unit: &HaUnit,
+    local: &LocalFacts,
+    cluster: &[super::topology::ClusterMember],
+    api: &PatroniApi,
+) -> Option<DivergedFacts> {
+    let me = cluster.iter().find(|m| m.name == unit.member().name())?;
+    let leader = cluster
+        .iter()
+        .find(|m| m.role == super::topology::Role::Leader)?;
+    let running = local.patroni.as_ref()?;
+    if !me.role.is_standby()
+        || me.is_streaming(unit.inputs.patroni_version)
+        || running.state != "running"
+    {
+        return None;
+    }
+    let row = psql(
+        &unit.cluster,
+        "postgres",
+        "SELECT pg_is_in_recovery(), \
+                (SELECT timeline_id FROM pg_control_checkpoint()), \
+                pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::bigint;",
+    )
+    .ok()?;
+    let mut fields = row.split('|');
+    let (Some("t"), Some(timeline), Some(replayed)) = (fields.next(), fields.next(), fields.next())
+    else {
+        return None;
+    };
+    let pg_wal = unit.data_dir.join("pg_wal");
+    let names: Vec<String> = std::fs::read_dir(&pg_wal)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    let position = StandbyPosition {
+        checkpoint_timeline: timeline.parse().ok()?,
+        replayed: replayed.parse().ok()?,
+        newest_wal_timeline: newest_segment_timeline(names.iter().map(String::as_str)),
+    };
+    let history = api.history().ok()?;
+    let divergence = divergence(&history, leader.timeline?, &position)?;
+    let wal_dir = std::fs::read_link(&pg_wal).ok();
+    let data_bytes = storage::trees::usage(&unit.data_dir).ok()?.bytes;
+    let parent = unit.data_dir.parent()?;
+    let stat = nix::sys::statvfs::statvfs(parent).ok()?;
+    let external_tablespaces = storage::trees::tablespaces(&unit.data_dir)
+        .ok()?
+        .iter()
+        .any(|t| !t.inside(&unit.data_dir));
+    Some(DivergedFacts {
+        divergence,
+        data_dir: unit.data_dir.clone(),
+        wal_dir,
+        noticed: ha_files::diverged(&unit.state),
+        data_bytes,
+        free_bytes: stat.blocks_available() as u64 * stat.fragment_size() as u64,
+        external_tablespaces,
+    })
 }
 
 fn data_disk(data_dir: &Path) -> DataDisk {
@@ -592,6 +674,16 @@ fn apply(
         Action::StopPatroni => {
             services.stop(ServiceKind::Patroni, Duration::from_secs(300), false)?
         }
+        Action::NoteDivergence(noticed) => {
+            log::warn!(
+                "this standby cannot follow the primary: {}; the charm re-clones it in {} s \
+                 unless Patroni rewinds it",
+                noticed.divergence.describe(),
+                super::divergence::REWIND_GRACE_SECS
+            );
+            ha_files::save_diverged(&unit.state, noticed)?;
+        }
+        Action::SetAsideDiverged(record) => set_aside_diverged(unit, record)?,
         Action::LeaveEtcd => {
             services.stop(ServiceKind::Etcd, Duration::from_secs(30), true)?;
             remove_etcd_data(unit)?;
@@ -719,6 +811,65 @@ fn clear_for_clone(unit: &HaUnit, data_dir: &Path) -> Result<()> {
         std::fs::remove_dir_all(data_dir)
             .with_context(|| format!("removing {}", data_dir.display()))?;
     }
+    Ok(())
+}
+
+/// Renames a diverged data directory aside (and the WAL directory its
+/// `pg_wal` links to, re-linked), as postgres, who owns them: nothing is
+/// deleted, and Patroni clones into the empty place. The record is saved
+/// before the first rename and marked done after the last; each step is
+/// skipped when already done, so a killed hook's retry finishes the moves.
+fn set_aside_diverged(unit: &HaUnit, record: &SetAside) -> Result<()> {
+    if record.data_dir != unit.data_dir {
+        bail!(
+            "refusing to set {} aside: it is not this unit's data directory",
+            record.data_dir.display()
+        );
+    }
+    if Cluster::running_pid(&record.data_dir).is_some() {
+        bail!(
+            "{} is in use by a running server",
+            record.data_dir.display()
+        );
+    }
+    ha_files::save_set_aside(&unit.state, record)?;
+    let exists = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+    let mv = |from: &Path, to: &Path| {
+        storage::moves::as_postgres("mv", &[Path::new("-T"), from, to])
+            .with_context(|| format!("renaming {} to {}", from.display(), to.display()))
+    };
+    if exists(&record.data_dir) && !exists(&record.data_aside) {
+        mv(&record.data_dir, &record.data_aside)?;
+    }
+    if !exists(&record.data_aside) {
+        bail!(
+            "neither {} nor {} exists: set the diverged data aside by hand, then run update-status",
+            record.data_dir.display(),
+            record.data_aside.display()
+        );
+    }
+    if let Some((from, to)) = &record.wal {
+        if exists(from) && !exists(to) {
+            mv(from, to)?;
+        }
+        let link = record.data_aside.join("pg_wal");
+        if std::fs::read_link(&link).ok().as_deref() != Some(to.as_path()) {
+            storage::moves::as_postgres("ln", &[Path::new("-sfnT"), to, &link])
+                .with_context(|| format!("linking {} to {}", link.display(), to.display()))?;
+        }
+    }
+    ha_files::save_set_aside(
+        &unit.state,
+        &SetAside {
+            done: true,
+            ..record.clone()
+        },
+    )?;
+    ha_files::clear_diverged(&unit.state)?;
+    log::warn!(
+        "{}; Patroni clones this unit from the primary now",
+        record.warning()
+    );
     Ok(())
 }
 

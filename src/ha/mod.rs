@@ -14,7 +14,9 @@
 //! * [`etcd_config`]: the etcd environment file; [`units`]: systemd units.
 //! * [`membership`]: what the Juju leader and each unit do next (etcd
 //!   learners, Patroni start, disk checks); [`topology`]: who is primary,
-//!   from Patroni's REST API, and the warnings.
+//!   from Patroni's REST API, and the warnings; [`divergence`]: a standby
+//!   that forked off the primary's timeline and could not be rewound, when
+//!   and how it is re-cloned with its data kept aside.
 //! * [`watcher`] (decision part): when to restart a service, when to
 //!   dispatch the topology hook.
 //!
@@ -27,6 +29,7 @@
 
 pub mod converge;
 pub mod dcs;
+pub mod divergence;
 pub mod etcd_config;
 pub mod etcdctl;
 pub mod http;

@@ -67,6 +67,12 @@ impl PatroniApi {
         topology::parse_cluster(&r.body)
     }
 
+    /// `GET /history`: where each timeline ended.
+    pub fn history(&self) -> Result<Vec<super::divergence::TimelineSwitch>> {
+        let r = self.expect_ok("GET", "/history", None)?;
+        super::divergence::parse_history(&r.body)
+    }
+
     /// `GET /config`: the dynamic configuration in the DCS.
     pub fn config(&self) -> Result<Value> {
         let r = self.expect_ok("GET", "/config", None)?;

@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use super::dcs::patch_for;
+use super::divergence::{self, DivergedFacts, DivergedStep, Noticed, SetAside};
 use super::etcd_config::{EtcdConfig, InitialState};
 use super::membership::{
     leader_step, unit_step, DataDisk, EtcdRecord, EtcdView, HaAppState, LeaderStep, LeaderView,
@@ -217,6 +218,12 @@ pub struct LocalFacts {
     pub patroni_config: Option<Secret<String>>,
     /// The charm's HA block in `pg_hba.conf` as it is on disk.
     pub hba_block: Option<String>,
+    /// A standby Patroni runs that forked off the primary's history and
+    /// does not stream ([`divergence`]).
+    pub diverged: Option<DivergedFacts>,
+    /// The last re-clone's record (`ha-set-aside.json`), and whether its
+    /// diverged copy is still there.
+    pub set_aside: Option<(SetAside, bool)>,
 }
 
 /// What the converge supplies: this unit's cluster as Patroni must run it.
@@ -306,6 +313,12 @@ pub enum Action {
     },
     StartPatroni,
     StopPatroni,
+    /// Remember when a diverged standby was first seen (its grace).
+    NoteDivergence(Noticed),
+    /// Rename a diverged data directory (and its WAL directory) aside, the
+    /// record written first and marked done last; Patroni, stopped, then
+    /// clones into the empty place.
+    SetAsideDiverged(SetAside),
     /// Stop etcd and delete its data directory (out of etcd already).
     LeaveEtcd,
     /// Leader: converge the DCS.
@@ -600,6 +613,23 @@ pub fn plan(facts: &Facts<'_>) -> Plan {
             actions.push(Action::WritePatroniConfig(rendered.clone()));
         }
     };
+    // A set-aside cut short by a killed hook is finished before Patroni
+    // runs again (it would clone into a half-moved directory).
+    let unfinished = local.set_aside.as_ref().filter(|(r, _)| !r.done);
+    if let (
+        Some((record, _)),
+        UnitStep::Running | UnitStep::StartPatroni | UnitStep::CloneWithPatroni,
+    ) = (unfinished, &step)
+    {
+        if local.patroni_running {
+            plan.actions.push(Action::StopPatroni);
+        }
+        plan.actions.push(Action::SetAsideDiverged(record.clone()));
+        write_config(&mut plan.actions);
+        plan.actions.push(Action::StartPatroni);
+        finish_plan(&mut plan, facts, bag, &config);
+        return plan;
+    }
     match step {
         UnitStep::StartEtcd(start) => {
             let env = EtcdConfig {
@@ -669,6 +699,28 @@ pub fn plan(facts: &Facts<'_>) -> Plan {
         UnitStep::Wait(why) => plan.problems.push(Problem::Waiting(why)),
         // A departed unit is "running" with nothing left to run.
         UnitStep::Running if !local.patroni_running => {}
+        UnitStep::Running if local.diverged.is_some() => {
+            let d = local.diverged.as_ref().expect("checked");
+            match divergence::step(d, facts.now) {
+                DivergedStep::Notice(noticed, why) => {
+                    plan.actions.push(Action::NoteDivergence(noticed));
+                    plan.problems.push(Problem::Waiting(why));
+                }
+                DivergedStep::Wait(why) => plan.problems.push(Problem::Waiting(why)),
+                DivergedStep::Blocked(why) => plan.problems.push(Problem::Blocked(why)),
+                DivergedStep::Reclone => {
+                    plan.actions.push(Action::StopPatroni);
+                    plan.actions.push(Action::SetAsideDiverged(SetAside::new(
+                        &d.data_dir,
+                        d.wal_dir.as_deref(),
+                        d.divergence,
+                        facts.now,
+                    )));
+                    write_config(&mut plan.actions);
+                    plan.actions.push(Action::StartPatroni);
+                }
+            }
+        }
         UnitStep::Running => {
             if !config_current {
                 plan.actions
@@ -695,6 +747,13 @@ pub fn plan(facts: &Facts<'_>) -> Plan {
             }
         }
     }
+    finish_plan(&mut plan, facts, bag, &config);
+    plan
+}
+
+/// What every plan ends with: this unit's bag first when it changed, and
+/// the warnings.
+fn finish_plan(plan: &mut Plan, facts: &Facts<'_>, bag: UnitBag, config: &PatroniConfig) {
     if bag != *facts.published {
         plan.actions.insert(0, Action::PublishUnit(bag));
     }
@@ -708,9 +767,17 @@ pub fn plan(facts: &Facts<'_>) -> Plan {
                 .unwrap_or_default(),
             unhealthy: Vec::new(),
         };
-        plan.warnings = warnings(app.members.len(), &config.dynamic.replication, &t);
+        plan.warnings = warnings(
+            facts.app.cluster.members.len(),
+            &config.dynamic.replication,
+            &t,
+        );
     }
-    plan
+    if let Some((record, true)) = &facts.local.set_aside {
+        if record.done {
+            plan.warnings.push(record.warning());
+        }
+    }
 }
 
 #[cfg(test)]

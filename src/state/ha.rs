@@ -5,7 +5,9 @@
 //! * `ha-roles.json`: a digest of the roles last made in PostgreSQL;
 //! * `service-<kind>.json`, `pid-<kind>.json`, `services.lock`: the
 //!   detached services (`ha::services::Detached`, no systemd);
-//! * `watcher.json`: what `pg-ha-watcher` watches and supervises.
+//! * `watcher.json`: what `pg-ha-watcher` watches and supervises;
+//! * `ha-diverged.json`: when this standby was first seen diverged;
+//! * `ha-set-aside.json`: the last re-clone's set-aside of diverged data.
 
 use std::path::PathBuf;
 
@@ -20,6 +22,8 @@ const ROLES_DIGEST: &str = "ha-roles.json";
 const SERVICES_LOCK: &str = "services.lock";
 const ARCHIVE_PATRONI: &str = "ha-archive-patroni.json";
 const WATCHER_CONFIG: &str = "watcher.json";
+const DIVERGED: &str = "ha-diverged.json";
+const SET_ASIDE: &str = "ha-set-aside.json";
 
 /// The name of the watcher's configuration file, for messages.
 pub const WATCHER_CONFIG_FILE: &str = WATCHER_CONFIG;
@@ -114,4 +118,24 @@ pub fn watcher_config<T: DeserializeOwned>(state: &StateDir) -> Option<T> {
 
 pub fn save_watcher_config<T: Serialize>(state: &StateDir, config: &T) -> Result<()> {
     state.write_json(WATCHER_CONFIG, config).map(drop)
+}
+
+pub fn diverged<T: DeserializeOwned>(state: &StateDir) -> Option<T> {
+    state.read_json(DIVERGED)
+}
+
+pub fn save_diverged<T: Serialize>(state: &StateDir, noticed: &T) -> Result<()> {
+    state.write_json(DIVERGED, noticed).map(drop)
+}
+
+pub fn clear_diverged(state: &StateDir) -> Result<()> {
+    state.remove(DIVERGED)
+}
+
+pub fn set_aside<T: DeserializeOwned>(state: &StateDir) -> Option<T> {
+    state.read_json(SET_ASIDE)
+}
+
+pub fn save_set_aside<T: Serialize>(state: &StateDir, record: &T) -> Result<()> {
+    state.write_json(SET_ASIDE, record).map(drop)
 }

@@ -4,8 +4,8 @@
 //! crash-safe, never leaving it down), and the tree walks they need
 //! ([`trees`]).
 
-mod moves;
-mod trees;
+pub(crate) mod moves;
+pub(crate) mod trees;
 
 use std::path::{Path, PathBuf};
 

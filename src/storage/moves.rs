@@ -646,7 +646,7 @@ fn switch_data_directory(cluster: &Cluster, data_dir: &Path) -> Result<()> {
 /// `program args...` as postgres, which owns the trees being moved, and
 /// killed with the hook: a hook killed mid-copy must not leave a `cp`
 /// writing into the staging directory the retry cleans up.
-fn as_postgres(program: &str, args: &[&Path]) -> Result<String> {
+pub(crate) fn as_postgres(program: &str, args: &[&Path]) -> Result<String> {
     use std::os::unix::process::CommandExt;
     let postgres = Owner::postgres()?;
     let hook = nix::unistd::getpid();

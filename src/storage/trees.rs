@@ -141,7 +141,6 @@ pub struct Tablespace {
 
 impl Tablespace {
     /// Whether its data lies inside `data_dir` (and so is copied with it).
-    #[cfg(test)]
     pub fn inside(&self, data_dir: &Path) -> bool {
         self.location
             .as_ref()

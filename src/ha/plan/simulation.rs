@@ -223,6 +223,8 @@ impl Model {
                 listed_in_etcd: None,
                 patroni_config: u.patroni_config.clone(),
                 hba_block: u.hba_block.clone(),
+                diverged: None,
+                set_aside: None,
             };
             let cluster = u.patroni_running.then(|| self.cluster_json());
             let me = member(n);
@@ -338,6 +340,10 @@ impl Model {
                         assert!(!u.standalone_running, "cleared while running");
                         assert!(!u.user_data, "a clone never replaces data");
                         u.disk = None;
+                    }
+                    // The simulation never diverges a standby.
+                    Action::NoteDivergence(_) | Action::SetAsideDiverged(_) => {
+                        panic!("no standby diverges in the simulation")
                     }
                     Action::StartPatroni => {
                         let i = self.etcd_of(n).expect("an etcd member");

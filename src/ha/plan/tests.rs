@@ -142,6 +142,8 @@ impl Case {
                 listed_in_etcd: None,
                 patroni_config: None,
                 hba_block: None,
+                diverged: None,
+                set_aside: None,
             },
             cluster: None,
             dcs: None,
@@ -251,6 +253,8 @@ fn kinds(plan: &Plan) -> Vec<&'static str> {
             Action::ClearForClone { .. } => "clear-for-clone",
             Action::StartPatroni => "start-patroni",
             Action::StopPatroni => "stop-patroni",
+            Action::NoteDivergence(_) => "note-divergence",
+            Action::SetAsideDiverged(_) => "set-aside",
             Action::LeaveEtcd => "leave-etcd",
             Action::PatchDcs(_) => "patch-dcs",
         })
@@ -845,4 +849,105 @@ fn the_hba_block_goes_before_the_rejecting_rules_and_is_replaced_in_place() {
         with_hba_block("local all all peer\n", "z\n"),
         format!("local all all peer\n{HBA_BEGIN}\nz\n{HBA_END}\n")
     );
+}
+
+#[test]
+fn a_diverged_standby_is_given_a_grace_then_set_aside_and_recloned() {
+    use crate::ha::divergence::{DivergedFacts, Divergence, Noticed, REWIND_GRACE_SECS};
+    let d = Divergence {
+        timeline: 1,
+        switchpoint: 0x5000060,
+        replayed: 0x7000028,
+    };
+    let mut c = Case::new(1, false)
+        .member_of(&[0, 1, 2])
+        .running(LocalRole::Replica, "running")
+        .settled();
+    c.local.diverged = Some(DivergedFacts {
+        divergence: d,
+        data_dir: "/var/lib/postgresql/15/main".into(),
+        wal_dir: Some("/srv/wal/15/main/pg_wal".into()),
+        noticed: None,
+        data_bytes: 1 << 30,
+        free_bytes: 4 << 30,
+        external_tablespaces: false,
+    });
+    // First sight: noted, waiting, nothing moved.
+    let p = c.plan();
+    assert_eq!(kinds(&p), ["note-divergence"]);
+    assert!(waiting(&p)[0].contains("0/5000060"), "{p:?}");
+    assert_eq!(p.role, Role::Standby);
+    // Within the grace: waiting only.
+    let noticed = |since| Noticed {
+        divergence: d,
+        since,
+    };
+    c.local.diverged.as_mut().unwrap().noticed = Some(noticed(NOW - 1));
+    let p = c.plan();
+    assert!(p.actions.is_empty(), "{:?}", kinds(&p));
+    assert!(waiting(&p)[0].contains("re-cloning in"), "{p:?}");
+    // Grace over: stop Patroni, set aside, start Patroni (which clones).
+    c.local.diverged.as_mut().unwrap().noticed = Some(noticed(NOW - REWIND_GRACE_SECS));
+    let p = c.plan();
+    assert_eq!(kinds(&p), ["stop-patroni", "set-aside", "start-patroni"]);
+    let Action::SetAsideDiverged(record) = &p.actions[1] else {
+        unreachable!()
+    };
+    assert_eq!(
+        record.data_aside,
+        std::path::Path::new(&format!("/var/lib/postgresql/15/main.diverged-{NOW}"))
+    );
+    assert!(!record.done);
+    // No room for a clone beside the kept data: blocked, nothing moved.
+    c.local.diverged.as_mut().unwrap().free_bytes = 1 << 30;
+    let p = c.plan();
+    assert!(p.actions.is_empty(), "{:?}", kinds(&p));
+    assert!(
+        matches!(&p.problems[..], [Problem::Blocked(m)] if m.contains("MiB free")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn an_interrupted_set_aside_is_finished_before_patroni_runs_and_a_kept_copy_is_shown() {
+    use crate::ha::divergence::{Divergence, SetAside};
+    let d = Divergence {
+        timeline: 1,
+        switchpoint: 0x5000060,
+        replayed: 0x7000028,
+    };
+    let record = SetAside::new(
+        std::path::Path::new("/var/lib/postgresql/15/main"),
+        None,
+        d,
+        NOW - 10,
+    );
+    // Killed after the record, Patroni stopped: finish, then start it.
+    let mut c = Case::new(1, false).member_of(&[0, 1, 2]).settled();
+    c.local.standalone_running = false;
+    c.local.disk = DataDisk::Empty;
+    c.local.set_aside = Some((record.clone(), true));
+    assert_eq!(kinds(&c.plan()), ["set-aside", "start-patroni"]);
+    // Killed before Patroni stopped: stop it first.
+    let mut running = c.running(LocalRole::Replica, "running");
+    assert_eq!(
+        kinds(&running.plan()),
+        ["stop-patroni", "set-aside", "start-patroni"]
+    );
+    // Done: nothing to do; the kept copy is a warning while it is there.
+    let done = SetAside {
+        done: true,
+        ..record
+    };
+    running.local.set_aside = Some((done.clone(), true));
+    let p = running.plan();
+    assert!(p.actions.is_empty(), "{:?}", kinds(&p));
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("main.diverged-") && w.contains("pg_rewind")),
+        "{p:?}"
+    );
+    running.local.set_aside = Some((done, false));
+    assert!(running.plan().warnings.is_empty());
 }
