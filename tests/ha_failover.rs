@@ -201,7 +201,7 @@ fn failover_loses_no_acknowledged_commit_and_the_consumer_follows() {
 
     // 3. Switchover: refused to the asynchronous standby, done to the
     // synchronous one; the Juju leader stays where it was.
-    let sync_standby = ha::sync_standby(&world, new_primary, &units).unwrap();
+    let sync_standby = ha::agreed_sync_standby(&mut world, new_primary, &units);
     let async_standby = units
         .iter()
         .find(|u| **u != sync_standby && *u != new_primary)

@@ -168,7 +168,8 @@ fn wait_for_sync_standby(world: &mut World, primary: &str, units: &[String]) -> 
     if shown.is_err() {
         bail!("{last}");
     }
-    Ok(found.expect("found"))
+    // The one Patroni names too, as the switchover action checks.
+    Ok(ha::agreed_sync_standby(world, primary, units))
 }
 
 fn missing_on(world: &World, unit: &str, writer: &Writer) -> Result<usize> {

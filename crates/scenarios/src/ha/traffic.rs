@@ -500,6 +500,37 @@ pub fn sync_standby(world: &World, primary: &str, units: &[String]) -> Result<St
         .ok_or_else(|| format!("no synchronous standby on {primary}: {replication}"))
 }
 
+/// The synchronous standby as PostgreSQL (`pg_stat_replication` on
+/// `primary`) and Patroni (`cluster-status`, whose roles the `switchover`
+/// action checks) both name it. They disagree for a moment while Patroni
+/// moves the role: it changes `synchronous_standby_names` first and its
+/// `/sync` key once the new standby is synchronous. Serves the World for
+/// up to 60 s until they agree.
+pub fn agreed_sync_standby(world: &mut World, primary: &str, units: &[String]) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let postgres = sync_standby(world, primary, units);
+        let status = world
+            .run_action(primary, "cluster-status", Default::default())
+            .unwrap();
+        let members = status.results["members"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if let Ok(unit) = &postgres {
+            if members.contains(&format!("{unit}: synchronous standby")) {
+                return unit.clone();
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "PostgreSQL and Patroni disagree on the synchronous standby for 60 s: \
+             {postgres:?} / {members}"
+        );
+        world.run_for(Duration::from_secs(1)).unwrap();
+    }
+}
+
 /// The failover scenarios' cluster: `postgresql` deployed alone with
 /// `config` (a standalone server), the [`CONSUMER`] related at `host`, then
 /// `add-unit` twice, until unit 0 is the primary of two standbys; the
