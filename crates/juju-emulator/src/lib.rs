@@ -12,7 +12,8 @@
 //!   namespaces) for units that must look like separate hosts;
 //! * [`runner`]: one hook process with Juju's environment, on the test host
 //!   or in a machine;
-//! * [`context`]: the per-hook snapshot shared with the tools;
+//! * [`context`]: the per-hook snapshot shared with the tools, answered by
+//!   [`agent_socket`] during a hook (a file for `juju-exec`);
 //! * [`tools`]: the hook tools themselves; [`args`] and [`format`] are
 //!   juju/cmd's flag parsing and output formatting;
 //! * [`exec`]: the `juju-exec` client.
@@ -21,6 +22,7 @@
 //! tool name in each unit's tools directory, and as `juju-exec`; it is also
 //! each machine's init.
 
+pub mod agent_socket;
 pub mod args;
 pub mod charm;
 pub mod context;

@@ -1,9 +1,10 @@
 //! The multi-call binary of the emulator:
 //!
 //! * linked as `relation-get`, `status-set`, ... in a unit's tools
-//!   directory, it finds the hook context next to the unit's agent socket
-//!   (`JUJU_AGENT_SOCKET_ADDRESS`), checks `JUJU_CONTEXT_ID`, and runs the
-//!   tool named by argv[0];
+//!   directory, it asks the unit's agent over `JUJU_AGENT_SOCKET_ADDRESS`
+//!   ([`juju_emulator::agent_socket`]), or, where none listens (`juju-exec`),
+//!   finds the hook context next to it, checks `JUJU_CONTEXT_ID`, and runs
+//!   the tool named by argv[0];
 //! * linked as `juju-exec`, it asks the World to run commands in a unit's
 //!   hook context ([`juju_emulator::exec`]);
 //! * run as `juju-emulator machine-init <boot plan>`, it is an emulated
@@ -14,9 +15,9 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use juju_emulator::context::{HookContext, LockedContext};
-use juju_emulator::exec;
 use juju_emulator::machine::init;
-use juju_emulator::tools::{find, run_tool};
+use juju_emulator::tools::{find, run_tool, LocalIo};
+use juju_emulator::{agent_socket, exec};
 
 fn main() -> ExitCode {
     let mut args = std::env::args();
@@ -65,14 +66,33 @@ fn run(name: &str, args: &[String]) -> Result<u8, String> {
     let agent_dir = Path::new(&socket)
         .parent()
         .ok_or("bad JUJU_AGENT_SOCKET_ADDRESS")?;
+    let mut stdin = std::io::stdin().lock();
+    // The agent of a hook answers over its socket; a `juju-exec` context
+    // has only the file.
+    let request = agent_socket::request(&context_id, name, args, &mut stdin);
+    if let Some(answer) = agent_socket::call(Path::new(&socket), &request) {
+        let answer = answer.map_err(|e| format!("cannot reach the unit agent: {e:#}"))?;
+        for (path, text) in &answer.writes {
+            std::fs::write(path, text).map_err(|e| format!("cannot write {path}: {e}"))?;
+        }
+        std::io::stdout()
+            .write_all(answer.stdout.as_bytes())
+            .map_err(|e| e.to_string())?;
+        std::io::stderr()
+            .write_all(answer.stderr.as_bytes())
+            .map_err(|e| e.to_string())?;
+        return Ok(answer.code as u8);
+    }
     let path = HookContext::path_in(agent_dir);
     let mut locked =
         LockedContext::open(&path).map_err(|e| format!("cannot reach the unit agent: {e:#}"))?;
     if locked.context.id != context_id {
         return Err("bad request: wrong context ID".into());
     }
-    let mut stdin = std::io::stdin().lock();
-    let output = run_tool(&mut locked.context, name, args, &mut stdin);
+    let mut io = LocalIo {
+        stdin: &mut request.stdin.as_deref().unwrap_or_default().as_bytes(),
+    };
+    let output = run_tool(&mut locked.context, name, args, &mut io);
     if output.changed {
         locked.write_back().map_err(|e| format!("{e:#}"))?;
     }

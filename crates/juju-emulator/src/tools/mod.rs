@@ -42,11 +42,44 @@ pub enum FormatFlag {
     Choice { default: Format, smart: bool },
 }
 
-/// A tool's handler: most read the context and their arguments; some read stdin.
+/// A tool's handler: most read the context and their arguments; some read
+/// stdin or the files their arguments name.
 #[derive(Clone, Copy)]
 enum Handler {
     Args(fn(&mut HookContext, &Parsed) -> ToolResult),
-    WithStdin(fn(&mut HookContext, &Parsed, &mut dyn Read) -> ToolResult),
+    WithIo(fn(&mut HookContext, &Parsed, &mut dyn ToolIo) -> ToolResult),
+}
+
+/// What a tool reads and writes besides the context: stdin, the files its
+/// arguments name (`--file`, `key#file=`) and the file `-o` names. A tool
+/// process does it itself ([`LocalIo`]); a tool answered by the agent over
+/// its socket does it through the client that asked
+/// ([`crate::agent_socket`]).
+pub trait ToolIo {
+    fn read_stdin(&mut self) -> std::io::Result<String>;
+    fn read_file(&mut self, path: &str) -> std::io::Result<String>;
+    fn write_file(&mut self, path: &str, text: &str) -> std::io::Result<()>;
+}
+
+/// The tool process's own stdin and files.
+pub struct LocalIo<'a> {
+    pub stdin: &'a mut dyn Read,
+}
+
+impl ToolIo for LocalIo<'_> {
+    fn read_stdin(&mut self) -> std::io::Result<String> {
+        let mut text = String::new();
+        self.stdin.read_to_string(&mut text)?;
+        Ok(text)
+    }
+
+    fn read_file(&mut self, path: &str) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+
+    fn write_file(&mut self, path: &str, text: &str) -> std::io::Result<()> {
+        std::fs::write(path, text)
+    }
 }
 
 /// One hook tool.
@@ -86,7 +119,7 @@ const SECRET_UPSERT: &[FlagSpec] = &[
     flag("file", None, true),
 ];
 
-use Handler::{Args, WithStdin};
+use Handler::{Args, WithIo};
 
 /// Every tool the emulator answers to.
 pub const TOOLS: &[Tool] = &[
@@ -177,9 +210,14 @@ pub const TOOLS: &[Tool] = &[
         "relation-set",
         &[RELATION, APP, flag("file", None, true)],
         DEPRECATED,
-        WithStdin(relation::relation_set),
+        WithIo(relation::relation_set),
     ),
-    writes("secret-add", SECRET_UPSERT, PLAIN, Args(secret::secret_add)),
+    writes(
+        "secret-add",
+        SECRET_UPSERT,
+        PLAIN,
+        WithIo(secret::secret_add),
+    ),
     writes(
         "secret-get",
         &[
@@ -220,7 +258,12 @@ pub const TOOLS: &[Tool] = &[
         PLAIN,
         Args(secret::secret_revoke),
     ),
-    writes("secret-set", SECRET_UPSERT, PLAIN, Args(secret::secret_set)),
+    writes(
+        "secret-set",
+        SECRET_UPSERT,
+        PLAIN,
+        WithIo(secret::secret_set),
+    ),
     reads(
         "status-get",
         &[
@@ -328,12 +371,7 @@ fn failure(fail: Fail) -> Output {
 }
 
 /// Runs tool `name` against `ctx`.
-pub fn run_tool(
-    ctx: &mut HookContext,
-    name: &str,
-    args: &[String],
-    stdin: &mut dyn Read,
-) -> Output {
+pub fn run_tool(ctx: &mut HookContext, name: &str, args: &[String], io: &mut dyn ToolIo) -> Output {
     let Some(tool) = find(name) else {
         return Output {
             code: 1,
@@ -372,7 +410,7 @@ pub fn run_tool(
     };
     let result = match tool.handler {
         Args(run) => run(ctx, &parsed),
-        WithStdin(run) => run(ctx, &parsed, stdin),
+        WithIo(run) => run(ctx, &parsed, io),
     };
     // Only tools that record something need the context written back.
     let changed = result.is_ok() && !tool.read_only;
@@ -385,7 +423,7 @@ pub fn run_tool(
         Ok(Reply::Value(value)) => {
             let text = render(&value, format);
             match parsed.value("output") {
-                Some(path) => match std::fs::write(path, text) {
+                Some(path) => match io.write_file(path, &text) {
                     Ok(()) => Output::default(),
                     Err(e) => failure(Fail::Run(format!("cannot write {path}: {e}"))),
                 },

@@ -2,13 +2,12 @@
 //! §4.1–§4.4) and `relation-model-get` (§4.18).
 
 use std::collections::BTreeMap;
-use std::io::Read;
 
 use serde_json::{json, Value};
 
 use super::{
     app_of, check_max_args, key_values, no_args, relation_id, run_err, scalar_to_string, usage,
-    Fail, Reply, ToolResult,
+    Fail, Reply, ToolIo, ToolResult,
 };
 use crate::args::Parsed;
 use crate::context::{HookContext, RelationWrite};
@@ -69,15 +68,13 @@ pub(super) fn relation_get(ctx: &mut HookContext, p: &Parsed) -> ToolResult {
     }))
 }
 
-fn read_settings_file(path: &str, stdin: &mut dyn Read) -> Result<Vec<(String, String)>, Fail> {
+fn read_settings_file(path: &str, io: &mut dyn ToolIo) -> Result<Vec<(String, String)>, Fail> {
     let text = if path == "-" {
-        let mut text = String::new();
-        stdin
-            .read_to_string(&mut text)
-            .map_err(|e| Fail::Run(format!("reading stdin: {e}")))?;
-        text
+        io.read_stdin()
+            .map_err(|e| Fail::Run(format!("reading stdin: {e}")))?
     } else {
-        std::fs::read_to_string(path).map_err(|e| Fail::Run(format!("open {path}: {e}")))?
+        io.read_file(path)
+            .map_err(|e| Fail::Run(format!("open {path}: {e}")))?
     };
     if text.trim().is_empty() {
         return Ok(Vec::new());
@@ -93,11 +90,11 @@ fn read_settings_file(path: &str, stdin: &mut dyn Read) -> Result<Vec<(String, S
         .collect()
 }
 
-pub(super) fn relation_set(ctx: &mut HookContext, p: &Parsed, stdin: &mut dyn Read) -> ToolResult {
+pub(super) fn relation_set(ctx: &mut HookContext, p: &Parsed, io: &mut dyn ToolIo) -> ToolResult {
     let id = relation_id(ctx, p)?;
     let mut settings: BTreeMap<String, String> = BTreeMap::new();
     if let Some(path) = p.value("file") {
-        settings.extend(read_settings_file(path, stdin)?);
+        settings.extend(read_settings_file(path, io)?);
     }
     settings.extend(key_values(&p.positional)?);
     let owner = if p.is_set("app") {

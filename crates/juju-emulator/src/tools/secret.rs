@@ -18,7 +18,8 @@ use std::io::Read;
 use serde_json::{json, Map, Value};
 
 use super::{
-    check_max_args, no_args, relation_id, run_err, scalar_to_string, usage, Fail, Reply, ToolResult,
+    check_max_args, no_args, relation_id, run_err, scalar_to_string, usage, Fail, Reply, ToolIo,
+    ToolResult,
 };
 use crate::args::Parsed;
 use crate::context::{Bag, HookContext, Immediate, SecretContext, SecretMeta, SecretOp};
@@ -134,7 +135,7 @@ fn valid_key(key: &str) -> bool {
 
 /// Content from `key=value`, `key#base64=<base64>` and `key#file=<path>`
 /// arguments and `--file <yaml>`; values are stored decoded.
-fn secret_content(p: &Parsed, args: &[String]) -> Result<Bag, Fail> {
+fn secret_content(p: &Parsed, args: &[String], io: &mut dyn ToolIo) -> Result<Bag, Fail> {
     let mut content = Bag::new();
     for arg in args {
         let Some((key, value)) = arg.split_once('=') else {
@@ -150,7 +151,8 @@ fn secret_content(p: &Parsed, args: &[String]) -> Result<Bag, Fail> {
                 (key, decoded)
             }
             Some((key, "file")) => {
-                let text = std::fs::read_to_string(value)
+                let text = io
+                    .read_file(value)
                     .map_err(|e| Fail::Usage(format!("open {value}: {e}")))?;
                 (key, text)
             }
@@ -163,8 +165,9 @@ fn secret_content(p: &Parsed, args: &[String]) -> Result<Bag, Fail> {
         content.insert(key.to_string(), value);
     }
     if let Some(path) = p.value("file") {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| Fail::Usage(format!("open {path}: {e}")))?;
+        let text = io
+            .read_file(path)
+            .map_err(|e| Fail::Usage(format!("open {path}: {e}")))?;
         let map: BTreeMap<String, serde_yaml::Value> = serde_yaml::from_str(&text)
             .map_err(|e| Fail::Usage(format!("invalid secret file {path:?}: {e}")))?;
         for (k, v) in map {
@@ -257,7 +260,7 @@ fn secret_meta(p: &Parsed) -> Result<SecretMeta, Fail> {
     })
 }
 
-pub(super) fn secret_add(ctx: &mut HookContext, p: &Parsed) -> ToolResult {
+pub(super) fn secret_add(ctx: &mut HookContext, p: &Parsed, io: &mut dyn ToolIo) -> ToolResult {
     if p.positional.is_empty() && p.value("file").is_none() {
         return usage("missing secret value or filename");
     }
@@ -266,7 +269,7 @@ pub(super) fn secret_add(ctx: &mut HookContext, p: &Parsed) -> ToolResult {
         return usage(format!("secret owner {owner:?} not valid"));
     }
     let meta = secret_meta(p)?;
-    let content = secret_content(p, &p.positional)?;
+    let content = secret_content(p, &p.positional, io)?;
     if content.is_empty() {
         return run_err("empty secret value not valid");
     }
@@ -404,10 +407,10 @@ fn owned_secret(ctx: &HookContext, raw: Option<&String>) -> Result<String, Fail>
     Ok(secret.id.clone())
 }
 
-pub(super) fn secret_set(ctx: &mut HookContext, p: &Parsed) -> ToolResult {
+pub(super) fn secret_set(ctx: &mut HookContext, p: &Parsed, io: &mut dyn ToolIo) -> ToolResult {
     let meta = secret_meta(p)?;
     let rest = p.positional.get(1..).unwrap_or_default();
-    let content = secret_content(p, rest)?;
+    let content = secret_content(p, rest, io)?;
     let id = owned_secret(ctx, p.positional.first())?;
     let secret = ctx.secrets.get_mut(&id).expect("owned secret");
     let new_content = (!content.is_empty()).then_some(content);

@@ -13,6 +13,7 @@ use super::model::{HookRecord, Invocation};
 use super::naming::app_of;
 use super::snapshot::HookKind;
 use super::World;
+use crate::agent_socket::{self, AgentServer};
 use crate::context::HookContext;
 use crate::runner::{run_process, ProcessResult};
 
@@ -197,13 +198,22 @@ impl World {
         let site = self.site_of(&unit)?;
         let context = self.build_context(inv, action_params)?;
         let context_path = HookContext::path_in(&unit.agent_dir);
-        context.save(&context_path)?;
         let kind = if is_action {
             HookKind::Action
         } else {
             HookKind::Hook
         };
         let env = self.hook_env(&unit, inv, &context, kind);
+        // The agent answers the hook's tools from memory; where its socket
+        // cannot be made, the tools share the context file.
+        let socket = unit.agent_dir.join(agent_socket::SOCKET);
+        let (agent, context) = match AgentServer::start(&socket, context.clone()) {
+            Ok(agent) => (Some(agent), context),
+            Err(_) => {
+                context.save(&context_path)?;
+                (None, context)
+            }
+        };
         let result = run_process(
             &unit.agent_dir.join("charm"),
             &unit.hook_paths.agent_dir.join("charm"),
@@ -215,11 +225,14 @@ impl World {
             Some(machine) => machine.refresh()?,
             None => false,
         };
-        // A tool killed by a crash may have left the context half written.
-        let after = match HookContext::load(&context_path) {
-            Ok(after) => after,
-            Err(_) if crashed => context,
-            Err(e) => return Err(e),
+        let after = match agent {
+            Some(agent) => agent.finish(),
+            // A tool killed by a crash may have left the file half written.
+            None => match HookContext::load(&context_path) {
+                Ok(after) => after,
+                Err(_) if crashed => context,
+                Err(e) => return Err(e),
+            },
         };
         std::fs::remove_file(&context_path).ok();
         self.apply_immediate(&inv.unit, &inv.hook, &after)?;
