@@ -63,44 +63,51 @@ fn run(name: &str, args: &[String]) -> Result<u8, String> {
         .ok_or("JUJU_CONTEXT_ID not set")?;
     let socket = std::env::var("JUJU_AGENT_SOCKET_ADDRESS")
         .map_err(|_| "JUJU_AGENT_SOCKET_ADDRESS not set")?;
-    let agent_dir = Path::new(&socket)
-        .parent()
-        .ok_or("bad JUJU_AGENT_SOCKET_ADDRESS")?;
     let mut stdin = std::io::stdin().lock();
+    let request = agent_socket::request(&context_id, name, args, &mut stdin);
     // The agent of a hook answers over its socket; a `juju-exec` context
     // has only the file.
-    let request = agent_socket::request(&context_id, name, args, &mut stdin);
-    if let Some(answer) = agent_socket::call(Path::new(&socket), &request) {
-        let answer = answer.map_err(|e| format!("cannot reach the unit agent: {e:#}"))?;
-        for (path, text) in &answer.writes {
-            std::fs::write(path, text).map_err(|e| format!("cannot write {path}: {e}"))?;
+    let (code, stdout, stderr) = match agent_socket::call(Path::new(&socket), &request) {
+        Some(answer) => {
+            let answer = answer.map_err(|e| format!("cannot reach the unit agent: {e:#}"))?;
+            for (path, text) in &answer.writes {
+                std::fs::write(path, text).map_err(|e| format!("cannot write {path}: {e}"))?;
+            }
+            (answer.code, answer.stdout, answer.stderr)
         }
-        std::io::stdout()
-            .write_all(answer.stdout.as_bytes())
-            .map_err(|e| e.to_string())?;
-        std::io::stderr()
-            .write_all(answer.stderr.as_bytes())
-            .map_err(|e| e.to_string())?;
-        return Ok(answer.code as u8);
-    }
+        None => {
+            let agent_dir = Path::new(&socket)
+                .parent()
+                .ok_or("bad JUJU_AGENT_SOCKET_ADDRESS")?;
+            from_context_file(agent_dir, &request)?
+        }
+    };
+    std::io::stdout()
+        .write_all(stdout.as_bytes())
+        .map_err(|e| e.to_string())?;
+    std::io::stderr()
+        .write_all(stderr.as_bytes())
+        .map_err(|e| e.to_string())?;
+    Ok(code as u8)
+}
+
+/// The tool run here, on the context file next to the agent's socket.
+fn from_context_file(
+    agent_dir: &Path,
+    request: &agent_socket::ToolRequest,
+) -> Result<(i32, String, String), String> {
     let path = HookContext::path_in(agent_dir);
     let mut locked =
         LockedContext::open(&path).map_err(|e| format!("cannot reach the unit agent: {e:#}"))?;
-    if locked.context.id != context_id {
+    if locked.context.id != request.context_id {
         return Err("bad request: wrong context ID".into());
     }
     let mut io = LocalIo {
         stdin: &mut request.stdin.as_deref().unwrap_or_default().as_bytes(),
     };
-    let output = run_tool(&mut locked.context, name, args, &mut io);
+    let output = run_tool(&mut locked.context, &request.tool, &request.args, &mut io);
     if output.changed {
         locked.write_back().map_err(|e| format!("{e:#}"))?;
     }
-    std::io::stdout()
-        .write_all(output.stdout.as_bytes())
-        .map_err(|e| e.to_string())?;
-    std::io::stderr()
-        .write_all(output.stderr.as_bytes())
-        .map_err(|e| e.to_string())?;
-    Ok(output.code as u8)
+    Ok((output.code, output.stdout, output.stderr))
 }
