@@ -621,12 +621,8 @@ pub fn plan(facts: &Facts<'_>) -> Plan {
         UnitStep::Running | UnitStep::StartPatroni | UnitStep::CloneWithPatroni,
     ) = (unfinished, &step)
     {
-        if local.patroni_running {
-            plan.actions.push(Action::StopPatroni);
-        }
-        plan.actions.push(Action::SetAsideDiverged(record.clone()));
-        write_config(&mut plan.actions);
-        plan.actions.push(Action::StartPatroni);
+        let running = local.patroni_running;
+        reclone(&mut plan.actions, record.clone(), running, &write_config);
         finish_plan(&mut plan, facts, bag, &config);
         return plan;
     }
@@ -709,15 +705,9 @@ pub fn plan(facts: &Facts<'_>) -> Plan {
                 DivergedStep::Wait(why) => plan.problems.push(Problem::Waiting(why)),
                 DivergedStep::Blocked(why) => plan.problems.push(Problem::Blocked(why)),
                 DivergedStep::Reclone => {
-                    plan.actions.push(Action::StopPatroni);
-                    plan.actions.push(Action::SetAsideDiverged(SetAside::new(
-                        &d.data_dir,
-                        d.wal_dir.as_deref(),
-                        d.divergence,
-                        facts.now,
-                    )));
-                    write_config(&mut plan.actions);
-                    plan.actions.push(Action::StartPatroni);
+                    let record =
+                        SetAside::new(&d.data_dir, d.wal_dir.as_deref(), d.divergence, facts.now);
+                    reclone(&mut plan.actions, record, true, &write_config);
                 }
             }
         }
@@ -749,6 +739,22 @@ pub fn plan(facts: &Facts<'_>) -> Plan {
     }
     finish_plan(&mut plan, facts, bag, &config);
     plan
+}
+
+/// A re-clone: Patroni stopped (with its server), the data set aside,
+/// patroni.yml written if it must be, Patroni started (it clones).
+fn reclone(
+    actions: &mut Vec<Action>,
+    record: SetAside,
+    patroni_running: bool,
+    write_config: &dyn Fn(&mut Vec<Action>),
+) {
+    if patroni_running {
+        actions.push(Action::StopPatroni);
+    }
+    actions.push(Action::SetAsideDiverged(record));
+    write_config(actions);
+    actions.push(Action::StartPatroni);
 }
 
 /// What every plan ends with: this unit's bag first when it changed, and
