@@ -177,11 +177,13 @@ pub struct AgentServer {
 }
 
 impl AgentServer {
-    /// Listens on `path` (a stale socket there is replaced) with `context`.
-    pub fn start(path: &Path, context: HookContext) -> Result<AgentServer> {
+    /// Listens on `path` (a stale socket there is replaced) with `context`;
+    /// when it cannot, hands `context` back.
+    pub fn start(path: &Path, context: HookContext) -> Result<AgentServer, Box<HookContext>> {
         let _ = std::fs::remove_file(path);
-        let listener =
-            UnixListener::bind(path).with_context(|| format!("listening on {}", path.display()))?;
+        let Ok(listener) = UnixListener::bind(path) else {
+            return Err(Box::new(context));
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::spawn(move || {

@@ -207,11 +207,11 @@ impl World {
         // The agent answers the hook's tools from memory; where its socket
         // cannot be made, the tools share the context file.
         let socket = unit.agent_dir.join(agent_socket::SOCKET);
-        let (agent, context) = match AgentServer::start(&socket, context.clone()) {
-            Ok(agent) => (Some(agent), context),
-            Err(_) => {
+        let (agent, context) = match AgentServer::start(&socket, context) {
+            Ok(agent) => (Some(agent), None),
+            Err(context) => {
                 context.save(&context_path)?;
-                (None, context)
+                (None, Some(context))
             }
         };
         let result = run_process(
@@ -228,10 +228,10 @@ impl World {
         let after = match agent {
             Some(agent) => agent.finish(),
             // A tool killed by a crash may have left the file half written.
-            None => match HookContext::load(&context_path) {
-                Ok(after) => after,
-                Err(_) if crashed => context,
-                Err(e) => return Err(e),
+            None => match (HookContext::load(&context_path), context) {
+                (Ok(after), _) => after,
+                (Err(_), Some(before)) if crashed => *before,
+                (Err(e), _) => return Err(e),
             },
         };
         std::fs::remove_file(&context_path).ok();
