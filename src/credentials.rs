@@ -213,23 +213,26 @@ impl<'a> Passwords<'a> {
         }
     }
 
-    /// The login `relation` uses for the `database` owner role `owner`
-    /// (the owner itself or its alternate, [`crate::relations::tenancy::logins`])
-    /// and its password, bound to relations as [`Passwords::for_relation`]
-    /// binds them. `rotate-credentials` (the owner in `renew`, leader only)
-    /// makes the other login active with a fresh password; the one used
-    /// until now retires. `None`: only the leader may make it.
+    /// The login the `database` relation `relation` uses (its own login
+    /// `login` or that one's alternate, members of the application's owner
+    /// role `owner`: [`crate::relations::tenancy::logins`]) and its
+    /// password, bound to relations as [`Passwords::for_relation`] binds
+    /// them; stored under `login`. `rotate-credentials` (`login` in
+    /// `renew`, leader only) makes the other login active with a fresh
+    /// password; the one used until now retires. `None`: only the leader
+    /// may make it.
     pub fn database_login(
         &mut self,
+        login: &Name,
         owner: &Name,
         relation: &RelationId,
         live_same_user: &BTreeSet<String>,
     ) -> Result<Option<DatabaseLogin>> {
-        let rotate = self.leader && self.renew.remove(owner.as_str());
-        let mut entry = self.entry(owner)?;
+        let rotate = self.leader && self.renew.remove(login.as_str());
+        let mut entry = self.entry(login)?;
         let exists = entry.binding != StoredBinding::Missing;
         let mut state = LoginState::parse(entry.logins.as_deref())
-            .map_err(|problem| anyhow::anyhow!("the stored logins of {owner}: {problem}"))?;
+            .map_err(|problem| anyhow::anyhow!("the stored logins of {login}: {problem}"))?;
         let mut changed = false;
         match choose_password(
             &entry.binding,
@@ -253,49 +256,49 @@ impl<'a> Passwords<'a> {
                 };
                 state = LoginState::default();
                 changed = true;
-                log::info!("issued a new password for {owner} ({relation})");
+                log::info!("issued a new password for {login} ({relation})");
             }
         }
         if rotate {
             state = state.rotated();
             let fresh = Some(new_password()?);
             match state.active {
-                Login::Owner => entry.password = fresh,
+                Login::Main => entry.password = fresh,
                 Login::Alternate => entry.alternate = fresh,
             }
             changed = true;
             log::info!(
-                "rotated {owner}: {} is now its login, {} retires once no consumer holds it",
-                state.active.name(owner),
-                state.active.other().name(owner)
+                "rotated {login}: {} is now its login, {} retires once no consumer holds it",
+                state.active.name(login),
+                state.active.other().name(login)
             );
         }
         let stored = match state.active {
-            Login::Owner => entry.password.clone(),
+            Login::Main => entry.password.clone(),
             Login::Alternate => entry.alternate.clone(),
         }
-        .with_context(|| format!("the stored logins of {owner} lack the active one's password"))?;
+        .with_context(|| format!("the stored logins of {login} lack the active one's password"))?;
         if changed {
             entry.logins = Some(state.format());
-            self.store_entry(owner, entry, exists)?;
+            self.store_entry(login, entry, exists)?;
         } else {
-            self.known.insert(owner.as_str().to_string(), entry);
+            self.known.insert(login.as_str().to_string(), entry);
         }
         Ok(Some(DatabaseLogin {
-            login: state.active.name(owner),
+            login: state.active.name(login),
             stored,
-            plan: state.plan(owner),
+            plan: state.plan(owner, login),
         }))
     }
 
-    /// Records (leader) that the user secrets of `owner` got new revisions,
-    /// leaving `superseded` outstanding until Juju says no consumer holds
-    /// them.
-    pub fn superseded(&mut self, owner: &Name, superseded: &[Revision]) -> Result<()> {
+    /// Records (leader) that the user secrets of the relation whose login
+    /// is `login` got new revisions, leaving `superseded` outstanding until
+    /// Juju says no consumer holds them.
+    pub fn superseded(&mut self, login: &Name, superseded: &[Revision]) -> Result<()> {
         if !self.leader || superseded.is_empty() {
             return Ok(());
         }
-        self.change_logins(owner, |state| {
+        self.change_logins(login, |state| {
             for revision in superseded {
                 state.superseded(revision.clone());
             }
@@ -304,42 +307,47 @@ impl<'a> Passwords<'a> {
         .map(drop)
     }
 
-    /// Ends `owner`'s retiring when nothing is outstanding (leader): the
-    /// login to disable now, if any.
-    pub fn settle_logins(&mut self, owner: &Name) -> Result<Option<Name>> {
+    /// Ends the retiring of `login`'s other login when nothing is
+    /// outstanding (leader): the login to disable now, if any.
+    pub fn settle_logins(&mut self, login: &Name) -> Result<Option<Name>> {
         if !self.leader {
             return Ok(None);
         }
-        self.change_logins(owner, LoginState::settle)
-            .map(|plan| plan.map(|p| p.inactive))
+        self.change_logins(login, LoginState::settle)
+            .map(|state| state.map(|s| s.active.other().name(login)))
     }
 
-    /// Juju declared `revision` of one of `owner`'s user secrets obsolete
-    /// (leader): the login to disable now, if retiring ended.
-    pub fn revision_removed(&mut self, owner: &Name, revision: &Revision) -> Result<Option<Name>> {
-        self.change_logins(owner, |state| state.removed(revision))
-            .map(|plan| plan.filter(|p| !p.inactive_keeps_login).map(|p| p.inactive))
+    /// Juju declared `revision` of one of the user secrets of the relation
+    /// whose login is `login` obsolete (leader): the login to disable now,
+    /// if retiring ended.
+    pub fn revision_removed(&mut self, login: &Name, revision: &Revision) -> Result<Option<Name>> {
+        self.change_logins(login, |state| state.removed(revision))
+            .map(|state| {
+                state
+                    .filter(|s| !s.retiring)
+                    .map(|s| s.active.other().name(login))
+            })
     }
 
-    /// Applies `change` to `owner`'s login state and stores it when it says
-    /// it changed; the resulting plan then.
+    /// Applies `change` to the login state stored under `login` and stores
+    /// it when it says it changed; the resulting state then.
     fn change_logins(
         &mut self,
-        owner: &Name,
+        login: &Name,
         change: impl FnOnce(&mut LoginState) -> bool,
-    ) -> Result<Option<LoginPlan>> {
-        let mut entry = self.entry(owner)?;
+    ) -> Result<Option<LoginState>> {
+        let mut entry = self.entry(login)?;
         if entry.binding == StoredBinding::Missing {
             return Ok(None);
         }
         let mut state = LoginState::parse(entry.logins.as_deref())
-            .map_err(|problem| anyhow::anyhow!("the stored logins of {owner}: {problem}"))?;
+            .map_err(|problem| anyhow::anyhow!("the stored logins of {login}: {problem}"))?;
         if !change(&mut state) {
             return Ok(None);
         }
         entry.logins = Some(state.format());
-        self.store_entry(owner, entry, true)?;
-        Ok(Some(state.plan(owner)))
+        self.store_entry(login, entry, true)?;
+        Ok(Some(state))
     }
 }
 
@@ -488,8 +496,14 @@ mod tests {
         }
     }
 
+    /// The application's owner role.
     fn owner() -> Name {
         Name::parse(NameKind::User, "jujuclient_shop").unwrap()
+    }
+
+    /// The login of relation `database:4`, under which the store keeps it.
+    fn main_login() -> Name {
+        Name::parse(NameKind::User, "jujuclient_shop_4").unwrap()
     }
 
     fn live(ids: &[&str]) -> BTreeSet<String> {
@@ -506,7 +520,7 @@ mod tests {
         let renew = live(renew);
         Passwords::new(leader, store)
             .renewing(&renew)
-            .database_login(&owner(), relation, &live(&["database:4"]))
+            .database_login(&main_login(), &owner(), relation, &live(&["database:4"]))
             .unwrap()
     }
 
@@ -520,18 +534,19 @@ mod tests {
         );
 
         let first = login(&store, true, &[], &rel).unwrap();
-        assert_eq!(first.login, owner());
+        assert_eq!(first.login, main_login());
+        assert_eq!(first.plan.owner, owner(), "it acts as the owner role");
         assert!(!first.plan.inactive_keeps_login);
         let again = login(&store, false, &[], &rel).unwrap();
         assert_eq!(again.stored.verifier, first.stored.verifier, "kept");
 
-        // rotate-credentials: the alternate, a fresh password; the owner's
-        // password stays as it was while it retires.
-        let rotated = login(&store, true, &["jujuclient_shop"], &rel).unwrap();
-        assert_eq!(rotated.login.as_str(), "jujuclient_shop_b");
+        // rotate-credentials: the alternate, a fresh password; the main
+        // login's password stays as it was while it retires.
+        let rotated = login(&store, true, &["jujuclient_shop_4"], &rel).unwrap();
+        assert_eq!(rotated.login.as_str(), "jujuclient_shop_4_b");
         assert_ne!(rotated.stored.verifier, first.stored.verifier);
         assert!(rotated.plan.inactive_keeps_login);
-        let entry = store.read(&owner()).unwrap();
+        let entry = store.read(&main_login()).unwrap();
         assert_eq!(
             entry.password.unwrap().verifier,
             first.stored.verifier,
@@ -541,43 +556,52 @@ mod tests {
         // Publishing superseded revision 1; Juju later calls it obsolete.
         let mut hook = Passwords::new(true, &store);
         let revision = ("cnp5t2tnh8pc778j61ea".to_string(), 1);
-        hook.superseded(&owner(), std::slice::from_ref(&revision))
+        hook.superseded(&main_login(), std::slice::from_ref(&revision))
             .unwrap();
-        assert_eq!(hook.settle_logins(&owner()).unwrap(), None, "still held");
+        assert_eq!(
+            hook.settle_logins(&main_login()).unwrap(),
+            None,
+            "still held"
+        );
         let mut remove_hook = Passwords::new(true, &store);
         assert_eq!(
             remove_hook
-                .revision_removed(&owner(), &("other".to_string(), 1))
+                .revision_removed(&main_login(), &("other".to_string(), 1))
                 .unwrap(),
             None
         );
         assert_eq!(
-            remove_hook.revision_removed(&owner(), &revision).unwrap(),
-            Some(owner()),
-            "the owner role's login retires"
+            remove_hook
+                .revision_removed(&main_login(), &revision)
+                .unwrap(),
+            Some(main_login()),
+            "the main login retires"
         );
         let settled = login(&store, false, &[], &rel).unwrap();
-        assert_eq!(settled.login.as_str(), "jujuclient_shop_b");
+        assert_eq!(settled.login.as_str(), "jujuclient_shop_4_b");
         assert!(!settled.plan.inactive_keeps_login);
 
         // Without secrets nothing is superseded: retiring ends in the hook.
-        login(&store, true, &["jujuclient_shop"], &rel).unwrap();
+        login(&store, true, &["jujuclient_shop_4"], &rel).unwrap();
         let mut hook = Passwords::new(true, &store);
         assert_eq!(
-            hook.settle_logins(&owner()).unwrap().map(|n| n.to_string()),
-            Some("jujuclient_shop_b".to_string())
+            hook.settle_logins(&main_login())
+                .unwrap()
+                .map(|n| n.to_string()),
+            Some("jujuclient_shop_4_b".to_string())
         );
 
         // A relation that is not among the password's (the application
-        // related again): fresh start on the owner role, nothing retiring.
+        // under the same login; Juju never reuses an id, so only a
+        // corrupted state could): fresh start on the main login.
         let new_rel = RelationId::new("database", 9);
         let fresh = Passwords::new(true, &store)
-            .database_login(&owner(), &new_rel, &live(&["database:9"]))
+            .database_login(&main_login(), &owner(), &new_rel, &live(&["database:9"]))
             .unwrap()
             .unwrap();
-        assert_eq!(fresh.login, owner());
+        assert_eq!(fresh.login, main_login());
         assert_ne!(fresh.stored.verifier, first.stored.verifier);
         assert!(!fresh.plan.inactive_keeps_login);
-        assert!(store.read(&owner()).unwrap().alternate.is_none());
+        assert!(store.read(&main_login()).unwrap().alternate.is_none());
     }
 }

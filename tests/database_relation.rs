@@ -123,8 +123,14 @@ impl Site {
         self.h.world.name_seen_by(relation, "postgresql", app)
     }
 
-    /// The relation's login role, as plan::relation_user names it.
+    /// The relation's own login, as names::database_login names it.
     fn user(&self, relation: u64, app: &str) -> String {
+        format!("{}_{relation}", self.owner(relation, app))
+    }
+
+    /// The application's owner role (no login), as plan::relation_user
+    /// names it.
+    fn owner(&self, relation: u64, app: &str) -> String {
         format!("jujuclient_{}", self.remote_app(relation, app))
     }
 
@@ -676,10 +682,30 @@ fn v0_and_v1_consumers_beside_db_get_their_own_databases_through_secrets() {
         psql_from_netns(&outsider, &v0_uri, "SELECT 1"),
         "an outsider",
     );
-    // Each owns its own databases, as for db.
+    // Each owns its own databases, as for db: through the application's
+    // owner role, which cannot log in and which the relation's login acts
+    // as, so the consumer's own table is the owner's too.
+    let (owner, login) = (s.owner(v0, "app0"), s.user(v0, "app0"));
     assert_eq!(
         s.sql("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'appdb0'"),
-        s.user(v0, "app0")
+        owner
+    );
+    assert_eq!(
+        s.sql(&format!(
+            "SELECT rolcanlogin::text || ',' || pg_has_role('{login}', '{owner}', 'member')::text \
+             FROM pg_roles WHERE rolname = '{owner}'"
+        )),
+        "false,true"
+    );
+    assert_eq!(
+        s.psql_from(
+            "app0/0",
+            &v0_uri,
+            "CREATE TABLE mine (n int); \
+             SELECT tableowner || ',' || session_user FROM pg_tables WHERE tablename = 'mine'"
+        )
+        .unwrap(),
+        format!("{owner},{login}")
     );
 
     s.assert_no_leak(&passwords, true);
@@ -893,13 +919,26 @@ fn extra_user_roles_follow_the_operator() {
         ],
     );
     s.assert_connected("reports/0", "reportsdb");
-    let user = s.user(rel, "reports");
+    // The privileges are the owner role's; the login has them by acting as it.
+    let (owner, user) = (s.owner(rel, "reports"), s.user(rel, "reports"));
     assert_eq!(
         s.sql(&format!(
             "SELECT rolcreatedb::text || rolsuper::text || rolcreaterole::text || \
-             pg_has_role('{user}', 'reporting', 'member')::text FROM pg_roles WHERE rolname = '{user}'"
+             pg_has_role('{user}', 'reporting', 'member')::text FROM pg_roles WHERE rolname = '{owner}'"
         )),
         "truefalsefalsetrue"
+    );
+    let reports_uri = s.uri(rel, "reportsdb");
+    assert_eq!(
+        s.psql_from("reports/0", &reports_uri, "CREATE DATABASE reports_scratch")
+            .map(drop),
+        Ok(()),
+        "CREATEDB works"
+    );
+    assert_eq!(
+        s.sql("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'reports_scratch'"),
+        owner,
+        "what it makes is the owner's"
     );
 
     let admin = s.database_consumer(
@@ -931,7 +970,7 @@ fn extra_user_roles_follow_the_operator() {
     s.h.world.settle().unwrap();
     assert_eq!(s.h.status().0, "active", "{:?}", s.h.status());
     s.assert_connected("admin/0", "admindb");
-    let admin_user = s.user(admin, "admin");
+    let admin_user = s.owner(admin, "admin");
     assert_eq!(
         s.sql(&format!(
             "SELECT rolsuper FROM pg_roles WHERE rolname = '{admin_user}'"
@@ -1098,17 +1137,17 @@ fn a_rotated_database_login_works_until_the_consumer_read_the_new_revision() {
     let mut passwords = Vec::new();
     for (relation, app, database) in [(v0, "app0", "rot0"), (v1, "app1", "rot1")] {
         let unit = format!("{app}/0");
-        let owner = s.user(relation, app);
-        let alternate = format!("{owner}_b");
+        let main = s.user(relation, app);
+        let alternate = format!("{main}_b");
         let user_uri = s.answer(relation, database)["secret-user"].clone();
         let old_uri = s.uri(relation, database);
         assert_eq!(
             parse_uri(&old_uri).user,
-            owner,
-            "relations start on the owner role"
+            main,
+            "relations start on their main login"
         );
         let hba = s.hba();
-        for login in [&owner, &alternate] {
+        for login in [&main, &alternate] {
             assert!(
                 hba.contains(&format!("\"{database}\" \"{login}\"")),
                 "{hba}"
@@ -1165,7 +1204,7 @@ fn a_rotated_database_login_works_until_the_consumer_read_the_new_revision() {
             "the old login's session was ended"
         );
         // The data created before, through the new login; what it creates
-        // belongs to the owner role.
+        // belongs to the application's owner role.
         assert_eq!(
             s.psql_from(&unit, &new_uri, "SELECT count(*) >= 2 FROM consumer_check"),
             Ok("t".to_string())
@@ -1177,13 +1216,13 @@ fn a_rotated_database_login_works_until_the_consumer_read_the_new_revision() {
                 database,
                 "SELECT tableowner FROM pg_tables WHERE tablename = 'after_rotation'"
             ),
-            owner
+            s.owner(relation, app)
         );
 
-        // Rotating again flips back to the owner role; the alternate retires.
+        // Rotating again flips back to the main login; the alternate retires.
         s.rotate(&format!("database:{relation}"));
         let third_uri = s.uri(relation, database);
-        assert_eq!(parse_uri(&third_uri).user, owner);
+        assert_eq!(parse_uri(&third_uri).user, main);
         s.psql_from(&unit, &new_uri, "SELECT 1")
             .expect("the alternate works until the consumer read the newest revision");
         s.h.world.settle().unwrap();
@@ -1201,16 +1240,26 @@ fn a_rotated_database_login_works_until_the_consumer_read_the_new_revision() {
     }
     assert_eq!(s.h.status().0, "active", "{:?}", s.h.status());
 
-    // Removal revokes both logins of the owner role.
-    let owner = s.user(v0, "app0");
+    // Removal revokes both logins of the relation.
+    let main = s.user(v0, "app0");
     s.h.world.remove_relation(v0).unwrap();
     s.h.world.settle().unwrap();
     assert_eq!(
         s.sql(&format!(
             "SELECT string_agg(rolname || '=' || rolcanlogin, ',' ORDER BY rolname) \
-             FROM pg_roles WHERE rolname IN ('{owner}', '{owner}_b')"
+             FROM pg_roles WHERE rolname IN ('{main}', '{main}_b')"
         )),
-        format!("{owner}=false,{owner}_b=false")
+        format!("{main}=false,{main}_b=false")
+    );
+    // The owner role keeps the data, not the privileges (none were asked).
+    let owner = s.owner(v0, "app0");
+    assert_eq!(
+        s.sql(&format!(
+            "SELECT rolcanlogin::text || (SELECT count(*) FROM pg_database \
+               WHERE datdba = r.oid AND datname = 'rot0')::text \
+             FROM pg_roles r WHERE rolname = '{owner}'"
+        )),
+        "false1"
     );
     s.assert_no_leak(&passwords, true);
 }

@@ -10,7 +10,7 @@
 //! user secret (its consumers hear `secret-changed`), or new data in the
 //! `db`/`db-admin` bags. A `db` role's verifier changes in the same pass,
 //! so its old password stops working at once; a `database` relation moves
-//! to the other of its owner role's two logins, and the old one retires
+//! to the other of its own two logins, and the old one retires
 //! once no consumer holds the old revision
 //! ([`crate::relations::tenancy::logins`], [`crate::clients::rotation`]).
 //!

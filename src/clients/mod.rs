@@ -59,7 +59,7 @@ use crate::options::ClientOptions;
 use crate::outcome::Problem;
 use crate::relations::access::cidr::Cidr;
 use crate::relations::access::RelationAccess;
-use crate::relations::names::relation_user;
+use crate::relations::names::{database_login, relation_user};
 use crate::relations::sql::Name;
 use crate::relations::tenancy::logins::LoginPlan;
 use crate::relations::tenancy::ownership::Owner;
@@ -462,7 +462,14 @@ impl Clients<'_> {
             return Ok((plan::Observed::NoRemoteApp, None));
         }
         seen.remote_app = remote_app.clone();
-        let user = relation_user(endpoint, &remote_app);
+        // `db`: the application's user; `database`: the relation's own
+        // login, a member of the application's owner role.
+        let owner = relation_user(endpoint, &remote_app);
+        let user = if endpoint.interface == Interface::PostgresqlClient {
+            database_login(&remote_app, id)
+        } else {
+            owner.clone()
+        };
         seen.user = user.to_string();
 
         let facts = read::relation_facts(juju, id, &remote_app, hook)?;
@@ -471,11 +478,11 @@ impl Clients<'_> {
             .get(user.as_str())
             .cloned()
             .unwrap_or_default();
-        // A `database` owner role has two logins (one retiring after a
+        // A `database` relation has two logins (one retiring after a
         // rotation); `db` relations log in as their user.
         let issued = if endpoint.interface == Interface::PostgresqlClient {
             passwords
-                .database_login(&user, id, &live_same_user)?
+                .database_login(&user, &owner, id, &live_same_user)?
                 .map(|l| (l.login, l.stored, Some(l.plan)))
         } else {
             passwords
@@ -677,8 +684,9 @@ fn one_line(error: &anyhow::Error) -> String {
 }
 
 /// The credentials the leader issued (or a follower found) for a relation:
-/// its relation user, the stored password of the login it uses, and (for a
-/// `database` owner role) which of its two logins does what.
+/// its relation user (`database`: the relation's main login), the stored
+/// password of the login it uses, and (`database`) which of its two logins
+/// does what.
 struct Issued {
     user: Name,
     stored: StoredPassword,

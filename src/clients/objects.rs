@@ -38,7 +38,7 @@ pub trait Server {
     fn revoke_login(&self, user: &str) -> Result<()>;
 
     /// Ends `user`'s logins and sessions, keeping its other attributes (a
-    /// retired login of a `database` owner role, see [`disable_login`]).
+    /// `database` relation's retired login, see [`disable_login`]).
     fn disable_login(&self, user: &str) -> Result<()>;
 }
 
@@ -50,11 +50,11 @@ pub struct ObjectsRequest<'a> {
     /// Who asks: the remote application, over which endpoint.
     pub owner: &'a Owner,
     /// The password the active login has: `objects.user`, or (`logins`)
-    /// the active one of its two logins.
+    /// the active one of the relation's two logins.
     pub stored: &'a StoredPassword,
-    /// A `database` owner role's two logins
-    /// ([`crate::relations::tenancy::logins`]); `None`: `objects.user` is
-    /// the one login.
+    /// A `database` relation's two logins, members of the owner role
+    /// `objects.user` ([`crate::relations::tenancy::logins`]); `None`:
+    /// `objects.user` is the one login.
     pub logins: Option<&'a LoginPlan>,
 }
 
@@ -320,15 +320,20 @@ async fn create(
                 .await?;
         }
         // Only when something differs: a hook that changes nothing
-        // commits nothing.
+        // commits nothing. The grant is read from the ACL itself, not with
+        // has_database_privilege: a superuser owner role passes that, but
+        // the logins that are its members do not inherit superuser, and
+        // need CONNECT before they act as it.
         let access = client
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM pg_database d, \
                      aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a \
                      WHERE d.datname = $1 AND a.grantee = 0), \
-                 has_database_privilege($2, $1, 'CREATE') \
-                   AND has_database_privilege($2, $1, 'CONNECT') \
-                   AND has_database_privilege($2, $1, 'TEMPORARY')",
+                 (SELECT count(DISTINCT a.privilege_type) = 3 FROM pg_database d, \
+                     aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a \
+                     JOIN pg_roles r ON r.oid = a.grantee \
+                     WHERE d.datname = $1 AND r.rolname = $2 \
+                       AND a.privilege_type IN ('CREATE', 'CONNECT', 'TEMPORARY'))",
                 &[&name.as_str(), &objects.user.as_str()],
             )
             .await?;
@@ -400,10 +405,11 @@ async fn grant_public_schema(client: &Client, user: &Name) -> Result<()> {
 
 /// The relation's login role, with its password's verifier (the password
 /// itself never goes into SQL) and exactly the role attributes the
-/// relation may have. With `logins` (a `database` owner role), the owner
-/// role has those attributes and the active login the password; the
-/// alternate login is a member of the owner that acts as it
-/// (`SET role`); an inactive login keeps `LOGIN` only while retiring.
+/// relation may have. With `logins` (a `database` relation), the
+/// application's owner role has those attributes and no `LOGIN`; the
+/// active login has the password and nothing else, is a member of the
+/// owner and acts as it (`SET role`); the inactive one keeps `LOGIN` only
+/// while retiring.
 async fn ensure_user(
     client: &Client,
     objects: &DesiredObjects,
@@ -415,33 +421,33 @@ async fn ensure_user(
         createdb: objects.createdb,
         createrole: objects.createrole,
     };
-    let attributes = &attributes;
     let Some(logins) = logins else {
-        return ensure_login(client, &objects.user, attributes, Some(stored)).await;
+        return ensure_login(client, &objects.user, &attributes, Some(stored)).await;
     };
-    let owner = &logins.owner;
-    let alternate = if logins.active == *owner {
-        &logins.inactive
-    } else {
-        &logins.active
+    // The owner first: the login is made a member of it.
+    ensure_owner(client, &logins.owner, &attributes).await?;
+    let plain = Attributes {
+        superuser: false,
+        createdb: false,
+        createrole: false,
     };
-    let owner_active = logins.active == *owner;
-    // The owner role first: the alternate is made a member of it.
-    if owner_active {
-        ensure_login(client, owner, attributes, Some(stored)).await?;
-    } else if logins.inactive_keeps_login {
-        ensure_login(client, owner, attributes, None).await?;
-    } else {
-        ensure_role(client, owner, attributes).await?;
-        disable_sessions(client, owner.as_str()).await?;
+    ensure_login(client, &logins.active, &plain, Some(stored)).await?;
+    act_as_owner(client, &logins.active, &logins.owner).await?;
+    if !logins.inactive_keeps_login {
+        disable_sessions(client, logins.inactive.as_str()).await?;
     }
-    if !owner_active {
-        ensure_login(client, alternate, attributes, Some(stored)).await?;
-        act_as_owner(client, alternate, owner).await?;
-    } else if logins.inactive_keeps_login {
-        // Retiring: left as it is.
-    } else {
-        disable_sessions(client, alternate.as_str()).await?;
+    Ok(())
+}
+
+/// `owner` exists without `LOGIN` and with `attributes`; a role that could
+/// log in (made before each relation had its own login) loses its
+/// sessions too.
+async fn ensure_owner(client: &Client, owner: &Name, attributes: &Attributes) -> Result<()> {
+    let current = role_state(client, owner).await?;
+    let options = role_options(current.as_ref(), attributes, Some(false), None)?;
+    apply_role(client, owner, current.is_some(), &options).await?;
+    if current.is_some_and(|c| c.login) {
+        disable_sessions(client, owner.as_str()).await?;
     }
     Ok(())
 }
@@ -551,13 +557,6 @@ async fn ensure_login(
     let verifier = stored.map(|s| s.verifier.as_str());
     let options = role_options(current.as_ref(), attributes, Some(true), verifier)?;
     apply_role(client, user, current.is_some(), &options).await
-}
-
-/// `role` exists (without `LOGIN` if it is new) with `attributes`.
-async fn ensure_role(client: &Client, role: &Name, attributes: &Attributes) -> Result<()> {
-    let current = role_state(client, role).await?;
-    let options = role_options(current.as_ref(), attributes, None, None)?;
-    apply_role(client, role, current.is_some(), &options).await
 }
 
 /// `login` is a member of `owner` and starts every session as `owner`, so
@@ -792,8 +791,9 @@ fn revoke_login(cluster: &Cluster, user: &str) -> Result<()> {
 }
 
 /// Ends `user`'s logins and its sessions (if it exists and has either),
-/// keeping its other attributes: the retired login of a `database` owner
-/// role, whose alternate may still act as it.
+/// keeping its other attributes: the retired login of a `database`
+/// relation (its other login goes on acting as the owner), or an owner role
+/// made when it could log in.
 async fn disable_sessions(client: &Client, user: &str) -> Result<()> {
     let state = client
         .query_opt(

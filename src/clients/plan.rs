@@ -10,6 +10,7 @@ use crate::juju::{HookRelation, RelationId};
 use crate::options::ClientOptions;
 use crate::relations::access::cidr::Cidr;
 use crate::relations::access::{HbaScope, RelationAccess};
+use crate::relations::names::relation_user;
 use crate::relations::postgresql_client::plan::USER_PREFIX;
 use crate::relations::sql::{Name, NameKind};
 use crate::relations::tenancy::logins::alternate_login;
@@ -139,6 +140,9 @@ pub fn relations_by_user(served: &ServedMap) -> BTreeMap<String, BTreeSet<String
 /// The users to revoke now: those of refused or `removed` relations that
 /// no serving relation uses, unless this unit is `leaving` (its departure's
 /// `-broken` hooks must not revoke what the remaining units still serve).
+/// A `database` relation's user is its own login; the application's owner
+/// role (no login, but the privileges its relations asked for) goes with
+/// the last of them.
 pub fn users_to_take_back(
     served: &ServedMap,
     removed: &[(String, Served)],
@@ -147,15 +151,25 @@ pub fn users_to_take_back(
     if leaving {
         return BTreeSet::new();
     }
-    let standings = served
+    let relations: Vec<(&Served, Standing)> = served
         .values()
-        .map(|s| (s.user.as_str(), s.standing()))
-        .chain(
-            removed
-                .iter()
-                .map(|(_, s)| (s.user.as_str(), Standing::Removed)),
-        );
-    users_to_revoke(standings)
+        .map(|s| (s, s.standing()))
+        .chain(removed.iter().map(|(_, s)| (s, Standing::Removed)))
+        .collect();
+    let owners: Vec<(String, Standing)> = relations
+        .iter()
+        .filter(|(s, _)| s.endpoint == ClientEndpoint::DATABASE.name && !s.remote_app.is_empty())
+        .map(|(s, standing)| {
+            let owner = relation_user(ClientEndpoint::DATABASE, &s.remote_app);
+            (owner.to_string(), *standing)
+        })
+        .collect();
+    users_to_revoke(
+        relations
+            .iter()
+            .map(|(s, standing)| (s.user.as_str(), *standing))
+            .chain(owners.iter().map(|(o, standing)| (o.as_str(), *standing))),
+    )
 }
 
 /// The access a relation keeps while serving it fails: what it had, on
@@ -207,8 +221,9 @@ pub fn access_of(id: &str, s: &Served) -> Option<RelationAccess> {
     })
 }
 
-/// The logins of a relation user: a `database` owner role has two
-/// ([`crate::relations::tenancy::logins`]), both to revoke when it goes.
+/// The logins of a relation user: a `database` relation has two
+/// ([`crate::relations::tenancy::logins`]), both to revoke when it goes
+/// (for an owner role, which has none, the second names no role).
 pub fn logins_of(user: &str) -> Vec<String> {
     let mut logins = vec![user.to_string()];
     if user.starts_with(USER_PREFIX) {
@@ -219,9 +234,9 @@ pub fn logins_of(user: &str) -> Vec<String> {
     logins
 }
 
-/// `access` and, for a `database` relation, the same rules for the owner
-/// role's alternate login, which may be the one in use (pg_hba.conf names
-/// the login; both always, so a rotation needs no reload).
+/// `access` and, for a `database` relation, the same rules for its
+/// alternate login, which may be the one in use (pg_hba.conf names the
+/// login; both always, so a rotation needs no reload).
 pub fn with_alternate_login(access: RelationAccess) -> Vec<RelationAccess> {
     if access.relation.endpoint() != ClientEndpoint::DATABASE.name {
         return vec![access];
@@ -454,6 +469,57 @@ mod tests {
         );
     }
 
+    /// Two `database` relations of one application: each has its own
+    /// login, revoked with its relation alone; the owner role's privileges
+    /// go with the last one.
+    #[test]
+    fn a_database_relation_takes_back_its_own_login_and_the_last_the_owners() {
+        let relation = |n: u32, condition| Served {
+            remote_app: "shop".into(),
+            endpoint: "database".into(),
+            user: format!("jujuclient_shop_{n}"),
+            ..served("shop", &["10.0.0.1/32"], condition)
+        };
+        let gone = |n: u32| (format!("database:{n}"), relation(n, Condition::Served));
+        let set = |users: &[&str]| users.iter().map(|u| u.to_string()).collect::<BTreeSet<_>>();
+        let one_left = map(&[("database:8", relation(8, Condition::Served))]);
+        assert_eq!(
+            users_to_take_back(&one_left, &[gone(7)], false),
+            set(&["jujuclient_shop_7"]),
+            "the other relation of shop keeps its login and the owner"
+        );
+        assert_eq!(
+            users_to_take_back(&ServedMap::new(), &[gone(7), gone(8)], false),
+            set(&["jujuclient_shop", "jujuclient_shop_7", "jujuclient_shop_8"])
+        );
+        let refused = map(&[("database:8", relation(8, Condition::Refused))]);
+        assert_eq!(
+            users_to_take_back(&refused, &[], false),
+            set(&["jujuclient_shop", "jujuclient_shop_8"])
+        );
+        // Another application's relation keeps nothing of shop's.
+        let other = Served {
+            remote_app: "blog".into(),
+            user: "jujuclient_blog_9".into(),
+            ..relation(9, Condition::Served)
+        };
+        assert_eq!(
+            users_to_take_back(&map(&[("database:9", other)]), &[gone(7)], false),
+            set(&["jujuclient_shop", "jujuclient_shop_7"])
+        );
+        // A `db` relation of the same application has its own user.
+        let db = Served {
+            endpoint: "db".into(),
+            user: "juju_shop".into(),
+            ..relation(1, Condition::Served)
+        };
+        assert_eq!(
+            users_to_take_back(&map(&[("db:1", db)]), &[gone(7)], false),
+            set(&["jujuclient_shop", "jujuclient_shop_7"])
+        );
+        assert!(users_to_take_back(&ServedMap::new(), &[gone(7)], true).is_empty());
+    }
+
     #[test]
     fn a_failing_relation_keeps_at_most_what_it_had() {
         let had = served("app", &["10.0.0.1/32", "10.0.0.2/32"], Condition::Served);
@@ -497,14 +563,14 @@ mod tests {
     fn database_relations_have_two_logins_in_access_and_revocation() {
         assert_eq!(logins_of("juju_app"), ["juju_app"]);
         assert_eq!(
-            logins_of("jujuclient_app"),
-            ["jujuclient_app", "jujuclient_app_b"]
+            logins_of("jujuclient_app_4"),
+            ["jujuclient_app_4", "jujuclient_app_4_b"]
         );
         let mut result = served("app", &["10.0.0.1/32"], Condition::Served);
-        result.user = "jujuclient_app".into();
+        result.user = "jujuclient_app_4".into();
         let database = with_alternate_login(access_of("database:4", &result).unwrap());
         let users: Vec<&str> = database.iter().map(|a| a.user.as_str()).collect();
-        assert_eq!(users, ["jujuclient_app", "jujuclient_app_b"]);
+        assert_eq!(users, ["jujuclient_app_4", "jujuclient_app_4_b"]);
         assert_eq!(database[0].cidrs, database[1].cidrs);
         assert_eq!(database[0].scope, database[1].scope);
         result.user = "juju_app".into();

@@ -1,4 +1,4 @@
-//! The shell of the two alternating logins of `database` owner roles
+//! The shell of the two alternating logins of each `database` relation
 //! ([`crate::relations::tenancy::logins`]): noticing which revisions of
 //! their user secrets the charm supersedes, and the `secret-remove` hook,
 //! where Juju says a revision is obsolete.
@@ -6,7 +6,7 @@
 //! **`secret-remove`** (run on the leader, for secrets the application
 //! owns): the revision is removed (`secret-remove --revision N`, which
 //! Juju expects of the owner), and when it was the last outstanding
-//! revision of a user secret whose owner role has a retiring login, retiring
+//! revision of a user secret whose relation has a retiring login, retiring
 //! ends: the store says so and the retired login loses `LOGIN` and its
 //! sessions. Every step is idempotent: a retried hook finds the revision no
 //! longer outstanding (the store was committed) or does it all again (it
@@ -113,13 +113,13 @@ pub fn secret_removed(hook: &Hook) -> Result<()> {
         // told; a unit that lost the lead since leaves it to the new one.
         return Ok(());
     }
-    if let Some(owner) = owner_of(hook, &secret.label) {
+    if let Some(login) = login_of(hook, &secret.label) {
         let store = JujuPasswords {
             in_secrets: hook.context.has_secrets(),
         };
         let mut passwords = Passwords::new(true, &store);
         let obsolete = (secret.uri.id().to_string(), revision);
-        if let Some(retired) = passwords.revision_removed(&owner, &obsolete)? {
+        if let Some(retired) = passwords.revision_removed(&login, &obsolete)? {
             retire(hook, &retired);
         }
     }
@@ -131,9 +131,10 @@ pub fn secret_removed(hook: &Hook) -> Result<()> {
     }
 }
 
-/// The owner role of the `database` relation whose user secret `label`
-/// is, as the relation results remember it.
-fn owner_of(hook: &Hook, label: &str) -> Option<Name> {
+/// The main login of the `database` relation whose user secret `label`
+/// is (under which its login state is stored), as the relation results
+/// remember it.
+fn login_of(hook: &Hook, label: &str) -> Option<Name> {
     let relation = user_secret_relation(label)?;
     let served = results::load(&hook.unit.state);
     let user = &served.get(&relation.to_string())?.user;

@@ -220,7 +220,7 @@ struct FakeServer {
     /// Users whose objects were ensured, by relation.
     ensured: RefCell<Vec<(String, String)>>,
     revoked: RefCell<Vec<String>>,
-    /// Retired logins (`database` owner roles after a rotation).
+    /// Retired logins (`database` relations' after a rotation).
     disabled: RefCell<Vec<String>>,
     /// The next revokes fail (a consumer holds a lock).
     failing_revokes: RefCell<usize>,

@@ -11,6 +11,7 @@
 //! |------------|-----------------------|------------------|
 //! | `db`       | `juju_<app>`          | `<app>`          |
 //! | `db-admin` | `jujuadmin_<app>`     | `<app>`          |
+//! | `database` | `jujuclient_<app>` (owner, no login), logins `jujuclient_<app>_<n>` | as asked |
 //!
 //! Juju application names (`[a-z][a-z0-9-]*`) are already valid names, so in
 //! practice these are used as they are; cross-model consumers appear as
@@ -24,10 +25,18 @@
 //! applications. (The legacy charm used 31 characters plus an MD5; names
 //! that fit are identical to its names, only the long ones differ.)
 //!
-//! One consequence of app-based names: if one application has two
+//! One consequence of app-based names on `db`: if one application has two
 //! relations to the same endpoint, they share a user. Revoking login on
 //! `-broken` must therefore wait until no live relation still maps to it.
 //! The schema user published for compatibility is the same user.
+//!
+//! On `database` the application's role only owns; each relation `n`
+//! logs in as its own role, [`database_login`], a member of it
+//! ([`crate::tenancy::logins`]): `-broken` revokes that relation's logins
+//! alone. `n` is the relation's number in this model (Juju never reuses
+//! one), so a consumer that relates again gets a new login that still acts
+//! as the owner of its tables. Application names have no `_`, so
+//! `jujuclient_<app>_<n>` is never another application's owner role.
 
 use super::sql::{Name, NameKind, MAX_IDENTIFIER_BYTES};
 use super::{ClientEndpoint, Interface};
@@ -48,6 +57,14 @@ pub fn relation_user(endpoint: ClientEndpoint, remote_app: &str) -> Name {
         Interface::PostgresqlClient => "jujuclient_",
     };
     fit_name(NameKind::User, &format!("{prefix}{remote_app}"), remote_app)
+}
+
+/// The login of `database` relation `relation` with `remote_app`:
+/// `jujuclient_<app>_<n>`, made valid as the other names are (the hash is
+/// of `<app>_<n>`).
+pub fn database_login(remote_app: &str, relation: &crate::RelationId) -> Name {
+    let own = format!("{remote_app}_{}", relation.number());
+    fit_name(NameKind::User, &format!("jujuclient_{own}"), &own)
 }
 
 /// Bytes of readable text kept before the hash suffix: 46 + `_` + 16 = 63.
@@ -174,6 +191,39 @@ mod tests {
         assert!(relation_user(ClientEndpoint::DB, &long_a)
             .as_str()
             .starts_with(&format!("juju_{}", "x".repeat(41))));
+    }
+
+    #[test]
+    fn database_logins_are_per_relation_and_never_an_owner_role() {
+        let rel = |n| crate::RelationId::new("database", n);
+        assert_eq!(
+            database_login("shop", &rel(7)).as_str(),
+            "jujuclient_shop_7"
+        );
+        assert_eq!(
+            database_login(CMR_APP, &rel(12)).as_str(),
+            format!("jujuclient_{CMR_APP}_12")
+        );
+        assert_ne!(
+            database_login("shop", &rel(7)),
+            database_login("shop", &rel(8))
+        );
+        let long = "y".repeat(70);
+        let (a, b) = (
+            database_login(&long, &rel(1)),
+            database_login(&long, &rel(2)),
+        );
+        assert!(a.as_str().len() <= MAX_IDENTIFIER_BYTES, "{a}");
+        assert_ne!(a, b, "the hash covers the relation number");
+        // Application names never hold '_': no login is an owner role.
+        for app in ["shop", "shop-7", CMR_APP] {
+            for n in [1, 7, 70] {
+                let login = database_login(app, &rel(n));
+                for other in ["shop", "shop-7", CMR_APP] {
+                    assert_ne!(login, relation_user(ClientEndpoint::DATABASE, other));
+                }
+            }
+        }
     }
 
     #[test]

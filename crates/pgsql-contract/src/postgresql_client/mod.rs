@@ -38,23 +38,27 @@
 //! **What the shell does with it**, per relation, in the same loop as `db`
 //! (each relation served and failing on its own):
 //!
-//! 1. user = [`plan::relation_user`] of the remote application; its password
-//!    from the relation password store, bound to every live `database`
-//!    relation of that application;
+//! 1. the relation's own login, [`crate::names::database_login`] (or its
+//!    alternate after a rotation, [`crate::tenancy::logins`]), a member of
+//!    the application's owner role [`plan::relation_user`]; its password
+//!    from the relation password store, bound to the relation;
 //! 2. [`plan::plan_client`]; `None`: wait; an error: refuse (blocked status,
 //!    [`publish::retraction`], revoke as for `db`);
 //! 3. before anything is created: `decide_database` for each of
 //!    [`plan::ClientPlan::databases`] and [`roles::decide_extra_role`] for
 //!    each group role, with the owner `(remote application, "database")`;
-//! 4. the role with the SCRAM verifier and exactly the privileges its live
-//!    relations ask for together; the databases; the group grants;
-//!    `pg_hba.conf` lines for each database from the units' addresses;
+//! 4. the owner role (no `LOGIN`) with exactly the privileges the relation
+//!    asks for, the login with the SCRAM verifier acting as the owner; the
+//!    databases, owned by the owner role; the group grants (to the owner);
+//!    `pg_hba.conf` lines for each database and both logins from the
+//!    units' addresses;
 //! 5. on the leader: each planned secret created (`secret-add --label`) or,
 //!    when its content changed, given a new revision (`secret-set`), and
 //!    granted to the relation; then [`publish::app_bag`] through
 //!    [`publish::settings_to_write`] and `bag_changes`;
 //! 6. on `-broken` or a refusal: the relation's secrets revoked and removed,
-//!    the user's login revoked when no other relation uses it.
+//!    the relation's logins revoked (the owner role's privileges too when
+//!    no other relation of the application is served); the data stays.
 //!
 //! **Trust.** The consumer's bag is hostile until validated: every refusal
 //! is a [`ClientError`] naming the relation and the field, with remote text
@@ -171,10 +175,11 @@ pub fn plan_relation(
         return Err(format!("{relation}: asks for no database"));
     };
     let privileges = &plan.extra_user_roles.privileges;
-    // The owner role owns the databases and is named in pg_hba.conf; the
-    // credentials may be those of its alternate login
-    // ([`crate::tenancy::logins`]), which acts as the owner.
+    // The application's owner role owns the databases; pg_hba.conf names
+    // the relation's own login (and its alternate, which the credentials
+    // may name: [`crate::tenancy::logins`]), both acting as the owner.
     let owner = plan::relation_user(&facts.remote_app);
+    let login = crate::names::database_login(&facts.remote_app, relation);
     let objects = DesiredObjects {
         database: first.clone(),
         more_databases: more.to_vec(),
@@ -195,7 +200,7 @@ pub fn plan_relation(
         access: RelationAccess {
             relation: relation.clone(),
             remote_app: facts.remote_app.clone(),
-            user: owner,
+            user: login,
             scope,
             cidrs: addresses.cidrs,
         },
@@ -208,7 +213,7 @@ pub fn plan_relation(
 /// application `shop`, a one-unit server at 10.1.0.5, a known password.
 #[cfg(test)]
 pub(crate) mod testing {
-    use super::plan::{plan_client, relation_user, ClientPlan, Server, Tls};
+    use super::plan::{plan_client, ClientPlan, Server, Tls};
     use super::roles::ConsumerPrivileges;
     use super::ClientError;
     use crate::ids::{RelationData, RelationId};
@@ -240,7 +245,7 @@ pub(crate) mod testing {
 
     pub fn credentials(app: &str) -> Credentials {
         Credentials {
-            user: relation_user(app),
+            user: crate::names::database_login(app, &relation()),
             password: Password::new(PASSWORD.to_string()),
         }
     }

@@ -1,13 +1,14 @@
 //! One `database` relation, planned: its login role, its databases, and
 //! the secrets and plain fields that carry its credentials (pure).
 //!
-//! **Names.** As on `db`, the login role derives from the remote
-//! application, so an application that relates again gets back the role
-//! that owns its tables (databases are never dropped):
-//! `jujuclient_<app>`, made valid as [`names`] makes `db`'s names. Two
-//! relations of one application on `database` therefore share the role,
-//! which gets what any of them asked for. Each request's database is the
-//! one it names; [`crate::tenancy::ownership::decide_database`] decides,
+//! **Names.** As on `db`, the role that owns the databases derives from
+//! the remote application, so an application that relates again gets back
+//! the role that owns its tables (databases are never dropped):
+//! `jujuclient_<app>`, made valid as [`names`] makes `db`'s names. It has
+//! no `LOGIN`: each relation logs in as its own member of it
+//! ([`names::database_login`], `jujuclient_<app>_<n>`, and its alternate,
+//! [`crate::tenancy::logins`]), which the credentials name. Each request's
+//! database is the one it names; [`crate::tenancy::ownership::decide_database`] decides,
 //! before anything is created, whether this consumer may have it. The
 //! caller records the owner of what it creates as
 //! `(remote application, "database")`.
@@ -51,7 +52,8 @@ use crate::Credentials;
 /// The start of every `database` relation's login role.
 pub const USER_PREFIX: &str = "jujuclient_";
 
-/// The login role of `database` relations with `remote_app`.
+/// The role that owns the databases of `database` relations with
+/// `remote_app` (no `LOGIN`; the relations' logins act as it).
 pub fn relation_user(remote_app: &str) -> Name {
     names::relation_user(crate::ClientEndpoint::DATABASE, remote_app)
 }
@@ -135,7 +137,8 @@ pub struct Answer {
 pub struct ClientPlan {
     pub relation: RelationId,
     pub protocol: Protocol,
-    /// The relation's login role, from [`relation_user`].
+    /// The login the credentials name (the relation's own, a member of
+    /// [`relation_user`]).
     pub user: Name,
     /// What all its requests asked for together: privileges the user gets
     /// (each already allowed by `consumer-privileges`) and group roles to
@@ -159,8 +162,8 @@ impl ClientPlan {
 }
 
 /// Plans the `database` relation `relation` with `remote_app`, from the
-/// remote application's bag. `credentials` are those of
-/// [`relation_user`]`(remote_app)`. `Ok(None)`: the consumer has not asked
+/// remote application's bag. `credentials` are those of the relation's
+/// active login. `Ok(None)`: the consumer has not asked
 /// yet. An error refuses the relation as a whole.
 pub fn plan_client(
     relation: &RelationId,
@@ -417,7 +420,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(plan.protocol, Protocol::V0);
-        assert_eq!(plan.user.as_str(), "jujuclient_shop");
+        assert_eq!(plan.user.as_str(), "jujuclient_shop_7");
         assert_eq!(
             plan.databases().map(Name::as_str).collect::<Vec<_>>(),
             ["shopdb"]
@@ -436,9 +439,9 @@ mod tests {
             .secrets()
             .map(|s| (s.label.as_str(), s.content.expose()))
             .collect();
-        let uri = format!("postgresql://jujuclient_shop:{PASSWORD}@10.1.0.5:5432/shopdb");
+        let uri = format!("postgresql://jujuclient_shop_7:{PASSWORD}@10.1.0.5:5432/shopdb");
         let ro_uri =
-            format!("postgresql://jujuclient_shop:{PASSWORD}@10.1.0.6:5432,10.1.0.7:5432/shopdb");
+            format!("postgresql://jujuclient_shop_7:{PASSWORD}@10.1.0.6:5432,10.1.0.7:5432/shopdb");
         assert_eq!(
             secrets,
             [
@@ -448,7 +451,7 @@ mod tests {
                         ("password", PASSWORD),
                         ("read-only-uris", &ro_uri),
                         ("uris", &uri),
-                        ("username", "jujuclient_shop"),
+                        ("username", "jujuclient_shop_7"),
                     ])
                 ),
                 ("database.7.tls.secret", &bag(&[("tls", "False")])),
@@ -467,7 +470,7 @@ mod tests {
             .unwrap();
         assert_eq!(plain.secrets().count(), 0);
         let fields = plain.answers[0].fields.expose();
-        let uri = format!("postgresql://jujuclient_shop:{PASSWORD}@10.1.0.5:5432/shopdb");
+        let uri = format!("postgresql://jujuclient_shop_7:{PASSWORD}@10.1.0.5:5432/shopdb");
         assert_eq!(
             fields,
             &bag(&[
@@ -478,7 +481,7 @@ mod tests {
                 ("read-only-uris", &uri),
                 ("tls", "False"),
                 ("uris", &uri),
-                ("username", "jujuclient_shop"),
+                ("username", "jujuclient_shop_7"),
                 ("version", "16.4"),
             ])
         );
@@ -494,7 +497,7 @@ mod tests {
         let fields = partial.answers[0].fields.expose();
         assert_eq!(
             fields.get("username").map(String::as_str),
-            Some("jujuclient_shop")
+            Some("jujuclient_shop_7")
         );
         assert_eq!(fields.get("tls").map(String::as_str), Some("False"));
         assert!(!fields.values().any(|v| v.contains(PASSWORD)), "{fields:?}");
@@ -581,11 +584,11 @@ mod tests {
         let reports = &plan.answers[1];
         assert_eq!(
             reports.secrets[0].content.expose()["uris"],
-            format!("postgresql://jujuclient_shop:{PASSWORD}@10.1.0.5:5432/reports")
+            format!("postgresql://jujuclient_shop_7:{PASSWORD}@10.1.0.5:5432/reports")
         );
         assert_eq!(
             reports.secrets[0].content.expose()["read-only-uris"],
-            format!("postgresql://jujuclient_shop:{PASSWORD}@10.1.0.6:5432/reports")
+            format!("postgresql://jujuclient_shop_7:{PASSWORD}@10.1.0.6:5432/reports")
         );
         assert_eq!(
             reports.fields.expose(),
@@ -639,7 +642,7 @@ mod tests {
         );
         assert_eq!(
             fields["uris"],
-            format!("postgresql://jujuclient_shop:{PASSWORD}@[fd00::5]:5432/shopdb")
+            format!("postgresql://jujuclient_shop_7:{PASSWORD}@[fd00::5]:5432/shopdb")
         );
         let mut named = server(&[]);
         named.primary = "DB-1.Example.internal".to_string();

@@ -197,11 +197,11 @@ mod tests {
         let plan = plan_for(&bag(&[("database", "shopdb")]));
         let published = app_bag(&plan, &BTreeMap::new()).unwrap();
         let published = published.expose();
-        assert_eq!(published["username"], "jujuclient_shop");
+        assert_eq!(published["username"], "jujuclient_shop_7");
         assert_eq!(published["password"], PASSWORD);
         assert_eq!(
             published["uris"],
-            format!("postgresql://jujuclient_shop:{PASSWORD}@10.1.0.5:5432/shopdb")
+            format!("postgresql://jujuclient_shop_7:{PASSWORD}@10.1.0.5:5432/shopdb")
         );
         assert!(!published.contains_key("secret-user"));
     }
@@ -280,7 +280,7 @@ mod tests {
         assert_eq!(changes["data"], "");
         assert_eq!(changes["secret-user"], "");
         assert_eq!(changes["version"], "16.4");
-        assert_eq!(changes["username"], "jujuclient_shop");
+        assert_eq!(changes["username"], "jujuclient_shop_7");
         let mut after = before_v1.clone();
         for (key, value) in &changes {
             if value.is_empty() {

@@ -1,24 +1,30 @@
-//! Two alternating logins per `database` owner role, so that a rotated
-//! password keeps working until the consumer has read the new one (pure).
+//! Per `database` relation two alternating logins, members of the
+//! consumer application's owner role, so that a rotated password keeps
+//! working until the consumer has read the new one (pure).
 //!
-//! **Why two.** A `database` consumer gets its credentials from a Juju
-//! secret and reads a new revision only when its `secret-changed` hook runs.
-//! Changing the one role's password at once (as `db` does) would cut it off
-//! until then. So each `database` owner role `O` (`jujuclient_<app>`, which
-//! owns the databases) has a second login, [`alternate_login`] `O_b`, and
-//! `rotate-credentials` flips between them: the inactive one gets a fresh
-//! password and becomes active, the secret's new revision names it, and the
-//! old one keeps its password and `LOGIN` while it is **retiring**.
+//! **Roles.** The consumer application's owner role `O`
+//! (`jujuclient_<app>`, [`crate::names::relation_user`]) owns its
+//! databases and has the privileges its relations asked for; it has no
+//! `LOGIN`. Each relation `n` logs in as its own role `L`
+//! (`jujuclient_<app>_<n>`, [`crate::names::database_login`]) or `L_b`
+//! ([`alternate_login`]): both are members of `O` and start every session
+//! as `O` (`ALTER ROLE … SET role = O`), so what the consumer creates is
+//! owned by `O` whichever login it used, and a relation that goes
+//! (`-broken`) loses its logins without touching another relation of the
+//! same application, or the data. Other tenants can never be granted any
+//! of them: role names starting with `juju` are refused in requests.
 //!
-//! **Ownership.** `O` stays the owner of everything. `O_b` is a member of
-//! `O` and starts every session as `O` (`ALTER ROLE O_b SET role = O`), so
-//! what the consumer creates is owned by `O` whichever login it used, and
-//! `O_b` reaches nothing `O` cannot. Other tenants can never be granted
-//! either: role names starting with `juju` are refused in requests.
+//! **Why two logins.** A `database` consumer gets its credentials from a
+//! Juju secret and reads a new revision only when its `secret-changed`
+//! hook runs. Changing the one login's password at once (as `db` does)
+//! would cut it off until then. So `rotate-credentials` flips between `L`
+//! and `L_b`: the inactive one gets a fresh password and becomes active,
+//! the secret's new revision names it, and the old one keeps its password
+//! and `LOGIN` while it is **retiring**.
 //!
 //! **When the old login stops.** Juju tells the owner (`secret-remove`, with
 //! the revision) once no consumer unit tracks a revision any more. The
-//! charm keeps the set of revisions of the role's user secrets that it
+//! charm keeps the set of revisions of the relation's user secrets that it
 //! superseded and Juju has not yet declared obsolete (`outstanding`). While
 //! any is outstanding some consumer may still hold the old credentials; when
 //! the last one goes, retiring ends and the old login loses `LOGIN` and its
@@ -29,7 +35,7 @@
 //! active again with a fresh password: consumers still on the revision
 //! before the previous rotation are then cut off (one rotation of grace).
 //!
-//! The state is kept next to the role's passwords, as text
+//! The state is kept next to the relation's passwords, as text
 //! ([`LoginState::parse`], [`LoginState::format`]).
 
 use std::collections::BTreeSet;
@@ -39,12 +45,13 @@ use crate::sql::{Name, NameKind, MAX_IDENTIFIER_BYTES};
 /// The suffix of the alternate login.
 const ALTERNATE_SUFFIX: &str = "_b";
 
-/// The second login of owner role `owner`: `<owner>_b`, cut before the
-/// suffix when the owner's name is already at the length limit (such names
-/// end in a 16-hex-digit hash, of which 14 then remain: still distinct).
-pub fn alternate_login(owner: &Name) -> Name {
+/// The second login of a relation whose login is `login`: `<login>_b`,
+/// cut before the suffix when the name is already at the length limit
+/// (such names end in a 16-hex-digit hash, of which 14 then remain: still
+/// distinct).
+pub fn alternate_login(login: &Name) -> Name {
     let keep = MAX_IDENTIFIER_BYTES - ALTERNATE_SUFFIX.len();
-    let text = owner.as_str();
+    let text = login.as_str();
     // Names are ASCII, so any byte index is a char boundary.
     let base = &text[..text.len().min(keep)];
     Name::parse(NameKind::User, &format!("{base}{ALTERNATE_SUFFIX}"))
@@ -54,9 +61,9 @@ pub fn alternate_login(owner: &Name) -> Name {
 /// Which of the two logins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Login {
-    /// The owner role itself (what every relation starts with).
+    /// The relation's login itself (what every relation starts with).
     #[default]
-    Owner,
+    Main,
     /// [`alternate_login`].
     Alternate,
 }
@@ -64,16 +71,16 @@ pub enum Login {
 impl Login {
     pub fn other(self) -> Login {
         match self {
-            Login::Owner => Login::Alternate,
-            Login::Alternate => Login::Owner,
+            Login::Main => Login::Alternate,
+            Login::Alternate => Login::Main,
         }
     }
 
-    /// The role's name for owner `owner`.
-    pub fn name(self, owner: &Name) -> Name {
+    /// The role's name for a relation whose login is `login`.
+    pub fn name(self, login: &Name) -> Name {
         match self {
-            Login::Owner => owner.clone(),
-            Login::Alternate => alternate_login(owner),
+            Login::Main => login.clone(),
+            Login::Alternate => alternate_login(login),
         }
     }
 }
@@ -94,6 +101,7 @@ pub struct LoginState {
 /// What the SQL layer makes of the two logins.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginPlan {
+    /// The application's owner role (no `LOGIN`), which both logins act as.
     pub owner: Name,
     /// Has `LOGIN` and the current password.
     pub active: Name,
@@ -117,7 +125,7 @@ impl LoginState {
             match key {
                 "active" => {
                     state.active = match value {
-                        "owner" => Login::Owner,
+                        "main" => Login::Main,
                         "alternate" => Login::Alternate,
                         _ => return Err(format!("unknown active login {value:?}")),
                     }
@@ -143,7 +151,7 @@ impl LoginState {
     /// The text to store; [`LoginState::parse`] reads it back.
     pub fn format(&self) -> String {
         let active = match self.active {
-            Login::Owner => "owner",
+            Login::Main => "main",
             Login::Alternate => "alternate",
         };
         let retiring = if self.retiring { "yes" } else { "no" };
@@ -194,12 +202,13 @@ impl LoginState {
         false
     }
 
-    /// The logins of `owner` as the SQL layer applies them.
-    pub fn plan(&self, owner: &Name) -> LoginPlan {
+    /// The logins of the relation whose login is `login`, members of
+    /// `owner`, as the SQL layer applies them.
+    pub fn plan(&self, owner: &Name, login: &Name) -> LoginPlan {
         LoginPlan {
             owner: owner.clone(),
-            active: self.active.name(owner),
-            inactive: self.active.other().name(owner),
+            active: self.active.name(login),
+            inactive: self.active.other().name(login),
             inactive_keeps_login: self.retiring,
         }
     }
@@ -220,8 +229,8 @@ mod tests {
     #[test]
     fn the_alternate_login_fits_and_differs() {
         assert_eq!(
-            alternate_login(&user("jujuclient_shop")).as_str(),
-            "jujuclient_shop_b"
+            alternate_login(&user("jujuclient_shop_7")).as_str(),
+            "jujuclient_shop_7_b"
         );
         let long = user(&format!(
             "jujuclient_{}_{}",
@@ -236,7 +245,7 @@ mod tests {
             "{alternate}"
         );
         assert_ne!(alternate, long);
-        assert_eq!(Login::Owner.name(&long), long);
+        assert_eq!(Login::Main.name(&long), long);
         assert_eq!(Login::Alternate.name(&long), alternate);
     }
 
@@ -273,26 +282,28 @@ mod tests {
     #[test]
     fn a_rotation_retires_the_old_login_when_its_revisions_are_gone() {
         let owner = user("jujuclient_shop");
-        let alternate = user("jujuclient_shop_b");
+        let login = user("jujuclient_shop_7");
+        let alternate = user("jujuclient_shop_7_b");
         let start = LoginState::default();
         assert_eq!(
-            start.plan(&owner),
+            start.plan(&owner, &login),
             LoginPlan {
                 owner: owner.clone(),
-                active: owner.clone(),
+                active: login.clone(),
                 inactive: alternate.clone(),
                 inactive_keeps_login: false,
             }
         );
 
         let mut rotated = start.rotated();
-        let plan = rotated.plan(&owner);
-        assert_eq!((&plan.active, &plan.inactive), (&alternate, &owner));
+        let plan = rotated.plan(&owner, &login);
+        assert_eq!(plan.owner, owner, "both act as the owner");
+        assert_eq!((&plan.active, &plan.inactive), (&alternate, &login));
         assert!(plan.inactive_keeps_login, "the old login still works");
         // The same hook publishes revision 2, superseding revision 1.
         rotated.superseded(rev("s1", 1));
         assert!(!rotated.settle(), "a consumer may still hold revision 1");
-        assert!(rotated.plan(&owner).inactive_keeps_login);
+        assert!(rotated.plan(&owner, &login).inactive_keeps_login);
 
         // An unrelated revision going changes nothing.
         assert!(!rotated.removed(&rev("s1", 7)));
@@ -300,14 +311,14 @@ mod tests {
         // The consumer refreshed: revision 1 is obsolete.
         assert!(rotated.removed(&rev("s1", 1)));
         assert!(!rotated.retiring);
-        assert!(!rotated.plan(&owner).inactive_keeps_login);
+        assert!(!rotated.plan(&owner, &login).inactive_keeps_login);
         // Told twice (a retried hook): nothing more to do.
         assert!(!rotated.removed(&rev("s1", 1)));
 
-        // Rotating back: the owner role is active again, the alternate retires.
+        // Rotating back: the main login is active again, the alternate retires.
         let back = rotated.rotated();
-        let plan = back.plan(&owner);
-        assert_eq!((&plan.active, &plan.inactive), (&owner, &alternate));
+        let plan = back.plan(&owner, &login);
+        assert_eq!((&plan.active, &plan.inactive), (&login, &alternate));
         assert!(plan.inactive_keeps_login);
     }
 
@@ -332,7 +343,11 @@ mod tests {
     fn without_secrets_the_old_login_stops_at_once() {
         let mut state = LoginState::default().rotated();
         assert!(state.settle(), "nothing outstanding: retiring ends");
-        assert!(!state.plan(&user("jujuclient_x")).inactive_keeps_login);
+        assert!(
+            !state
+                .plan(&user("jujuclient_x"), &user("jujuclient_x_1"))
+                .inactive_keeps_login
+        );
         assert!(!state.settle());
     }
 
@@ -341,7 +356,7 @@ mod tests {
         let mut state = LoginState::default().rotated();
         state.superseded(rev("s1", 1));
         let again = state.rotated();
-        assert_eq!(again.active, Login::Owner);
+        assert_eq!(again.active, Login::Main);
         assert!(again.retiring);
         assert_eq!(again.outstanding, state.outstanding);
     }
