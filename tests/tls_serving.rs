@@ -158,7 +158,9 @@ impl Site {
             .command("psql")
             .unwrap()
             .args(["-X", "-w", "-q", "-At", "-d", &conninfo, "-c"])
-            .arg("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            // The session acts as the application's owner role; PostgreSQL
+            // shows a session's details to its session user.
+            .arg("SET ROLE NONE; SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("PGPASSFILE", "/dev/null")
