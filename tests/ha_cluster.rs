@@ -184,6 +184,49 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
     }
     let replication = one_synchronous_one_asynchronous(&world, &primary);
     eprintln!("pg_stat_replication: {replication}");
+    // Issue 14 item 5: replication runs over TLS, each standby verifying
+    // its primary with the internal CA, which signs every unit's
+    // certificate (one CA for all: what clients are given verifies any).
+    assert_eq!(
+        sql(
+            &world,
+            &primary,
+            "SELECT count(*), bool_and(s.ssl) FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)"
+        )
+        .unwrap(),
+        "2|t",
+        "both walsenders encrypted"
+    );
+    for standby in &standbys {
+        let conninfo = sql(&world, standby, "SELECT conninfo FROM pg_stat_wal_receiver").unwrap();
+        assert!(
+            conninfo.contains("sslmode=verify-ca") && conninfo.contains("peers-ca.pem"),
+            "{standby}: {conninfo}"
+        );
+    }
+    // ca.pem sits beside the served certificate (not ssl_ca_file, which
+    // would ask clients for certificates).
+    let served_ca = "WITH f AS (SELECT pg_read_file(current_setting('ssl_cert_file')) AS cert, \
+           pg_read_file(regexp_replace(current_setting('ssl_cert_file'), 'cert\\.pem$', 'ca.pem')) AS ca) \
+         SELECT md5(ca), ca <> cert FROM f";
+    let cas: Vec<String> = units
+        .iter()
+        .map(|u| sql(&world, u, served_ca).unwrap())
+        .collect();
+    assert!(
+        cas.iter().all(|c| *c == cas[0] && c.ends_with("|t")),
+        "one CA, not self-signed: {cas:?}"
+    );
+    let hba = sql(
+        &world,
+        &primary,
+        "SELECT string_agg(type, ',') FROM pg_hba_file_rules WHERE 'replication' = ANY(database)",
+    )
+    .unwrap();
+    assert!(
+        !hba.is_empty() && hba.split(',').all(|t| t == "hostssl"),
+        "replication only over TLS: {hba}"
+    );
     // Cluster-wide settings come from the DCS, the same everywhere; the
     // memory settings follow each machine.
     let cluster_wide: Vec<String> = units
@@ -813,7 +856,7 @@ fn read_passwords(world: &mut World, leader: &str) -> Vec<(String, String)> {
 mod inner {
     use std::process::Command;
 
-    use postgresql_charm::ha::http::{self, BasicAuth};
+    use postgresql_charm::ha::http::{self, BasicAuth, Trust};
     use postgresql_charm::ha::patroni_config::ETCD_PATRONI_USER;
     use postgresql_charm::ha::REST_API_PORT;
     use postgresql_charm::secret::Password;
@@ -833,10 +876,21 @@ mod inner {
         let rest = config["restapi"]["listen"].as_str().unwrap().to_string();
         let host = rest.rsplit_once(':').unwrap().0.to_string();
         assert!(rest.ends_with(&format!(":{REST_API_PORT}")));
-        // The REST API refuses unsafe calls without (or with wrong) credentials.
+        // The REST API speaks HTTPS only (issue 14 item 5), with the
+        // certificate the internal CA signed.
         let timeout = std::time::Duration::from_secs(5);
+        let ca = config["ctl"]["cacert"].as_str().expect("ctl.cacert");
+        let trust = Trust::from_file(std::path::Path::new(ca)).unwrap();
+        let trust = Some(&trust);
+        let status = http::request(&rest, "GET", "/patroni", None, None, timeout, trust).unwrap();
+        assert_eq!(status.status, 200, "{}", status.body);
+        assert!(
+            http::request(&rest, "GET", "/patroni", None, None, timeout, None).is_err(),
+            "plain HTTP answered"
+        );
+        // The REST API refuses unsafe calls without (or with wrong) credentials.
         let anonymous =
-            http::request(&rest, "POST", "/restart", Some(b"{}"), None, timeout).unwrap();
+            http::request(&rest, "POST", "/restart", Some(b"{}"), None, timeout, trust).unwrap();
         assert_eq!(anonymous.status, 401, "{}", anonymous.body);
         let wrong = BasicAuth {
             user: "patroni".into(),
@@ -849,6 +903,7 @@ mod inner {
             Some(b"{}"),
             Some(&wrong),
             timeout,
+            trust,
         )
         .unwrap();
         assert_eq!(refused.status, 401, "{}", refused.body);

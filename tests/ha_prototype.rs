@@ -432,6 +432,7 @@ fn machine_side() {
         wal_dir: None,
         strict: false,
         watchdog: WatchdogMode::Off,
+        peer_tls: None,
         local_parameters: settings.member.clone(),
         dynamic: dynamic.clone(),
     };
@@ -546,6 +547,7 @@ fn machine_side() {
         unit: unit.clone(),
         charm_dir: PathBuf::from(env("HA_PROTO_CHARM_DIR")),
         api: postgresql_charm::ha::host_port(address, REST_API_PORT),
+        api_ca: None,
         patroni_version: version.to_string(),
         supervise: vec![ServiceKind::Patroni, ServiceKind::Etcd],
         poll_ms: 500,

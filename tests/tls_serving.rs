@@ -277,9 +277,23 @@ fn without_a_relation_the_own_certificate_is_verifiable_and_require_refuses_clea
     let (tls, ca) = s.given_tls();
     assert_eq!(tls, "True");
     assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
-    // Self-signed: the CA given is the certificate served.
+    // Signed by the application's internal CA (item 5), which the
+    // consumer is given: not the certificate served, but what it chains to.
     assert_eq!(s.presented_certificate(), s.served_file("cert.pem"));
-    assert_eq!(ca, s.served_file("cert.pem"));
+    assert_eq!(ca, s.served_file("ca.pem"));
+    assert_ne!(ca, s.served_file("cert.pem"), "not self-signed");
+    let ca_subject = Command::new("openssl")
+        .args(["x509", "-noout", "-subject"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(ca.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let ca_subject = String::from_utf8_lossy(&ca_subject.stdout).to_string();
+    assert!(ca_subject.contains("internal CA"), "{ca_subject}");
     s.assert_verified(&ca, "own certificate");
     // libpq's default (prefer) is encrypted from the first connection.
     assert_eq!(s.psql_from_consumer("prefer", None).unwrap(), "t");
@@ -293,7 +307,8 @@ fn without_a_relation_the_own_certificate_is_verifiable_and_require_refuses_clea
         .stdout(Stdio::piped())
         .spawn()
         .and_then(|mut c| {
-            c.stdin.take().unwrap().write_all(ca.as_bytes())?;
+            let served = s.served_file("cert.pem");
+            c.stdin.take().unwrap().write_all(served.as_bytes())?;
             c.wait_with_output()
         })
         .unwrap();
@@ -336,6 +351,7 @@ fn without_a_relation_the_own_certificate_is_verifiable_and_require_refuses_clea
 fn the_providers_certificate_is_installed_renewed_refused_and_fallen_back_from() {
     let mut s = site("tls-provider", &[]);
     let (_, own_ca) = s.given_tls();
+    let own_certificate = s.presented_certificate();
     s.h.world
         .deploy(
             "db",
@@ -423,7 +439,7 @@ fn the_providers_certificate_is_installed_renewed_refused_and_fallen_back_from()
     assert_eq!(s.unit_status().0, "active", "{:?}", s.unit_status());
     let (_, fallback) = s.given_tls();
     assert_eq!(fallback, own_ca, "the unit's own certificate again");
-    assert_eq!(s.presented_certificate(), own_ca);
+    assert_eq!(s.presented_certificate(), own_certificate);
     s.assert_verified(&fallback, "after the relation went");
     assert_eq!(s.postmaster_started(), started, "fell back with a reload");
     s.assert_key_kept();

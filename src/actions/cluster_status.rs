@@ -109,7 +109,10 @@ pub fn run(hook: &Hook, full: bool) -> Result<()> {
         .context("asking Juju for this unit's address")?
         .parse()
         .context("the peer relation's ingress address is not an IP address")?;
-    let members = match PatroniApi::new(&host_port(address, REST_API_PORT), None).cluster() {
+    let ca = crate::tls::files::peer_ca_of(&cluster);
+    let api = PatroniApi::new(&host_port(address, REST_API_PORT), None)
+        .trusting(crate::ha::converge::peer_trust(ca.as_deref()));
+    let members = match api.cluster() {
         Ok(members) => members,
         Err(e) => {
             return super::fail(&format!(

@@ -43,7 +43,8 @@ pub fn run(hook: &Hook) -> Result<()> {
         Ok(s) => s,
         Err(e) => return super::fail(&format!("cannot read the cluster's passwords: {e:#}")),
     };
-    let api = rest_api(address, &secrets);
+    let ca = crate::tls::files::peer_ca_of(&cluster);
+    let api = rest_api(address, &secrets, ca.as_deref());
     let (members, dcs) = match (api.cluster(), api.config()) {
         (Ok(m), Ok(c)) => (m, c),
         (Err(e), _) | (_, Err(e)) => {

@@ -27,7 +27,7 @@ use crate::ha::converge::{converge, read_secrets, rest_api, HaUnit, Session, PEE
 use crate::ha::dcs::DynamicConfig;
 use crate::ha::etcd_config::cluster_token;
 use crate::ha::options::HaOptions;
-use crate::ha::patroni_config::{PatroniConfig, WatchdogMode};
+use crate::ha::patroni_config::{PatroniConfig, PeerTls, WatchdogMode};
 use crate::ha::plan::{self as ha_plan, Inputs, Plan, Published};
 use crate::ha::services::{ServiceSpec, Services};
 use crate::ha::settings::{self as ha_settings, SplitSettings};
@@ -198,6 +198,8 @@ pub struct Target<'a> {
     pub options: HaOptions,
     /// The settings as written to the charm's conf.d file.
     pub settings: &'a [Setting],
+    /// TLS between the units, when the unit has the internal CA.
+    pub peer_tls: Option<PeerTls>,
 }
 
 /// Runs the HA step: `Blocked` for a problem only the operator can solve
@@ -245,7 +247,7 @@ fn hand_over_if_primary(unit: &HaUnit) {
     }
     let attempt = || -> Result<()> {
         let secrets = read_secrets(unit.app())?;
-        let api = rest_api(unit.address, &secrets);
+        let api = rest_api(unit.address, &secrets, unit.peer_ca());
         let members = api.cluster()?;
         let synchronous = api.config()?["synchronous_mode"].as_bool().unwrap_or(false);
         match choose(&members, Some(&unit.unit), None, synchronous) {
@@ -284,6 +286,7 @@ fn keep_watcher(hook: &Hook, unit: &HaUnit, plan: &Plan) -> Result<()> {
     let config = WatcherConfig {
         unit: unit.unit.clone(),
         api: crate::ha::host_port(unit.address, crate::ha::REST_API_PORT),
+        api_ca: unit.peer_ca().map(Path::to_path_buf),
         patroni_version: unit.inputs.patroni_version.to_string(),
         // Under systemd, `Restart=` brings them back.
         supervise: if services.restarted_by_supervisor() {
@@ -344,6 +347,7 @@ fn ha_unit(hook: &Hook, target: &Target<'_>, split: SplitSettings) -> Result<HaU
             wal_dir: target.wal_dir.map(Path::to_path_buf),
             strict: false,
             watchdog: WatchdogMode::Off,
+            peer_tls: target.peer_tls.clone(),
             local_parameters: split.member,
             dynamic: DynamicConfig {
                 timing: options.timing,

@@ -150,13 +150,22 @@ fn converge_unit(hook: &Hook, renew: &BTreeSet<String>) -> Result<Outcome> {
         return Ok(Outcome::Blocked(blocked));
     }
     storage::forget_blocked_move(&unit.state)?;
-    // TLS in place before the configuration names its files (issue 14).
+    // TLS in place before the configuration names its files (issue 14),
+    // the unit's certificate signed by the application's internal CA.
+    let now = time::OffsetDateTime::now_utc();
+    let internal_ca = tls::internal_ca::internal_ca(
+        crate::juju::is_leader().context("asking whether this unit leads")?,
+        hook.context.has_secrets(),
+        hook.context.application(),
+        now,
+    )?;
     let tls = tls::serve_unit(
         &HookTools,
         &hook.context,
         &unit.state,
         &TlsDir::of(&cluster),
-        time::OffsetDateTime::now_utc(),
+        internal_ca.as_ref(),
+        now,
     )?;
 
     // 2. Observe, once.
@@ -234,6 +243,13 @@ fn apply(
             wal_dir: mounts.pgwal.as_deref(),
             options: options.ha,
             settings: &settings,
+            peer_tls: facts.tls.as_ref().and_then(|t| {
+                Some(crate::ha::patroni_config::PeerTls {
+                    ca: t.peer_ca.clone()?,
+                    certificate: t.files.certificate.clone(),
+                    key: t.files.key.clone(),
+                })
+            }),
         };
         match ha_step::run(hook, &target)? {
             Step::Done(decision) => decision,

@@ -31,7 +31,7 @@ use super::divergence::{
     divergence, newest_segment_timeline, DivergedFacts, SetAside, StandbyPosition,
 };
 use super::etcdctl::{Etcdctl, ROOT_USER};
-use super::http::BasicAuth;
+use super::http::{BasicAuth, Trust};
 use super::membership::{DataDisk, EtcdRecord, EtcdView, HaAppState, PeerUnit};
 use super::patroni_api::PatroniApi;
 use super::patroni_config::{ETCD_PATRONI_USER, REPLICATION_USER, REST_API_USER, REWIND_USER};
@@ -77,6 +77,15 @@ pub struct HaUnit {
 impl HaUnit {
     pub fn member(&self) -> Member {
         Member::new(&self.unit, self.address)
+    }
+
+    /// The internal CA's file, when the unit has TLS between the units.
+    pub fn peer_ca(&self) -> Option<&Path> {
+        self.inputs
+            .patroni
+            .peer_tls
+            .as_ref()
+            .map(|t| t.ca.as_path())
     }
 
     /// The application part of the unit's name.
@@ -132,8 +141,9 @@ pub fn read_secrets(app: &str) -> Result<HaSecrets> {
     HaSecrets::from_content(&content).context("the cluster's secret lacks some passwords")
 }
 
-/// This unit's Patroni REST API, authenticated with `secrets`.
-pub fn rest_api(address: IpAddr, secrets: &HaSecrets) -> PatroniApi {
+/// This unit's Patroni REST API, authenticated with `secrets`, over HTTPS
+/// when `ca` (the internal CA's file) is given.
+pub fn rest_api(address: IpAddr, secrets: &HaSecrets, ca: Option<&Path>) -> PatroniApi {
     PatroniApi::new(
         &host_port(address, REST_API_PORT),
         Some(BasicAuth {
@@ -141,6 +151,22 @@ pub fn rest_api(address: IpAddr, secrets: &HaSecrets) -> PatroniApi {
             password: secrets.patroni.rest_api.clone(),
         }),
     )
+    .trusting(peer_trust(ca))
+}
+
+/// The trust for the units' REST APIs: the CA file the TLS step keeps
+/// ([`crate::tls::files::PEER_CA`]); `None` (HTTP) without one, or when it
+/// cannot be read (said in the log; a Patroni on HTTPS then does not
+/// answer, and the next hook tries again).
+pub fn peer_trust(ca: Option<&Path>) -> Option<Trust> {
+    let ca = ca?;
+    match Trust::from_file(ca) {
+        Ok(trust) => Some(trust),
+        Err(e) => {
+            log::warn!("the units' CA is unusable ({e:#}); Patroni's REST API over HTTP");
+            None
+        }
+    }
 }
 
 fn peer_relation() -> Result<RelationId> {
@@ -253,6 +279,7 @@ fn api(unit: &HaUnit, secrets: Option<&HaSecrets>) -> PatroniApi {
             password: s.patroni.rest_api.clone(),
         }),
     )
+    .trusting(peer_trust(unit.peer_ca()))
 }
 
 fn etcd_endpoints(unit: &HaUnit, app: &HaAppState) -> Vec<String> {

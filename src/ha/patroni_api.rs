@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::http::{self, BasicAuth, Response};
+use super::http::{self, BasicAuth, Response, Trust};
 use super::topology::{self, ClusterMember, LocalStatus};
 
 /// A member's REST API.
@@ -17,6 +17,8 @@ pub struct PatroniApi {
     pub host_port: String,
     pub auth: Option<BasicAuth>,
     pub timeout: Duration,
+    /// HTTPS, verifying the member with the internal CA; `None`: HTTP.
+    pub trust: Option<Trust>,
 }
 
 impl PatroniApi {
@@ -25,7 +27,14 @@ impl PatroniApi {
             host_port: host_port.to_string(),
             auth,
             timeout: Duration::from_secs(5),
+            trust: None,
         }
+    }
+
+    /// Over HTTPS, trusting `trust` (`None` keeps HTTP).
+    pub fn trusting(mut self, trust: Option<Trust>) -> Self {
+        self.trust = trust;
+        self
     }
 
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Response> {
@@ -37,6 +46,7 @@ impl PatroniApi {
             bytes.as_deref(),
             self.auth.as_ref(),
             self.timeout,
+            self.trust.as_ref(),
         )
     }
 

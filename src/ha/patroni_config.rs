@@ -64,6 +64,18 @@ pub struct PatroniSecrets {
     pub rewind: Password,
 }
 
+/// TLS between the units (issue 14 item 5): what a unit trusts in the
+/// others ([`crate::tls::files::PEER_CA`]: replication and rewind connect
+/// with `sslmode=verify-ca` against it, Patroni's calls to the other
+/// members' REST APIs verify with it), and the certificate and key it
+/// serves (PostgreSQL's, which Patroni's REST API serves too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerTls {
+    pub ca: PathBuf,
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+}
+
 /// Everything patroni.yml says, as data.
 #[derive(Debug, Clone)]
 pub struct PatroniConfig {
@@ -85,6 +97,9 @@ pub struct PatroniConfig {
     /// `synchronous-mode-strict` is set (the joiner's clone uses no slot).
     pub strict: bool,
     pub watchdog: WatchdogMode,
+    /// TLS between the units ([`PeerTls`]); `None` (no internal CA)
+    /// leaves libpq's `prefer` and the REST API on HTTP.
+    pub peer_tls: Option<PeerTls>,
     /// This machine's settings (`settings::split`'s `member`).
     pub local_parameters: BTreeMap<String, String>,
     /// Written to the DCS by whoever initialises the cluster.
@@ -134,15 +149,31 @@ impl PatroniConfig {
         } else {
             format!("{}:{}", self.listen_host, self.port)
         };
+        let mut replication =
+            json!({"username": REPLICATION_USER, "password": pw(|s| &s.replication)});
+        let mut rewind = json!({"username": REWIND_USER, "password": pw(|s| &s.rewind)});
+        let mut restapi = json!({
+            "listen": address(self.me.address, REST_API_PORT),
+            "connect_address": address(self.me.address, REST_API_PORT),
+            "authentication": {"username": REST_API_USER, "password": pw(|s| &s.rest_api)},
+        });
+        // Patroni's own client (member to member, patronictl) reads `ctl`.
+        let mut ctl = json!({});
+        if let Some(tls) = &self.peer_tls {
+            for auth in [&mut replication, &mut rewind] {
+                auth["sslmode"] = json!("verify-ca");
+                auth["sslrootcert"] = path(&tls.ca);
+            }
+            restapi["certfile"] = path(&tls.certificate);
+            restapi["keyfile"] = path(&tls.key);
+            ctl["cacert"] = path(&tls.ca);
+        }
         json!({
             "scope": self.scope,
             "namespace": DCS_NAMESPACE,
             "name": self.me.name(),
-            "restapi": {
-                "listen": address(self.me.address, REST_API_PORT),
-                "connect_address": address(self.me.address, REST_API_PORT),
-                "authentication": {"username": REST_API_USER, "password": pw(|s| &s.rest_api)},
-            },
+            "restapi": restapi,
+            "ctl": ctl,
             "etcd3": {
                 "hosts": hosts,
                 "protocol": "http",
@@ -165,8 +196,8 @@ impl PatroniConfig {
                 "use_unix_socket": true,
                 "authentication": {
                     "superuser": {"username": "postgres"},
-                    "replication": {"username": REPLICATION_USER, "password": pw(|s| &s.replication)},
-                    "rewind": {"username": REWIND_USER, "password": pw(|s| &s.rewind)},
+                    "replication": replication,
+                    "rewind": rewind,
                 },
                 "basebackup": basebackup,
                 "remove_data_directory_on_rewind_failure": false,
@@ -223,6 +254,7 @@ mod tests {
             wal_dir: Some("/srv/pgwal/15/main/pg_wal".into()),
             strict: false,
             watchdog: WatchdogMode::Off,
+            peer_tls: None,
             local_parameters: [("shared_buffers".to_string(), "2GB".to_string())].into(),
             dynamic: DynamicConfig {
                 timing: TimingProfile::FAST,
@@ -270,6 +302,50 @@ mod tests {
         assert_eq!(pg["remove_data_directory_on_rewind_failure"], false);
         assert_eq!(pg["remove_data_directory_on_diverged_timelines"], false);
         assert_eq!(v["watchdog"]["mode"], "off");
+        // No internal CA: libpq's default (prefer), nothing verified.
+        assert!(pg["authentication"]["replication"].get("sslmode").is_none());
+    }
+
+    #[test]
+    fn with_the_internal_ca_replication_and_rewind_verify_the_primary() {
+        let mut config = config();
+        config.peer_tls = Some(PeerTls {
+            ca: "/etc/postgresql/15/main/tls/peers-ca.pem".into(),
+            certificate: "/etc/postgresql/15/main/tls/cert.pem".into(),
+            key: "/etc/postgresql/15/main/tls/key.pem".into(),
+        });
+        let text = render(&config, &secrets()).into_exposed();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        for role in ["replication", "rewind"] {
+            let auth = &v["postgresql"]["authentication"][role];
+            assert_eq!(auth["sslmode"], "verify-ca", "{role}");
+            assert_eq!(
+                auth["sslrootcert"], "/etc/postgresql/15/main/tls/peers-ca.pem",
+                "{role}"
+            );
+            assert!(
+                auth["password"].as_str().unwrap().ends_with("-pw"),
+                "{role}"
+            );
+        }
+        // The REST API serves the unit's certificate; Patroni's client
+        // verifies the other members with the same CA.
+        assert_eq!(
+            v["restapi"]["certfile"],
+            "/etc/postgresql/15/main/tls/cert.pem"
+        );
+        assert_eq!(
+            v["restapi"]["keyfile"],
+            "/etc/postgresql/15/main/tls/key.pem"
+        );
+        assert_eq!(
+            v["ctl"]["cacert"],
+            "/etc/postgresql/15/main/tls/peers-ca.pem"
+        );
+        assert!(
+            v["restapi"].get("cafile").is_none(),
+            "no client certificates asked"
+        );
     }
 
     #[test]

@@ -370,8 +370,11 @@ pub struct Plan {
 /// The `pg_hba.conf` lines the cluster needs: replication (Patroni, the
 /// clone) and rewind (`pg_rewind` connects to `postgres`) from every admitted
 /// member, the one joining, and this unit itself (Patroni reads its own
-/// timeline over a replication connection to its address).
-pub fn hba_block(me: &Member, app: &HaAppState) -> String {
+/// timeline over a replication connection to its address). With `tls`
+/// (the units verify each other with the internal CA) the lines are
+/// `hostssl`: a unit's replication never goes in clear text.
+pub fn hba_block(me: &Member, app: &HaAppState, tls: bool) -> String {
+    let kind = if tls { "hostssl" } else { "host" };
     let mut addresses: Vec<IpAddr> = app.members.iter().map(|m| m.address).collect();
     addresses.extend(app.joining.iter().map(|j| j.member.address));
     addresses.push(me.address);
@@ -384,10 +387,10 @@ pub fn hba_block(me: &Member, app: &HaAppState) -> String {
             IpAddr::V6(_) => format!("{a}/128"),
         };
         text.push_str(&format!(
-            "host replication {REPLICATION_USER} {cidr} scram-sha-256\n"
+            "{kind} replication {REPLICATION_USER} {cidr} scram-sha-256\n"
         ));
         text.push_str(&format!(
-            "host postgres {REWIND_USER} {cidr} scram-sha-256\n"
+            "{kind} postgres {REWIND_USER} {cidr} scram-sha-256\n"
         ));
     }
     text
@@ -552,7 +555,7 @@ pub fn plan(facts: &Facts<'_>) -> Plan {
     let local = facts.local;
 
     let mut bag = desired_bag(facts);
-    let hba = hba_block(facts.me, app);
+    let hba = hba_block(facts.me, app, facts.inputs.patroni.peer_tls.is_some());
     if local.hba_block.as_deref() != Some(hba.as_str()) {
         plan.actions.push(Action::WriteHba(hba));
     }

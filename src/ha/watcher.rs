@@ -37,6 +37,9 @@ pub struct WatcherConfig {
     pub charm_dir: PathBuf,
     /// The local REST API, `ip:port`.
     pub api: String,
+    /// Over HTTPS, verified with this CA file (the internal CA's).
+    #[serde(default)]
+    pub api_ca: Option<PathBuf>,
     /// The Patroni release running (streaming states differ).
     pub patroni_version: String,
     /// Services to restart when they die (empty under systemd, which does it).
@@ -171,7 +174,8 @@ pub fn run(state_dir: PathBuf) -> Result<()> {
         let config: WatcherConfig = ha_files::watcher_config(&state)
             .with_context(|| format!("no readable {CONFIG_FILE} in {}", state_dir.display()))?;
         let version = PatroniVersion::parse(&config.patroni_version)?;
-        let mut api = PatroniApi::new(&config.api, None);
+        let mut api = PatroniApi::new(&config.api, None)
+            .trusting(crate::ha::converge::peer_trust(config.api_ca.as_deref()));
         api.timeout = Duration::from_millis(config.poll_ms.max(500));
         let dead: Vec<ServiceKind> = config
             .supervise
@@ -309,6 +313,7 @@ mod tests {
             unit: "postgresql/0".into(),
             charm_dir: "/var/lib/juju/agents/unit-postgresql-0/charm".into(),
             api: "198.18.0.10:8008".into(),
+            api_ca: None,
             patroni_version: "3.2.2".into(),
             supervise: vec![],
             poll_ms: 1000,

@@ -26,6 +26,7 @@
 //! | `key.pem` | 0600 | `ssl_key_file`: the unit's private key, made on the unit, never leaving it |
 //! | `cert.pem` | 0644 | `ssl_cert_file`: the served certificate and its intermediates |
 //! | `ca.pem` | 0644 | `ssl_ca_file`: the served certificate's CA, what clients are given |
+//! | `peers-ca.pem` | 0644 | what a unit trusts in another (replication, `sslrootcert`): the internal CA, and the provider's while its certificate is served |
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,7 @@ use crate::state::{self, StateDir};
 pub const KEY: &str = "key.pem";
 pub const CERTIFICATE: &str = "cert.pem";
 pub const CA: &str = "ca.pem";
+pub const PEER_CA: &str = "peers-ca.pem";
 
 const DIR_MODE: u32 = 0o750;
 const KEY_MODE: u32 = 0o600;
@@ -172,6 +174,21 @@ impl TlsDir {
         let cert_changed =
             conf::write_if_changed(&self.file(CERTIFICATE), &served.certificate, CERT_MODE)?;
         Ok(key_changed || ca_changed || cert_changed)
+    }
+}
+
+/// The units' CA file of `cluster`, when the TLS step keeps one (the unit
+/// has the internal CA): for the actions, which reach Patroni's REST API.
+pub fn peer_ca_of(cluster: &Cluster) -> Option<PathBuf> {
+    let path = TlsDir::of(cluster).file(PEER_CA);
+    path.exists().then_some(path)
+}
+
+impl TlsDir {
+    /// Makes [`PEER_CA`] `trusted` (PEM); whether it changed.
+    pub fn serve_peer_ca(&self, trusted: &str) -> Result<bool> {
+        self.ensure()?;
+        conf::write_if_changed(&self.file(PEER_CA), trusted, CERT_MODE)
     }
 }
 

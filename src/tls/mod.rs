@@ -7,6 +7,8 @@
 //! * [`key`]: the unit's private key, made on the unit, never printed.
 //! * [`issue`]: the unit's own certificate (self-signed, or issued by a CA
 //!   kept as PEM: the internal CA), and the CSR for `tls-certificates`.
+//! * [`internal_ca`]: the application's CA, made by the leader and kept in
+//!   an application secret, that signs every unit's own certificate.
 //! * [`wire`]: the `tls-certificates` v4 relation data, both sides' keys.
 //! * [`verify`]: what a provider sends is checked before it is installed
 //!   (key, SANs, dates, CA, signatures); the facts of kept certificates.
@@ -22,6 +24,7 @@
 
 pub mod decide;
 pub mod files;
+pub mod internal_ca;
 pub mod issue;
 pub mod key;
 pub mod sans;

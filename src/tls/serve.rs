@@ -22,13 +22,11 @@
 //! verified ([`crate::tls::verify`]); otherwise the unit keeps serving
 //! what it served and [`Served::problem`] says why.
 //!
-//! Where the internal CA (issue 14 item 5, between units) plugs in: the
-//! leader keeps a CA in an application secret, and each unit passes it
-//! here as the own certificate's signer ([`Facts::own_signer`],
-//! [`CertificateAuthority::issue`]); the own certificate is then re-issued
-//! by [`decide`] (`Why::SignerChanged`) and its CA is the one clients get.
-//!
-//! [`CertificateAuthority::issue`]: super::issue::CertificateAuthority::issue
+//! The internal CA ([`super::internal_ca`], between units) is the own
+//! certificate's signer when there is one ([`Facts::own_signer`],
+//! [`CertificateAuthority::issue`]): the own certificate is re-issued by
+//! [`decide`] when the signer changes (`Why::SignerChanged`), and its CA is
+//! the one clients get.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -38,7 +36,7 @@ use time::OffsetDateTime;
 
 use super::decide::{self, decide, Answer, Decision, Facts, Held, Relation, Serve, Signer};
 use super::files::{self, CertAndCa, Kept, TlsDir};
-use super::issue::{certificate_request, self_signed, Validity};
+use super::issue::{certificate_request, self_signed, CertificateAuthority, Validity};
 use super::key::PrivateKey;
 use super::sans::{required_sans, Identity, SanInputs};
 use super::verify::{self, Verified};
@@ -73,6 +71,11 @@ pub struct Served {
     /// The CA is not the one every client relation was last served with:
     /// this hook serves them all ([`clients_served`] once it did).
     pub refresh_clients: bool,
+    /// What a unit trusts when it connects to another (replication):
+    /// [`files::PEER_CA`], the internal CA and, while the unit serves the
+    /// provider's certificate, the provider's CA; `None` without an
+    /// internal CA.
+    pub peer_ca: Option<PathBuf>,
 }
 
 /// Every client relation was served with `served`'s CA.
@@ -123,12 +126,14 @@ pub fn settings(files: &ServedFiles) -> Vec<Setting> {
 }
 
 /// Observes, decides and applies the unit's TLS for `dir` (the cluster's
-/// TLS directory), at `now`.
+/// TLS directory), at `now`; `internal_ca` signs the own certificate when
+/// given (else it is self-signed).
 pub fn serve_unit(
     juju: &dyn Juju,
     context: &HookContext,
     state: &StateDir,
     dir: &TlsDir,
+    internal_ca: Option<&CertificateAuthority>,
     now: OffsetDateTime,
 ) -> Result<Served> {
     let kept = Kept::new(state.clone());
@@ -149,7 +154,7 @@ pub fn serve_unit(
         log::warn!("TLS: {entry:?} cannot be in the certificate: {why}");
     }
     let relation = certificates_relation(juju, context)?;
-    let observed = observe(&kept, &key, &identity, relation.as_ref(), now);
+    let observed = observe(&kept, &key, &identity, relation.as_ref(), internal_ca, now);
     let decision = decide(&observed.facts);
     log::debug!("TLS decision: {decision:?}");
     apply(
@@ -158,6 +163,7 @@ pub fn serve_unit(
         &key,
         &identity,
         relation.as_ref(),
+        internal_ca,
         observed,
         &decision,
         now,
@@ -170,6 +176,17 @@ pub fn serve_unit(
     if dir.serve(&key, &served)? {
         log::info!("TLS: PostgreSQL's certificate files changed; the reload applies them");
     }
+    let peer_ca = match internal_ca {
+        Some(ca) => {
+            let mut trusted = ca.certificate().to_string();
+            if decision.serve == Serve::Provider && served.ca != trusted {
+                trusted = format!("{}\n{}", trusted.trim_end(), served.ca);
+            }
+            dir.serve_peer_ca(&trusted)?;
+            Some(dir.file(files::PEER_CA))
+        }
+        None => None,
+    };
     let refresh_clients = !crate::state::tls::clients_told(state, &served.ca);
     Ok(Served {
         files: ServedFiles {
@@ -182,6 +199,7 @@ pub fn serve_unit(
         },
         problem: decision.problem.as_ref().map(status_problem),
         refresh_clients,
+        peer_ca,
     })
 }
 
@@ -232,7 +250,8 @@ fn certificates_relation(
 }
 
 /// Every address clients are given: each live client relation's ingress
-/// address, and the unit's private address (sorted, without repeats). A
+/// address (and the peer relation's, where the other units connect), and
+/// the unit's private address (sorted, without repeats). A
 /// relation hook asks Juju only for its own relation's address (and for
 /// relations not seen yet), the others come from the last hook's answers
 /// (`state::tls`), as the client relations themselves are refreshed; any
@@ -246,8 +265,14 @@ fn client_addresses(
     let broken = context.relation_hook(RelationKind::Broken).map(|h| &h.id);
     let cached = crate::state::tls::addresses(state);
     let mut by_relation = std::collections::BTreeMap::new();
-    for endpoint in CLIENT_ENDPOINTS {
-        for id in juju.relation_ids(endpoint.name)? {
+    // The peer relation's address too: the other units reach this one's
+    // PostgreSQL and Patroni REST API there, verifying it.
+    let endpoints = CLIENT_ENDPOINTS
+        .iter()
+        .map(|e| e.name)
+        .chain([crate::ha::converge::PEER_ENDPOINT]);
+    for endpoint in endpoints {
+        for id in juju.relation_ids(endpoint)? {
             if Some(&id) == broken {
                 continue;
             }
@@ -320,6 +345,7 @@ fn observe(
     key: &PrivateKey,
     identity: &Identity,
     relation: Option<&CertificatesRelation>,
+    internal_ca: Option<&CertificateAuthority>,
     now: OffsetDateTime,
 ) -> Observed {
     let required = &identity.sans;
@@ -334,7 +360,17 @@ fn observe(
             }
         }
     };
-    let own = held(kept.own(), false, "own");
+    // Checked against the CA kept with it: the certificate itself when
+    // self-signed, else the internal CA that signed it.
+    let own = held(kept.own(), true, "own");
+    let own_signer = match internal_ca.map(|ca| verify::ca_signer(ca.certificate())) {
+        None => Signer::SelfSigned,
+        Some(Ok(signer)) => signer,
+        Some(Err(e)) => {
+            log::warn!("TLS: the internal CA is unreadable ({e}); self-signing");
+            Signer::SelfSigned
+        }
+    };
     let accepted = held(kept.accepted(), true, "provider's");
     let mut verified = None;
     let relation = relation.map(|r| {
@@ -365,7 +401,7 @@ fn observe(
             now,
             renewal: decide::Renewal::default(),
             own,
-            own_signer: Signer::SelfSigned,
+            own_signer,
             accepted,
             relation,
         },
@@ -380,17 +416,31 @@ fn apply(
     key: &PrivateKey,
     identity: &Identity,
     relation: Option<&CertificatesRelation>,
+    internal_ca: Option<&CertificateAuthority>,
     observed: Observed,
     decision: &Decision,
     now: OffsetDateTime,
 ) -> Result<()> {
     if let Some(why) = decision.reissue_own {
-        log::info!("TLS: issuing the unit's own certificate: {why}");
-        let certificate = self_signed(key, identity, &Validity::starting(now, OWN_LIFETIME))?;
-        kept.keep_own(&CertAndCa {
-            ca: certificate.clone(),
-            certificate,
-        })?;
+        let validity = Validity::starting(now, OWN_LIFETIME);
+        let own = match internal_ca {
+            Some(ca) => {
+                log::info!("TLS: issuing the unit's own certificate with the internal CA: {why}");
+                CertAndCa {
+                    certificate: ca.issue(key, identity, &validity)?,
+                    ca: ca.certificate().to_string(),
+                }
+            }
+            None => {
+                log::info!("TLS: issuing the unit's own certificate: {why}");
+                let certificate = self_signed(key, identity, &validity)?;
+                CertAndCa {
+                    ca: certificate.clone(),
+                    certificate,
+                }
+            }
+        };
+        kept.keep_own(&own)?;
     }
     if let (Some(why), Some(relation)) = (decision.send_request, relation) {
         log::info!(

@@ -120,7 +120,7 @@ pub fn format_time(t: OffsetDateTime) -> String {
 
 /// The DER of every `CERTIFICATE` block in `text`; an error names what is
 /// wrong (no block, another kind of block, bad base64).
-pub(crate) fn pem_certificates(text: &str) -> Result<Vec<Vec<u8>>, String> {
+pub fn pem_certificates(text: &str) -> Result<Vec<Vec<u8>>, String> {
     let blocks = pem::parse_many(text).map_err(|e| e.to_string())?;
     if blocks.is_empty() {
         return Err("no PEM block".into());

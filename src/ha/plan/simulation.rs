@@ -42,6 +42,7 @@ fn inputs(n: usize) -> Inputs {
             wal_dir: None,
             strict: false,
             watchdog: WatchdogMode::Off,
+            peer_tls: None,
             local_parameters: Default::default(),
             dynamic: crate::ha::dcs::DynamicConfig {
                 timing: options.timing,

@@ -51,6 +51,7 @@ fn inputs(n: u32) -> Inputs {
             wal_dir: None,
             strict: false,
             watchdog: WatchdogMode::Off,
+            peer_tls: None,
             local_parameters: Default::default(),
             dynamic: DynamicConfig {
                 timing: TimingProfile::DEFAULT,
@@ -155,7 +156,8 @@ impl Case {
     /// block and patroni.yml already written.
     fn settled(mut self) -> Self {
         self.published = self.bag();
-        self.local.hba_block = Some(hba_block(&m(self.n), &self.app.cluster));
+        let tls = self.inputs.patroni.peer_tls.is_some();
+        self.local.hba_block = Some(hba_block(&m(self.n), &self.app.cluster, tls));
         let config = patroni_config(&self.inputs, &m(self.n), &self.app.cluster);
         self.local.patroni_config = Some(patroni_config::render(&config, &secrets().patroni));
         self
@@ -714,7 +716,7 @@ fn departing_stops_patroni_first_and_says_so_in_its_bag() {
     c.local.etcd_record = EtcdRecord::None;
     c.local.patroni_config = Some(Secret::new("{\"old\": 1}".into()));
     c.app.cluster.members.retain(|x| x.unit != "postgresql/2");
-    c.local.hba_block = Some(hba_block(&m(2), &c.app.cluster));
+    c.local.hba_block = Some(hba_block(&m(2), &c.app.cluster, false));
     let p = c.plan();
     assert!(p.actions.is_empty(), "{:?}", kinds(&p));
     assert_eq!(p.role, Role::Standby, "never serves clients again");
@@ -745,7 +747,7 @@ fn hba_block_admits_members_the_joiner_and_itself_only() {
         }),
         system_identifier: None,
     };
-    let block = hba_block(&m(0), &app);
+    let block = hba_block(&m(0), &app, false);
     let lines: Vec<&str> = block.lines().collect();
     assert_eq!(lines.len(), 6, "{block}");
     assert_eq!(
@@ -758,10 +760,39 @@ fn hba_block_admits_members_the_joiner_and_itself_only() {
     );
     let v6 = Member::new("postgresql/9", "fd00::9".parse().unwrap());
     assert_eq!(
-        hba_block(&v6, &HaAppState::default()),
+        hba_block(&v6, &HaAppState::default(), false),
         "host replication juju_replication fd00::9/128 scram-sha-256\n\
          host postgres juju_rewind fd00::9/128 scram-sha-256\n"
     );
+    // With the internal CA, the same lines, TLS only.
+    let tls = hba_block(&m(0), &app, true);
+    assert_eq!(tls, block.replace("host ", "hostssl "));
+    assert!(tls.lines().all(|l| l.starts_with("hostssl ")), "{tls}");
+}
+
+/// A unit whose TLS gains the internal CA rewrites its replication rules
+/// as hostssl (and back without it).
+#[test]
+fn the_replication_rules_follow_the_peer_tls() {
+    let mut c = Case::new(2, false).member_of(&[0, 1, 2]).settled();
+    c.local.hba_block = Some(hba_block(&m(2), &c.app.cluster, false));
+    c.inputs.patroni.peer_tls = Some(crate::ha::patroni_config::PeerTls {
+        ca: "/etc/postgresql/16/main/tls/peers-ca.pem".into(),
+        certificate: "/etc/postgresql/16/main/tls/cert.pem".into(),
+        key: "/etc/postgresql/16/main/tls/key.pem".into(),
+    });
+    let want = hba_block(&m(2), &c.app.cluster, true);
+    assert!(
+        c.plan().actions.contains(&Action::WriteHba(want.clone())),
+        "{:?}",
+        c.plan().actions
+    );
+    c.local.hba_block = Some(want);
+    assert!(!c
+        .plan()
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::WriteHba(_))));
 }
 
 #[test]

@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use juju_emulator::World;
-use postgresql_charm::ha::patroni_api::PatroniApi;
 use scenarios::ha::{self, Failover, Fault, Watched, Writer, APP};
 use scenarios::netns::Netns;
 
@@ -140,7 +139,7 @@ fn main() -> Result<()> {
 fn set_profile(world: &mut World, primary: &str, profile: &str) -> Result<()> {
     world.set_config(APP, &[("failover-profile", profile)])?;
     world.settle()?;
-    let api = PatroniApi::new(&format!("{}:8008", ha::address(world, primary)), None);
+    let api = ha::rest_api(world, primary);
     let want = ttl_of(profile);
     let mut seen = None;
     let applied = world.run_until(Duration::from_secs(60), |_| {

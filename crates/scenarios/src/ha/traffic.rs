@@ -471,6 +471,26 @@ pub fn address(world: &World, unit: &str) -> String {
     world.machine_of(unit).unwrap().address().to_string()
 }
 
+/// `unit`'s Patroni REST API, without credentials: over HTTPS, trusting
+/// the units' CA file the charm keeps beside PostgreSQL's certificate
+/// (read through the server), when there is one.
+pub fn rest_api(world: &World, unit: &str) -> postgresql_charm::ha::patroni_api::PatroniApi {
+    let ca = super::psql(
+        world,
+        unit,
+        "SELECT pg_read_file(regexp_replace(current_setting('ssl_cert_file'), \
+         'cert\\.pem$', 'peers-ca.pem'), 0, 1000000, true)",
+    )
+    .ok()
+    .filter(|pem| pem.contains("BEGIN CERTIFICATE"));
+    let trust = ca.map(|pem| postgresql_charm::ha::http::Trust::from_pem(&pem).unwrap());
+    postgresql_charm::ha::patroni_api::PatroniApi::new(
+        &format!("{}:8008", address(world, unit)),
+        None,
+    )
+    .trusting(trust)
+}
+
 /// The primary according to Patroni, asked through `unit`'s `get-primary`.
 pub fn primary_via(world: &mut World, unit: &str) -> String {
     let asked = world
