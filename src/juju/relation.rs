@@ -7,18 +7,39 @@
 //! data as JSON on stdin (`--file -`), so values such as passwords never
 //! appear on a command line.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
 use super::tool::{Invocation, ToolError};
 
 pub use crate::relations::{RelationData, RelationId};
 
 /// Ids of the live relations on `endpoint`: `relation-ids --format=json <ep>`.
+///
+/// Asked once per endpoint and hook context: Juju fixes a hook's relations
+/// when the hook starts, so the answer cannot change while it runs, and
+/// several parts of a converge (clients, TLS, HA) ask for the same
+/// endpoints. The memo is keyed by `JUJU_CONTEXT_ID` as well, so a process
+/// that outlived its context would ask again.
 pub fn relation_ids(endpoint: &str) -> Result<Vec<RelationId>, ToolError> {
+    static ASKED: Mutex<BTreeMap<(String, String), Vec<RelationId>>> = Mutex::new(BTreeMap::new());
+    let key = (
+        std::env::var("JUJU_CONTEXT_ID").unwrap_or_default(),
+        endpoint.to_string(),
+    );
+    if let Some(ids) = ASKED.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return Ok(ids);
+    }
     let invocation = Invocation::new("relation-ids")
         .arg("--format=json")
         .arg(endpoint);
     let ids: Option<Vec<String>> = invocation.run_json()?;
     // Juju prints well-formed ids; skip (rather than fail on) anything odd.
-    Ok(parse_relation_ids(ids.unwrap_or_default()))
+    let ids = parse_relation_ids(ids.unwrap_or_default());
+    if let Ok(mut asked) = ASKED.lock() {
+        asked.insert(key, ids.clone());
+    }
+    Ok(ids)
 }
 
 fn parse_relation_ids(ids: Vec<String>) -> Vec<RelationId> {
