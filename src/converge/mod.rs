@@ -169,11 +169,19 @@ fn converge_unit(hook: &Hook, renew: &BTreeSet<String>) -> Result<Outcome> {
     )?;
 
     // 2. Observe, once.
+    let running = cluster.is_running();
     let facts = UnitFacts {
         machine: crate::tuning::machine::machine_facts(major, &data_dir, mounts.pgwal.as_deref()),
         owner: OwnerRecord::load(&unit.state),
-        running: cluster.is_running(),
-        cached_access: clients::cached_access(&unit.state),
+        running,
+        // Only a start needs them (`pg_hba.conf` before the server runs);
+        // the clients step reads the results itself, and with hundreds of
+        // relations reading them twice is measurable.
+        cached_access: if running {
+            Vec::new()
+        } else {
+            clients::cached_access(&unit.state)
+        },
         pgdata_mount: mounts.pgdata.clone(),
         data_dir,
         options,

@@ -31,7 +31,8 @@ pub struct UnitFacts {
     /// Whether the server is running now.
     pub running: bool,
     /// The access of the relations served by earlier hooks
-    /// ([`crate::clients::cached_access`]).
+    /// ([`crate::clients::cached_access`]); read only while the server is
+    /// down, since only a start needs them.
     pub cached_access: Vec<RelationAccess>,
     /// The unit's TLS, in place before the configuration names its files
     /// ([`crate::tls::serve_unit`]); `None` serves no TLS.

@@ -6,14 +6,43 @@
 //! `leader-get`/`leader-set` ([`super::ToolError::is_tool_missing`] tells).
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::tool::{Invocation, ToolError};
 
 /// Whether this unit is the leader (and extends its lease by 30 s):
 /// `is-leader --format=json`.
+///
+/// The answer is kept for [`LEADERSHIP_KEPT`] within the hook's context:
+/// a `true` is guaranteed for 30 s from the call, and a `false` may turn
+/// `true` only with a `leader-elected` hook still to come, which converges
+/// as the leader. Several steps of one converge (the internal CA, the
+/// replicated cluster, the clients) ask, so the hook asks once. Past that
+/// time (a long HA hook) Juju is asked again.
 pub fn is_leader() -> Result<bool, ToolError> {
-    Invocation::new("is-leader").arg("--format=json").run_json()
+    static ASKED: Mutex<Option<(String, Instant, bool)>> = Mutex::new(None);
+    let context = std::env::var("JUJU_CONTEXT_ID").unwrap_or_default();
+    if let Ok(asked) = ASKED.lock() {
+        if let Some((asked_in, at, answer)) = asked.as_ref() {
+            if *asked_in == context && at.elapsed() < LEADERSHIP_KEPT {
+                return Ok(*answer);
+            }
+        }
+    }
+    let at = Instant::now();
+    let answer: bool = Invocation::new("is-leader")
+        .arg("--format=json")
+        .run_json()?;
+    if let Ok(mut asked) = ASKED.lock() {
+        *asked = Some((context, at, answer));
+    }
+    Ok(answer)
 }
+
+/// How long an `is-leader` answer is relied on: well inside the 30 s lease
+/// it guarantees.
+pub const LEADERSHIP_KEPT: Duration = Duration::from_secs(20);
 
 /// All leader settings: `leader-get --format=json`.
 pub fn leader_get() -> Result<BTreeMap<String, String>, ToolError> {

@@ -118,9 +118,23 @@ fn profile_one_hook(world: &mut World, hook: Invocation, dir: &Path, label: usiz
     // strace slows every system call down: the tool times are taken
     // without it unless BENCH_STRACE is set.
     let strace = std::env::var_os("BENCH_STRACE").is_some();
+    // BENCH_PERF_BIN: a build of the charm with symbols and frame pointers,
+    // run under `perf record` in place of the packed (stripped) one.
+    let perf_bin = std::env::var_os("BENCH_PERF_BIN").map(PathBuf::from);
+    let charm_bin = unit.agent_dir.join("charm/bin/pg-charm");
+    let packed_bin = std::fs::read(&charm_bin)?;
+    if let Some(bin) = &perf_bin {
+        std::fs::copy(bin, &charm_bin)?;
+    }
     std::fs::write(
         &dispatch,
-        if !strace {
+        if perf_bin.is_some() {
+            format!(
+                "#!/bin/sh\nJUJU_DISPATCH_PATH=\"${{JUJU_DISPATCH_PATH:-$0}}\" exec perf record -q -F 20000 -g \
+             -o '{}' ./bin/pg-charm\n",
+                dir.join(format!("{label}-perf.data")).display()
+            )
+        } else if !strace {
             original.clone()
         } else {
             format!(
@@ -133,6 +147,7 @@ fn profile_one_hook(world: &mut World, hook: Invocation, dir: &Path, label: usiz
     )?;
     let result = world.run_hook_killed_after(hook, Duration::from_secs(600));
     std::fs::write(&dispatch, original)?;
+    std::fs::write(&charm_bin, packed_bin)?;
     for (path, counting) in wrapped {
         std::fs::write(path, counting)?;
     }
