@@ -474,11 +474,19 @@ mod tests {
     /// go with the last one.
     #[test]
     fn a_database_relation_takes_back_its_own_login_and_the_last_the_owners() {
-        let relation = |n: u32, condition| Served {
-            remote_app: "shop".into(),
-            endpoint: "database".into(),
-            user: format!("jujuclient_shop_{n}"),
-            ..served("shop", &["10.0.0.1/32"], condition)
+        let of = |app: &str, endpoint: &str, user: &str, condition| Served {
+            remote_app: app.into(),
+            endpoint: endpoint.into(),
+            user: user.into(),
+            ..served(app, &["10.0.0.1/32"], condition)
+        };
+        let relation = |n: u32, condition| {
+            of(
+                "shop",
+                "database",
+                &format!("jujuclient_shop_{n}"),
+                condition,
+            )
         };
         let gone = |n: u32| (format!("database:{n}"), relation(n, Condition::Served));
         let set = |users: &[&str]| users.iter().map(|u| u.to_string()).collect::<BTreeSet<_>>();
@@ -498,21 +506,13 @@ mod tests {
             set(&["jujuclient_shop", "jujuclient_shop_8"])
         );
         // Another application's relation keeps nothing of shop's.
-        let other = Served {
-            remote_app: "blog".into(),
-            user: "jujuclient_blog_9".into(),
-            ..relation(9, Condition::Served)
-        };
+        let other = of("blog", "database", "jujuclient_blog_9", Condition::Served);
         assert_eq!(
             users_to_take_back(&map(&[("database:9", other)]), &[gone(7)], false),
             set(&["jujuclient_shop", "jujuclient_shop_7"])
         );
         // A `db` relation of the same application has its own user.
-        let db = Served {
-            endpoint: "db".into(),
-            user: "juju_shop".into(),
-            ..relation(1, Condition::Served)
-        };
+        let db = of("shop", "db", "juju_shop", Condition::Served);
         assert_eq!(
             users_to_take_back(&map(&[("db:1", db)]), &[gone(7)], false),
             set(&["jujuclient_shop", "jujuclient_shop_7"])

@@ -483,21 +483,47 @@ mod tests {
 
     const OK: &[u8] = b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
-    #[test]
-    fn https_verifies_the_server_with_the_trusted_ca() {
-        let internal = ca("internal CA");
-        let trust = Trust::from_pem(internal.certificate()).unwrap();
-        let (address, server) = serve_tls_once(&internal, OK);
-        let r = request(
-            &address,
+    /// `GET /patroni` without credentials, trusting `trust`.
+    fn get_patroni(address: &str, trust: &Trust) -> Result<Response> {
+        request(
+            address,
             "GET",
             "/patroni",
             None,
             None,
             Duration::from_secs(5),
-            Some(&trust),
+            Some(trust),
         )
-        .unwrap();
+    }
+
+    /// A plain-HTTP server that answers each of `replies` to what it first
+    /// reads of one connection (a TLS ClientHello, read as a request, gets
+    /// the first), and returns what it read.
+    fn answer_first_reads(
+        replies: Vec<&'static [u8]>,
+    ) -> (String, std::thread::JoinHandle<Vec<Vec<u8>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for reply in replies {
+                let (mut conn, _) = listener.accept().unwrap();
+                let mut got = vec![0u8; 4096];
+                let n = conn.read(&mut got).unwrap();
+                seen.push(got[..n].to_vec());
+                conn.write_all(reply).unwrap();
+            }
+            seen
+        });
+        (address, server)
+    }
+
+    #[test]
+    fn https_verifies_the_server_with_the_trusted_ca() {
+        let internal = ca("internal CA");
+        let trust = Trust::from_pem(internal.certificate()).unwrap();
+        let (address, server) = serve_tls_once(&internal, OK);
+        let r = get_patroni(&address, &trust).unwrap();
         assert_eq!(r.body, "ok");
         let sent = String::from_utf8(server.join().unwrap().unwrap()).unwrap();
         assert!(sent.starts_with("GET /patroni HTTP/1.1\r\n"), "{sent}");
@@ -507,16 +533,7 @@ mod tests {
     fn a_certificate_of_another_ca_is_refused_and_never_falls_back() {
         let trust = Trust::from_pem(ca("internal CA").certificate()).unwrap();
         let (address, server) = serve_tls_once(&ca("someone else"), OK);
-        let e = request(
-            &address,
-            "GET",
-            "/patroni",
-            None,
-            None,
-            Duration::from_secs(5),
-            Some(&trust),
-        )
-        .unwrap_err();
+        let e = get_patroni(&address, &trust).unwrap_err();
         let text = format!("{e:#}");
         assert!(
             text.contains("TLS handshake") && text.contains(&format!("https://{address}")),
@@ -531,32 +548,11 @@ mod tests {
     #[test]
     fn plain_http_is_only_a_fallback_without_credentials() {
         let trust = Trust::from_pem(ca("internal CA").certificate()).unwrap();
-        let bad_request = b"HTTP/1.0 400 Bad request\r\nContent-Length: 0\r\n\r\n";
+        let bad_request: &[u8] = b"HTTP/1.0 400 Bad request\r\nContent-Length: 0\r\n\r\n";
         // The first connection gets the 400 (its ClientHello read as HTTP),
         // the second the plain request.
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        let server = std::thread::spawn(move || {
-            let mut seen = Vec::new();
-            for reply in [&bad_request[..], OK] {
-                let (mut conn, _) = listener.accept().unwrap();
-                let mut got = vec![0u8; 4096];
-                let n = conn.read(&mut got).unwrap();
-                seen.push(got[..n].to_vec());
-                conn.write_all(reply).unwrap();
-            }
-            seen
-        });
-        let r = request(
-            &address,
-            "GET",
-            "/patroni",
-            None,
-            None,
-            Duration::from_secs(5),
-            Some(&trust),
-        )
-        .unwrap();
+        let (address, server) = answer_first_reads(vec![bad_request, OK]);
+        let r = get_patroni(&address, &trust).unwrap();
         assert_eq!(r.body, "ok");
         let seen = server.join().unwrap();
         assert!(
@@ -564,17 +560,7 @@ mod tests {
             "asked again over HTTP"
         );
 
-        // Answers what it first reads (the ClientHello) in plain HTTP.
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        let server = std::thread::spawn(move || {
-            let (mut conn, _) = listener.accept().unwrap();
-            let mut got = vec![0u8; 4096];
-            let n = conn.read(&mut got).unwrap();
-            conn.write_all(bad_request).unwrap();
-            got.truncate(n);
-            got
-        });
+        let (address, server) = answer_first_reads(vec![bad_request]);
         let auth = BasicAuth {
             user: "patroni".into(),
             password: Secret::new("s3cret".into()),
@@ -593,7 +579,7 @@ mod tests {
             format!("{e:#}").contains("not sending credentials"),
             "{e:#}"
         );
-        let sent = server.join().unwrap();
+        let sent = server.join().unwrap().concat();
         assert!(
             !String::from_utf8_lossy(&sent).contains("Authorization"),
             "only the TLS handshake went out"

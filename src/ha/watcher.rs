@@ -162,6 +162,35 @@ fn observe_fingerprint(
     })
 }
 
+/// The REST API's trust, read again only when its CA file changes (the
+/// loop polls every second or so; the file changes with the CA).
+#[derive(Default)]
+struct KeptTrust {
+    read: Option<(PathBuf, Option<std::time::SystemTime>, u64)>,
+    trust: Option<crate::ha::http::Trust>,
+}
+
+impl KeptTrust {
+    fn of(&mut self, ca: Option<&std::path::Path>) -> Option<crate::ha::http::Trust> {
+        let Some(ca) = ca else {
+            self.read = None;
+            self.trust = None;
+            return None;
+        };
+        let stamp = std::fs::metadata(ca).ok();
+        let seen = (
+            ca.to_path_buf(),
+            stamp.as_ref().and_then(|m| m.modified().ok()),
+            stamp.as_ref().map_or(0, |m| m.len()),
+        );
+        if self.read.as_ref() != Some(&seen) {
+            self.trust = crate::ha::converge::peer_trust(Some(ca));
+            self.read = Some(seen);
+        }
+        self.trust.clone()
+    }
+}
+
 /// The loop; returns only on a configuration error.
 pub fn run(state_dir: PathBuf) -> Result<()> {
     let state = StateDir::at(&state_dir);
@@ -170,12 +199,13 @@ pub fn run(state_dir: PathBuf) -> Result<()> {
     let mut dispatch: Option<Child> = None;
     let mut last: Option<Fingerprint> = None;
     let mut tick: u64 = 0;
+    let mut trust = KeptTrust::default();
     loop {
         let config: WatcherConfig = ha_files::watcher_config(&state)
             .with_context(|| format!("no readable {CONFIG_FILE} in {}", state_dir.display()))?;
         let version = PatroniVersion::parse(&config.patroni_version)?;
-        let mut api = PatroniApi::new(&config.api, None)
-            .trusting(crate::ha::converge::peer_trust(config.api_ca.as_deref()));
+        let mut api =
+            PatroniApi::new(&config.api, None).trusting(trust.of(config.api_ca.as_deref()));
         api.timeout = Duration::from_millis(config.poll_ms.max(500));
         let dead: Vec<ServiceKind> = config
             .supervise
