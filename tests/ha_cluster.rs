@@ -422,7 +422,7 @@ fn three_units_form_a_replicated_cluster_from_the_charms_standalone_one() {
     }
     world.set_update_status_interval(None);
     world.settle().unwrap();
-    let members = run_etcdctl_member_list(&world, &primary);
+    let members = run_etcdctl_member_list(&world, &primary, &name);
     assert_eq!(members.matches("\"name\"").count(), 2, "{members}");
     assert!(!members.contains(&ha_member_name(&leaving)), "{members}");
     sql(&world, &primary, "INSERT INTO kept VALUES (1002)").unwrap();
@@ -753,14 +753,20 @@ fn ha_member_name(unit: &str) -> String {
     postgresql_charm::ha::member_name(unit)
 }
 
-fn run_etcdctl_member_list(world: &World, unit: &str) -> String {
+/// `etcdctl member list` on `unit`'s machine, over HTTPS with the internal
+/// CA (etcd's copy of it).
+fn run_etcdctl_member_list(world: &World, unit: &str, name: &str) -> String {
     let machine = world.machine_of(unit).unwrap();
-    let endpoint = format!("http://{}:2379", machine.address());
+    let endpoint = format!("https://{}:2379", machine.address());
+    let ca = scenarios::ha::paths(scenarios::ha::installed_major(), name)
+        .etcd_tls
+        .join("ca.pem");
     let out = machine
         .run(
             "env",
             &[
                 "ETCDCTL_API=3",
+                &format!("ETCDCTL_CACERT={}", ca.display()),
                 "etcdctl",
                 "--endpoints",
                 &endpoint,
@@ -907,11 +913,33 @@ mod inner {
         )
         .unwrap();
         assert_eq!(refused.status, 401, "{}", refused.body);
+        // etcd speaks TLS to its clients (issue 14 item 5): Patroni
+        // verifies it with the units' CA; plain HTTP gets no answer.
+        assert_eq!(config["etcd3"]["protocol"], "https");
+        let etcd_ca = config["etcd3"]["cacert"].as_str().expect("etcd3.cacert");
+        let plain = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .env("ETCDCTL_DIAL_TIMEOUT", "3s")
+            .env("ETCDCTL_COMMAND_TIMEOUT", "5s")
+            .env("ETCDCTL_ENDPOINTS", format!("http://{host}:2379"))
+            .args(["endpoint", "health"])
+            .output()
+            .unwrap();
+        assert!(!plain.status.success(), "etcd answered plain HTTP");
+        // Its peers must show a certificate of the internal CA: a client
+        // that trusts the server but has none gets nothing from the peer
+        // port.
+        let peer = format!("{host}:2380");
+        assert!(
+            http::request(&peer, "GET", "/members", None, None, timeout, trust).is_err(),
+            "etcd's peer port answered a client without a certificate"
+        );
         // etcd: anonymous writes and writes outside Patroni's namespace fail.
         let put = |user: Option<(&str, &Password)>, key: &str| {
             let mut c = Command::new("etcdctl");
             c.env("ETCDCTL_API", "3")
-                .env("ETCDCTL_ENDPOINTS", format!("http://{host}:2379"))
+                .env("ETCDCTL_ENDPOINTS", format!("https://{host}:2379"))
+                .env("ETCDCTL_CACERT", etcd_ca)
                 .args(["put", key, "x"]);
             if let Some((u, p)) = user {
                 c.env("ETCDCTL_USER", u).env("ETCDCTL_PASSWORD", p.expose());
@@ -929,10 +957,17 @@ mod inner {
         ));
         // Three voting members.
         let members =
-            postgresql_charm::ha::etcdctl::Etcdctl::new(vec![format!("http://{host}:2379")], None)
+            postgresql_charm::ha::etcdctl::Etcdctl::new(vec![format!("https://{host}:2379")], None)
+                .trusting(Some(std::path::Path::new(etcd_ca)))
                 .member_list()
                 .unwrap();
         assert_eq!(members.len(), 3, "{members:?}");
         assert!(members.iter().all(|m| !m.is_learner), "{members:?}");
+        assert!(
+            members
+                .iter()
+                .all(|m| m.peer_urls.iter().all(|u| u.starts_with("https://"))),
+            "{members:?}"
+        );
     }
 }

@@ -38,7 +38,7 @@ use postgresql_charm::ha::settings::{split, Setting};
 use postgresql_charm::ha::topology::LocalRole;
 use postgresql_charm::ha::version::{parse_version_output, BundledWheel, PatroniVersion};
 use postgresql_charm::ha::watcher::WatcherConfig;
-use postgresql_charm::ha::{install, HaPaths, Member, ServiceKind, REST_API_PORT};
+use postgresql_charm::ha::{install, HaPaths, Member, Scheme, ServiceKind, REST_API_PORT};
 use postgresql_charm::secret::Password;
 use postgresql_charm::state::StateDir;
 
@@ -370,6 +370,7 @@ fn machine_side() {
         initial_state: InitialState::New,
         cluster_token: cluster_token("proto-model", APP),
         data_dir: paths.etcd_data.clone(),
+        tls: None,
     };
     std::fs::write(&paths.etcd_env, etcd.render()).unwrap();
     let etcd_spec = ServiceSpec {
@@ -384,7 +385,7 @@ fn machine_side() {
         stop_postgres: None,
     };
     services.start(&etcd_spec).unwrap();
-    let anonymous = Etcdctl::new(vec![me.etcd_client_url()], None);
+    let anonymous = Etcdctl::new(vec![me.etcd_client_url(Scheme::Http)], None);
     let members = wait_for("etcd answers", Duration::from_secs(30), || {
         anonymous.member_list().ok()
     });
@@ -396,7 +397,7 @@ fn machine_side() {
         .unwrap();
     assert!(anonymous.auth_enabled().unwrap());
     let root_ctl = Etcdctl::new(
-        vec![me.etcd_client_url()],
+        vec![me.etcd_client_url(Scheme::Http)],
         Some((ROOT_USER.into(), etcd_root.clone())),
     );
     let view = root_ctl.view().unwrap();
@@ -433,6 +434,7 @@ fn machine_side() {
         strict: false,
         watchdog: WatchdogMode::Off,
         peer_tls: None,
+        etcd_tls: false,
         local_parameters: settings.member.clone(),
         dynamic: dynamic.clone(),
     };
@@ -514,7 +516,7 @@ fn machine_side() {
     let put = |ctl: &Etcdctl, key: &str| {
         Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
-            .env("ETCDCTL_ENDPOINTS", me.etcd_client_url())
+            .env("ETCDCTL_ENDPOINTS", me.etcd_client_url(Scheme::Http))
             .envs(
                 ctl.user
                     .as_ref()

@@ -39,6 +39,7 @@ use crate::juju;
 use crate::outcome::{Problem, Step};
 use crate::replication::{PeerUnit, Role};
 use crate::state::ha as ha_files;
+use crate::tls::files::{EtcdTlsDir, Kept};
 
 /// What the HA step decided for the rest of the hook.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,6 +201,8 @@ pub struct Target<'a> {
     pub settings: &'a [Setting],
     /// TLS between the units, when the unit has the internal CA.
     pub peer_tls: Option<PeerTls>,
+    /// That CA's certificate (PEM): etcd's members trust it alone.
+    pub internal_ca: Option<&'a str>,
 }
 
 /// Runs the HA step: `Blocked` for a problem only the operator can solve
@@ -330,6 +333,13 @@ fn ha_unit(hook: &Hook, target: &Target<'_>, split: SplitSettings) -> Result<HaU
         == Some(hook.unit.name.as_str());
     let paths = paths(cluster);
     let (patroni_program, patroni_version) = patroni_program(hook, &paths)?;
+    // After the packages: the etcd user owns its copy of the TLS files.
+    let etcd_tls = match (&target.peer_tls, target.internal_ca) {
+        (Some(_), Some(ca)) => EtcdTlsDir::for_etcd(&paths.etcd_tls)?
+            .serve(&Kept::new(hook.unit.state.clone()), ca)
+            .context("writing etcd's TLS files")?,
+        _ => None,
+    };
     let me = Member::new(&hook.unit.name, address);
     let options = target.options;
     let inputs = Inputs {
@@ -348,6 +358,8 @@ fn ha_unit(hook: &Hook, target: &Target<'_>, split: SplitSettings) -> Result<HaU
             strict: false,
             watchdog: WatchdogMode::Off,
             peer_tls: target.peer_tls.clone(),
+            // The plan's, from the cluster's choice.
+            etcd_tls: false,
             local_parameters: split.member,
             dynamic: DynamicConfig {
                 timing: options.timing,
@@ -358,6 +370,7 @@ fn ha_unit(hook: &Hook, target: &Target<'_>, split: SplitSettings) -> Result<HaU
         options,
         cluster_token: cluster_token(&hook.context.model_uuid, hook.context.application()),
         etcd_data: paths.etcd_data.clone(),
+        etcd_tls,
         patroni_version,
     };
     Ok(HaUnit {
@@ -431,7 +444,8 @@ fn patroni_program(
 
 /// The HA files a removed unit leaves nothing of (after its services
 /// stopped): patroni.yml and the pgpass file (both hold passwords), etcd's
-/// environment file and data, the services' logs and the bundled Patroni.
+/// environment file, data and TLS files, the services' logs and the
+/// bundled Patroni.
 /// The PostgreSQL data is kept, as for a standalone unit.
 pub fn hand_back(cluster: &Cluster) -> Result<()> {
     let paths = paths(cluster);
@@ -451,7 +465,7 @@ pub fn hand_back(cluster: &Cluster) -> Result<()> {
             _ => {}
         }
     }
-    for dir in [&paths.etcd_data, &paths.bundled_root] {
+    for dir in [&paths.etcd_data, &paths.etcd_tls, &paths.bundled_root] {
         if dir.exists() {
             std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
         }

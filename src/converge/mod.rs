@@ -258,6 +258,7 @@ fn apply(
                     key: t.files.key.clone(),
                 })
             }),
+            internal_ca: facts.tls.as_ref().and_then(|t| t.internal_ca.as_deref()),
         };
         match ha_step::run(hook, &target)? {
             Step::Done(decision) => decision,

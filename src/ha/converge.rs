@@ -40,7 +40,7 @@ use super::plan::{
     SecretsFact, UnitBag,
 };
 use super::services::{PostgresStop, ServiceSpec, Services};
-use super::{host_port, HaPaths, Member, ServiceKind, REST_API_PORT};
+use super::{host_port, HaPaths, Member, Scheme, ServiceKind, REST_API_PORT};
 use crate::cluster::{self, control, Cluster};
 use crate::fsx::{self, Owner};
 use crate::juju::{self, RelationData, RelationId, SecretOptions, SecretUri};
@@ -86,6 +86,26 @@ impl HaUnit {
             .peer_tls
             .as_ref()
             .map(|t| t.ca.as_path())
+    }
+
+    /// How this unit talks to etcd in the cluster `app`: TLS when the
+    /// cluster's etcd speaks it ([`HaAppState::etcd_tls_for`]).
+    pub fn etcd_scheme(&self, app: &HaAppState) -> Scheme {
+        Scheme::of(app.etcd_tls_for(self.inputs.etcd_tls.is_some()))
+    }
+
+    /// etcdctl against `endpoints`, verifying etcd with the internal CA.
+    pub fn etcdctl(&self, endpoints: Vec<String>, user: Option<(String, Password)>) -> Etcdctl {
+        Etcdctl::new(endpoints, user)
+            .trusting(self.inputs.etcd_tls.as_ref().map(|t| t.ca.as_path()))
+    }
+
+    /// etcdctl against this unit's own etcd, anonymously.
+    fn own_etcdctl(&self, app: &HaAppState) -> Etcdctl {
+        self.etcdctl(
+            vec![self.member().etcd_client_url(self.etcd_scheme(app))],
+            None,
+        )
     }
 
     /// The application part of the unit's name.
@@ -283,15 +303,20 @@ fn api(unit: &HaUnit, secrets: Option<&HaSecrets>) -> PatroniApi {
 }
 
 fn etcd_endpoints(unit: &HaUnit, app: &HaAppState) -> Vec<String> {
-    let mut urls: Vec<String> = app.members.iter().map(Member::etcd_client_url).collect();
+    let scheme = unit.etcd_scheme(app);
+    let mut urls: Vec<String> = app
+        .members
+        .iter()
+        .map(|m| m.etcd_client_url(scheme))
+        .collect();
     if urls.is_empty() {
-        urls.push(unit.member().etcd_client_url());
+        urls.push(unit.member().etcd_client_url(scheme));
     }
     urls
 }
 
 fn root_etcdctl(unit: &HaUnit, app: &HaAppState, secrets: &HaSecrets) -> Etcdctl {
-    Etcdctl::new(
+    unit.etcdctl(
         etcd_endpoints(unit, app),
         Some((ROOT_USER.into(), secrets.etcd_root.clone())),
     )
@@ -400,7 +425,7 @@ fn observe_local(unit: &HaUnit, app: &HaAppState, secrets: Option<&HaSecrets>) -
     let me = unit.member();
     let etcd_running = services.running(ServiceKind::Etcd).is_some();
     let patroni_running = services.running(ServiceKind::Patroni).is_some();
-    let anonymous = Etcdctl::new(vec![me.etcd_client_url()], None);
+    let anonymous = unit.own_etcdctl(app);
     let etcd_auth_enabled = etcd_running
         .then(|| anonymous.auth_enabled().ok())
         .flatten();
@@ -419,13 +444,10 @@ fn observe_local(unit: &HaUnit, app: &HaAppState, secrets: Option<&HaSecrets>) -
         ha_files::roles_digest(&unit.state).as_deref() == Some(roles_digest(s).as_str())
     });
     let listed_in_etcd = unit.departing.then(|| {
-        Etcdctl::new(etcd_endpoints(unit, app), None)
+        unit.etcdctl(etcd_endpoints(unit, app), None)
             .member_list()
             .ok()
-            .map(|list| {
-                list.iter()
-                    .any(|m| m.peer_urls.contains(&me.etcd_peer_url()))
-            })
+            .map(|list| list.iter().any(|m| me.is_at(&m.peer_urls)))
     });
     let hba_text = fsx::read_to_string(&unit.cluster.conf_dir().join("pg_hba.conf")).ok();
     LocalFacts {
@@ -630,10 +652,11 @@ fn apply(
             session.app_bag.extend(data);
         }
         Action::AddLearner(member) => {
-            let root = root_etcdctl(unit, &observed.app.cluster, observed.secrets()?);
+            let cluster = &observed.app.cluster;
+            let root = root_etcdctl(unit, cluster, observed.secrets()?);
+            let peer_url = member.etcd_peer_url(unit.etcd_scheme(cluster));
             retry(Duration::from_secs(20), "unhealthy cluster", || {
-                root.at_leader()?
-                    .add_learner(&member.name(), &member.etcd_peer_url())
+                root.at_leader()?.add_learner(&member.name(), &peer_url)
             })?;
         }
         Action::Promote { id, .. } => {
@@ -651,10 +674,17 @@ fn apply(
             env,
             wipe_first,
             record,
-        } => start_etcd(unit, &services, env, *wipe_first, record)?,
+        } => start_etcd(
+            unit,
+            &observed.app.cluster,
+            &services,
+            env,
+            *wipe_first,
+            record,
+        )?,
         Action::EnableEtcdAuth => {
             let s = observed.secrets()?;
-            Etcdctl::new(vec![unit.member().etcd_client_url()], None).enable_auth(
+            unit.own_etcdctl(&observed.app.cluster).enable_auth(
                 &s.etcd_root,
                 ETCD_PATRONI_USER,
                 &s.patroni.etcd,
@@ -941,6 +971,7 @@ fn remove_etcd_data(unit: &HaUnit) -> Result<()> {
 
 fn start_etcd(
     unit: &HaUnit,
+    app: &HaAppState,
     services: &Services,
     env: &str,
     wipe_first: bool,
@@ -977,7 +1008,7 @@ fn start_etcd(
         0o700,
     )?;
     services.start(&etcd_spec(unit))?;
-    let me = Etcdctl::new(vec![unit.member().etcd_client_url()], None);
+    let me = unit.own_etcdctl(app);
     wait_for(Duration::from_secs(30), "etcd to answer", || {
         me.answers().then_some(())
     })?;

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
@@ -26,6 +27,9 @@ pub struct Etcdctl {
     pub endpoints: Vec<String>,
     pub user: Option<(String, Password)>,
     pub program: String,
+    /// The CA that etcd's certificate must chain to, over HTTPS
+    /// (`ETCDCTL_CACERT`).
+    pub cacert: Option<PathBuf>,
 }
 
 impl Etcdctl {
@@ -34,19 +38,30 @@ impl Etcdctl {
             endpoints,
             user,
             program: "etcdctl".into(),
+            cacert: None,
         }
+    }
+
+    /// This etcdctl, verifying etcd's certificate with `ca` (when given).
+    pub fn trusting(mut self, ca: Option<&Path>) -> Self {
+        self.cacert = ca.map(Path::to_path_buf);
+        self
     }
 
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.program);
         c.env_remove("ETCDCTL_USER")
             .env_remove("ETCDCTL_PASSWORD")
+            .env_remove("ETCDCTL_CACERT")
             .env("ETCDCTL_API", "3")
             .env("ETCDCTL_ENDPOINTS", self.endpoints.join(","))
             .env("ETCDCTL_DIAL_TIMEOUT", "3s")
             .env("ETCDCTL_COMMAND_TIMEOUT", "10s")
             .args(args)
             .stdin(Stdio::null());
+        if let Some(ca) = &self.cacert {
+            c.env("ETCDCTL_CACERT", ca);
+        }
         if let Some((user, password)) = &self.user {
             c.env("ETCDCTL_USER", user)
                 .env("ETCDCTL_PASSWORD", password.expose());

@@ -27,8 +27,17 @@ use super::version::{self, ArchivePatroni, BundledWheel, PatroniChoice};
 use crate::fsx::{self, Owner};
 
 /// The packages HA needs (python3-etcd: Patroni's etcd client library,
-/// one of the alternatives the `patroni` package depends on).
-pub const PACKAGES: &[&str] = &["patroni", "python3-etcd", "etcd-server", "etcd-client"];
+/// one of the alternatives the `patroni` package depends on; python3-idna:
+/// python-etcd hands urllib3's TLS to pyOpenSSL, whose certificate name
+/// check imports idna, which nothing else pulls in, so Patroni could not
+/// reach etcd over HTTPS without it).
+pub const PACKAGES: &[&str] = &[
+    "patroni",
+    "python3-etcd",
+    "python3-idna",
+    "etcd-server",
+    "etcd-client",
+];
 
 /// The package's default member's data directory.
 pub const DEFAULT_ETCD_DATA: &str = "/var/lib/etcd/default";

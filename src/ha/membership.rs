@@ -52,9 +52,27 @@ pub struct HaAppState {
     /// The cluster's system identifier, once its first Patroni runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_identifier: Option<String>,
+    /// etcd speaks TLS: its founder started it with the internal CA's
+    /// certificate (as etcd lists the founder: an `https` peer URL).
+    /// Absent in a cluster founded before etcd spoke TLS, which goes on
+    /// over HTTP: changing a running cluster's scheme would cut its
+    /// members off from each other.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub etcd_tls: bool,
 }
 
 impl HaAppState {
+    /// Whether this unit's etcd speaks TLS: the cluster's choice once it
+    /// has members, else (founding) whether the unit can
+    /// (`local_tls`: it has the internal CA's certificate for etcd).
+    pub fn etcd_tls_for(&self, local_tls: bool) -> bool {
+        if self.members.is_empty() {
+            local_tls
+        } else {
+            self.etcd_tls
+        }
+    }
+
     pub fn is_member(&self, unit: &str) -> bool {
         self.members.iter().any(|m| m.unit == unit)
     }
@@ -120,8 +138,7 @@ pub struct EtcdView {
 
 impl EtcdView {
     fn by_peer_url(&self, member: &Member) -> Option<&EtcdMember> {
-        let url = member.etcd_peer_url();
-        self.members.iter().find(|m| m.peer_urls.contains(&url))
+        self.members.iter().find(|m| member.is_at(&m.peer_urls))
     }
 
     fn voting(&self) -> impl Iterator<Item = &EtcdMember> {
@@ -237,17 +254,14 @@ pub fn leader_step(view: &LeaderView<'_>) -> LeaderStep {
     // Voting members the bag does not know: a promote whose publication was
     // lost (adopt), or a stranger (remove).
     for e in &voting {
-        if app
-            .members
-            .iter()
-            .any(|m| e.peer_urls.contains(&m.etcd_peer_url()))
-        {
+        if app.members.iter().any(|m| m.is_at(&e.peer_urls)) {
             continue;
         }
-        let live_peer = view.peers.iter().filter(|p| !p.departing).find_map(|p| {
-            p.member()
-                .filter(|m| e.peer_urls.contains(&m.etcd_peer_url()))
-        });
+        let live_peer = view
+            .peers
+            .iter()
+            .filter(|p| !p.departing)
+            .find_map(|p| p.member().filter(|m| m.is_at(&e.peer_urls)));
         match live_peer {
             Some(member) => {
                 let mut members = app.members.clone();
@@ -279,11 +293,10 @@ pub fn leader_step(view: &LeaderView<'_>) -> LeaderStep {
 
     // The learner: promote it once started, give up on it after a while.
     if let Some(learner) = etcd.members.iter().find(|m| m.is_learner) {
-        let candidate = view.peers.iter().find(|p| {
-            !p.departing
-                && p.member()
-                    .is_some_and(|m| learner.peer_urls.contains(&m.etcd_peer_url()))
-        });
+        let candidate = view
+            .peers
+            .iter()
+            .find(|p| !p.departing && p.member().is_some_and(|m| m.is_at(&learner.peer_urls)));
         let Some(candidate) = candidate else {
             return LeaderStep::Remove {
                 id: learner.id,
@@ -388,14 +401,15 @@ fn founding_step(view: &LeaderView<'_>) -> LeaderStep {
     let listed = view
         .etcd
         .and_then(|e| e.by_peer_url(&member))
-        .is_some_and(|m| !m.is_learner);
-    if !listed {
+        .filter(|m| !m.is_learner);
+    let Some(listed) = listed else {
         return LeaderStep::Wait(format!("waiting for {}'s etcd to answer", founder.unit));
-    }
+    };
     let next = HaAppState {
         members: vec![member],
         joining: None,
         system_identifier: None,
+        etcd_tls: listed.peer_urls.iter().any(|u| u.starts_with("https://")),
     };
     LeaderStep::Publish(next)
 }
@@ -448,6 +462,8 @@ pub struct UnitView<'a> {
     /// Whether etcd still lists this unit (departing units wait for the
     /// leader to remove them before stopping their etcd); `None` = unknown.
     pub listed_in_etcd: Option<bool>,
+    /// The unit has etcd's TLS files (its certificate from the internal CA).
+    pub etcd_tls_ready: bool,
 }
 
 /// How to start etcd.
@@ -460,6 +476,8 @@ pub struct EtcdStart {
     pub wipe_first: bool,
     /// What to record once started.
     pub record: EtcdRecord,
+    /// Over TLS ([`HaAppState::etcd_tls_for`]).
+    pub tls: bool,
 }
 
 /// One unit's next step.
@@ -521,6 +539,11 @@ pub fn unit_step(view: &UnitView<'_>) -> UnitStep {
         return founding_unit_step(view);
     }
 
+    if app.etcd_tls && !view.etcd_tls_ready && !view.etcd_running {
+        return UnitStep::Wait(
+            "waiting for this unit's certificate from the internal CA (etcd speaks TLS)".into(),
+        );
+    }
     if !app.is_member(&me.unit) {
         let joining = app.joining.as_ref().filter(|j| j.member.unit == me.unit);
         return match joining {
@@ -533,6 +556,7 @@ pub fn unit_step(view: &UnitView<'_>) -> UnitStep {
                 wipe_first: view.etcd_record != EtcdRecord::None
                     && view.etcd_record != (EtcdRecord::Joined { since: j.since }),
                 record: EtcdRecord::Joined { since: j.since },
+                tls: app.etcd_tls,
             }),
             None => UnitStep::Wait(
                 "waiting to join the cluster (the leader adds one unit at a time)".into(),
@@ -550,6 +574,7 @@ pub fn unit_step(view: &UnitView<'_>) -> UnitStep {
             state: InitialState::Existing,
             wipe_first: false,
             record: view.etcd_record.clone(),
+            tls: app.etcd_tls,
         });
     }
     if view.patroni_running {
@@ -589,6 +614,7 @@ fn founding_unit_step(view: &UnitView<'_>) -> UnitStep {
             wipe_first: view.etcd_record != EtcdRecord::None
                 && view.etcd_record != EtcdRecord::Founded,
             record: EtcdRecord::Founded,
+            tls: view.etcd_tls_ready,
         });
     }
     if view.etcd_auth_enabled != Some(true) {

@@ -87,16 +87,58 @@ impl Member {
         member_name(&self.unit)
     }
 
-    pub fn etcd_peer_url(&self) -> String {
-        format!("http://{}", host_port(self.address, ETCD_PEER_PORT))
+    pub fn etcd_peer_url(&self, scheme: Scheme) -> String {
+        format!(
+            "{}://{}",
+            scheme.as_str(),
+            host_port(self.address, ETCD_PEER_PORT)
+        )
     }
 
-    pub fn etcd_client_url(&self) -> String {
-        format!("http://{}", host_port(self.address, ETCD_CLIENT_PORT))
+    pub fn etcd_client_url(&self, scheme: Scheme) -> String {
+        format!(
+            "{}://{}",
+            scheme.as_str(),
+            host_port(self.address, ETCD_CLIENT_PORT)
+        )
     }
 
-    pub fn rest_api_url(&self) -> String {
-        format!("http://{}", host_port(self.address, REST_API_PORT))
+    /// Whether one of etcd's `peer_urls` for a member is this unit's peer
+    /// address, whatever its scheme: a member registered over HTTP (a
+    /// cluster founded before etcd spoke TLS) is still this unit, never a
+    /// stranger to remove.
+    pub fn is_at(&self, peer_urls: &[String]) -> bool {
+        let address = host_port(self.address, ETCD_PEER_PORT);
+        peer_urls.iter().any(|url| {
+            url.strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"))
+                .is_some_and(|rest| rest.trim_end_matches('/') == address)
+        })
+    }
+}
+
+/// How etcd's members and clients talk: TLS for clusters founded with the
+/// internal CA ([`membership::HaAppState::etcd_tls`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn of(tls: bool) -> Self {
+        if tls {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
     }
 }
 
@@ -131,6 +173,10 @@ pub struct HaPaths {
     pub etcd_env: PathBuf,
     /// etcd's data: never the package's `/var/lib/etcd/default`.
     pub etcd_data: PathBuf,
+    /// etcd's TLS files (the unit's key, its certificate from the internal
+    /// CA, that CA): root with group etcd, `0750`
+    /// ([`crate::tls::files::EtcdTlsDir`]).
+    pub etcd_tls: PathBuf,
     /// Output of the detached processes (root's).
     pub log_dir: PathBuf,
     /// Where the bundled Patroni is installed (root's, readable by all;
@@ -153,6 +199,7 @@ impl HaPaths {
             )),
             etcd_env: PathBuf::from(format!("/etc/default/juju-pg-etcd-{name}")),
             etcd_data: PathBuf::from(format!("/var/lib/etcd/juju-pg-{name}")),
+            etcd_tls: PathBuf::from(format!("/var/lib/etcd/juju-pg-{name}.tls")),
             log_dir: PathBuf::from("/var/log/juju-pg-charm"),
             bundled_root: PathBuf::from("/var/lib/juju-pg-patroni"),
             systemd_dir: PathBuf::from("/etc/systemd/system"),
@@ -210,11 +257,33 @@ mod tests {
     fn member_names_and_urls() {
         let m = Member::new("postgresql/12", "198.18.0.7".parse().unwrap());
         assert_eq!(m.name(), "postgresql-12");
-        assert_eq!(m.etcd_peer_url(), "http://198.18.0.7:2380");
-        assert_eq!(m.etcd_client_url(), "http://198.18.0.7:2379");
-        assert_eq!(m.rest_api_url(), "http://198.18.0.7:8008");
+        assert_eq!(m.etcd_peer_url(Scheme::Http), "http://198.18.0.7:2380");
+        assert_eq!(m.etcd_peer_url(Scheme::Https), "https://198.18.0.7:2380");
+        assert_eq!(m.etcd_client_url(Scheme::Https), "https://198.18.0.7:2379");
         let v6 = Member::new("pg/0", "fd00::5".parse().unwrap());
-        assert_eq!(v6.etcd_peer_url(), "http://[fd00::5]:2380");
+        assert_eq!(v6.etcd_peer_url(Scheme::Http), "http://[fd00::5]:2380");
+    }
+
+    #[test]
+    fn a_member_is_found_by_its_peer_address_whatever_the_scheme() {
+        let m = Member::new("postgresql/1", "198.18.0.7".parse().unwrap());
+        let urls = |u: &[&str]| u.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(m.is_at(&urls(&["http://198.18.0.7:2380"])));
+        assert!(m.is_at(&urls(&["https://198.18.0.7:2380"])));
+        assert!(m.is_at(&urls(&[
+            "https://10.0.0.1:2380",
+            "https://198.18.0.7:2380/"
+        ])));
+        for other in [
+            "https://198.18.0.70:2380",
+            "https://198.18.0.7:2379",
+            "198.18.0.7:2380",
+            "unix://198.18.0.7:2380",
+        ] {
+            assert!(!m.is_at(&urls(&[other])), "{other}");
+        }
+        let v6 = Member::new("pg/0", "fd00::5".parse().unwrap());
+        assert!(v6.is_at(&urls(&["https://[fd00::5]:2380"])));
     }
 
     #[test]

@@ -100,6 +100,10 @@ pub struct PatroniConfig {
     /// TLS between the units ([`PeerTls`]); `None` (no internal CA)
     /// leaves libpq's `prefer` and the REST API on HTTP.
     pub peer_tls: Option<PeerTls>,
+    /// etcd speaks TLS ([`crate::ha::membership::HaAppState::etcd_tls_for`]):
+    /// Patroni verifies it with `peer_tls`'s CA (which holds the internal
+    /// CA); filled in by the plan.
+    pub etcd_tls: bool,
     /// This machine's settings (`settings::split`'s `member`).
     pub local_parameters: BTreeMap<String, String>,
     /// Written to the DCS by whoever initialises the cluster.
@@ -159,6 +163,12 @@ impl PatroniConfig {
         });
         // Patroni's own client (member to member, patronictl) reads `ctl`.
         let mut ctl = json!({});
+        let mut etcd3 = json!({
+            "hosts": hosts,
+            "protocol": "http",
+            "username": ETCD_PATRONI_USER,
+            "password": pw(|s| &s.etcd),
+        });
         if let Some(tls) = &self.peer_tls {
             for auth in [&mut replication, &mut rewind] {
                 auth["sslmode"] = json!("verify-ca");
@@ -167,6 +177,10 @@ impl PatroniConfig {
             restapi["certfile"] = path(&tls.certificate);
             restapi["keyfile"] = path(&tls.key);
             ctl["cacert"] = path(&tls.ca);
+            if self.etcd_tls {
+                etcd3["protocol"] = json!("https");
+                etcd3["cacert"] = path(&tls.ca);
+            }
         }
         json!({
             "scope": self.scope,
@@ -174,12 +188,7 @@ impl PatroniConfig {
             "name": self.me.name(),
             "restapi": restapi,
             "ctl": ctl,
-            "etcd3": {
-                "hosts": hosts,
-                "protocol": "http",
-                "username": ETCD_PATRONI_USER,
-                "password": pw(|s| &s.etcd),
-            },
+            "etcd3": etcd3,
             "bootstrap": {
                 "dcs": self.dynamic.to_json(),
                 // Never used (the charm makes the cluster with
@@ -255,6 +264,7 @@ mod tests {
             strict: false,
             watchdog: WatchdogMode::Off,
             peer_tls: None,
+            etcd_tls: false,
             local_parameters: [("shared_buffers".to_string(), "2GB".to_string())].into(),
             dynamic: DynamicConfig {
                 timing: TimingProfile::FAST,
@@ -345,6 +355,21 @@ mod tests {
         assert!(
             v["restapi"].get("cafile").is_none(),
             "no client certificates asked"
+        );
+        // A cluster whose etcd speaks HTTP (founded before it spoke TLS).
+        assert_eq!(v["etcd3"]["protocol"], "http");
+        assert!(v["etcd3"].get("cacert").is_none());
+
+        config.etcd_tls = true;
+        let v: Value = serde_json::from_str(&render(&config, &secrets()).into_exposed()).unwrap();
+        assert_eq!(v["etcd3"]["protocol"], "https");
+        assert_eq!(
+            v["etcd3"]["cacert"],
+            "/etc/postgresql/15/main/tls/peers-ca.pem"
+        );
+        assert!(
+            v["etcd3"].get("cert").is_none(),
+            "etcd's clients log in with passwords, not certificates"
         );
     }
 

@@ -235,6 +235,9 @@ pub struct Inputs {
     pub options: HaOptions,
     pub cluster_token: String,
     pub etcd_data: PathBuf,
+    /// etcd's TLS files, once the unit has its certificate from the
+    /// internal CA.
+    pub etcd_tls: Option<super::etcd_config::EtcdTls>,
     /// The Patroni the unit runs (for reading `/cluster` right).
     pub patroni_version: PatroniVersion,
 }
@@ -446,6 +449,7 @@ pub fn patroni_config(inputs: &Inputs, me: &Member, app: &HaAppState) -> Patroni
     } else {
         app.members.clone()
     };
+    config.etcd_tls = app.etcd_tls_for(inputs.etcd_tls.is_some());
     let admitted = app.members.len().max(1);
     config.dynamic.replication = inputs.options.replication_for(admitted);
     config.strict = config.dynamic.replication.synchronous_mode_strict;
@@ -607,6 +611,7 @@ pub fn plan(facts: &Facts<'_>) -> Plan {
         disk: disk.clone(),
         departing: facts.departing,
         listed_in_etcd: local.listed_in_etcd,
+        etcd_tls_ready: facts.inputs.etcd_tls.is_some(),
     });
     let config = patroni_config(facts.inputs, facts.me, app);
     let rendered = patroni_config::render(&config, &secrets.patroni);
@@ -637,6 +642,7 @@ pub fn plan(facts: &Facts<'_>) -> Plan {
                 initial_state: start.state,
                 cluster_token: facts.inputs.cluster_token.clone(),
                 data_dir: facts.inputs.etcd_data.clone(),
+                tls: facts.inputs.etcd_tls.clone().filter(|_| start.tls),
             }
             .render();
             if start.state == InitialState::New {

@@ -78,7 +78,7 @@ pub struct Services {
 enum Backend {
     Detached,
     /// Units named and placed as `HaPaths` says.
-    Systemd(super::HaPaths),
+    Systemd(Box<super::HaPaths>),
 }
 
 impl Services {
@@ -90,7 +90,7 @@ impl Services {
 
     fn with_backend(state: StateDir, paths: &super::HaPaths, systemd: bool) -> Self {
         let backend = if systemd {
-            Backend::Systemd(paths.clone())
+            Backend::Systemd(Box::new(paths.clone()))
         } else {
             Backend::Detached
         };

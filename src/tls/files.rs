@@ -36,6 +36,7 @@ use anyhow::{bail, Context, Result};
 use super::key::PrivateKey;
 use crate::cluster::{conf, Cluster};
 use crate::fsx::{self, Owner};
+use crate::ha::etcd_config::EtcdTls;
 use crate::state::tls::Kind;
 use crate::state::{self, StateDir};
 
@@ -192,6 +193,70 @@ impl TlsDir {
     }
 }
 
+/// etcd's copy of the unit's key, its own certificate and the internal CA
+/// that signed it (etcd runs as its own user, which cannot enter
+/// PostgreSQL's directory): root with etcd's group, `0750`, the key
+/// `0640`, so root and etcd alone read it. Only the internal CA's
+/// certificate: etcd's peers show each other the certificates the
+/// application's CA signed, never a provider's (which may not be valid
+/// for client authentication).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdTlsDir {
+    path: PathBuf,
+    group: u32,
+}
+
+impl EtcdTlsDir {
+    /// The directory at `path`, readable by the group `group`.
+    pub fn new(path: &Path, group: u32) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            group,
+        }
+    }
+
+    /// The directory at `path`, readable by the `etcd` user's group.
+    pub fn for_etcd(path: &Path) -> Result<Self> {
+        let etcd = nix::unistd::User::from_name("etcd")
+            .ok()
+            .flatten()
+            .context("no `etcd` system user: is etcd-server installed?")?;
+        Ok(Self::new(path, etcd.gid.as_raw()))
+    }
+
+    /// Writes the unit's key and its own certificate with `internal_ca`
+    /// (PEM) from what the unit keeps, and returns their paths for etcd;
+    /// `None` while the own certificate is not (yet) the internal CA's.
+    pub fn serve(&self, kept: &Kept, internal_ca: &str) -> Result<Option<EtcdTls>> {
+        let (Some(key), Some(own)) = (kept.key()?, kept.own()) else {
+            return Ok(None);
+        };
+        if own.ca.trim() != internal_ca.trim() {
+            return Ok(None);
+        }
+        let owner = Owner {
+            uid: 0,
+            gid: self.group,
+        };
+        fsx::ensure_dir(&self.path, owner, DIR_MODE)?;
+        let files = EtcdTls {
+            certificate: self.path.join(CERTIFICATE),
+            key: self.path.join(KEY),
+            ca: self.path.join(CA),
+        };
+        // The key first, the CA last, as for PostgreSQL's files.
+        fsx::write_atomic(&files.key, key.to_pem().expose().as_bytes(), owner, 0o640)?;
+        fsx::write_atomic(
+            &files.certificate,
+            own.certificate.as_bytes(),
+            owner,
+            CERT_MODE,
+        )?;
+        fsx::write_atomic(&files.ca, own.ca.as_bytes(), owner, CERT_MODE)?;
+        Ok(Some(files))
+    }
+}
+
 /// Root, with the postgres group.
 fn dir_owner() -> Result<Owner> {
     Ok(Owner {
@@ -343,6 +408,52 @@ mod tests {
         assert!(format!("{err:#}").contains("symbolic link"), "{err:#}");
         let meta = fs::metadata(&target).unwrap();
         assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o755));
+    }
+
+    #[test]
+    fn etcd_gets_the_key_and_the_internal_cas_certificate_only() {
+        let scratch = Scratch::new("etcd");
+        let kept = scratch.kept();
+        let group = postgres().gid.as_raw();
+        let dir = EtcdTlsDir::new(&scratch.0.join("etcd.tls"), group);
+        assert_eq!(
+            dir.serve(&kept, "CA-I\n").unwrap(),
+            None,
+            "nothing kept yet"
+        );
+        let key = kept.ensure_key().unwrap();
+        kept.keep_own(&pair("CERT-SELF\n", "CERT-SELF\n")).unwrap();
+        assert_eq!(
+            dir.serve(&kept, "CA-I\n").unwrap(),
+            None,
+            "not signed by the internal CA"
+        );
+        kept.keep_own(&pair("CERT-I\n", "CA-I\n")).unwrap();
+        let files = dir.serve(&kept, "CA-I\n").unwrap().unwrap();
+        assert_eq!(fs::read_to_string(&files.certificate).unwrap(), "CERT-I\n");
+        assert_eq!(fs::read_to_string(&files.ca).unwrap(), "CA-I\n");
+        assert_eq!(
+            &fs::read_to_string(&files.key).unwrap(),
+            key.to_pem().expose()
+        );
+        let meta = fs::metadata(scratch.0.join("etcd.tls")).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (0, group, 0o750)
+        );
+        for (path, mode) in [
+            (&files.key, 0o640),
+            (&files.certificate, 0o644),
+            (&files.ca, 0o644),
+        ] {
+            let meta = fs::metadata(path).unwrap();
+            assert_eq!(
+                (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+                (0, group, mode),
+                "{}",
+                path.display()
+            );
+        }
     }
 
     #[test]

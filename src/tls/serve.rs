@@ -76,6 +76,9 @@ pub struct Served {
     /// provider's certificate, the provider's CA; `None` without an
     /// internal CA.
     pub peer_ca: Option<PathBuf>,
+    /// The application's internal CA certificate (PEM), when there is one:
+    /// what etcd's members trust in each other.
+    pub internal_ca: Option<String>,
 }
 
 /// Every client relation was served with `served`'s CA.
@@ -200,6 +203,7 @@ pub fn serve_unit(
         problem: decision.problem.as_ref().map(status_problem),
         refresh_clients,
         peer_ca,
+        internal_ca: internal_ca.map(|ca| ca.certificate().to_string()),
     })
 }
 

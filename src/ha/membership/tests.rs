@@ -2,6 +2,7 @@
 //! `unit_step`, including the orders a killed hook or a leader change leaves.
 
 use super::*;
+use crate::ha::Scheme;
 
 const NOW: u64 = 1_000_000;
 
@@ -33,7 +34,7 @@ fn e(n: u32) -> EtcdMember {
     EtcdMember {
         id: 100 + u64::from(n),
         name: m(n).name(),
-        peer_urls: vec![m(n).etcd_peer_url()],
+        peer_urls: vec![m(n).etcd_peer_url(Scheme::Https)],
         is_learner: false,
     }
 }
@@ -60,6 +61,7 @@ fn app(members: &[u32]) -> HaAppState {
         members: members.iter().map(|&n| m(n)).collect(),
         joining: None,
         system_identifier: Some("42".into()),
+        etcd_tls: true,
     }
 }
 
@@ -101,6 +103,23 @@ fn founding() {
             members: vec![m(0)],
             joining: None,
             system_identifier: None,
+            etcd_tls: true,
+        })
+    );
+    // A founder without the internal CA (no Juju secrets) speaks HTTP,
+    // and so does the cluster.
+    let plain = etcd(
+        vec![EtcdMember {
+            peer_urls: vec![m(0).etcd_peer_url(Scheme::Http)],
+            ..e(0)
+        }],
+        &[],
+    );
+    assert_eq!(
+        leader(&empty, &p, Some(&plain)),
+        LeaderStep::Publish(HaAppState {
+            members: vec![m(0)],
+            ..Default::default()
         })
     );
     // An earlier leader's unit founded: the new leader never founds another.
@@ -111,6 +130,7 @@ fn founding() {
         leader(&empty, &p, Some(&view)),
         LeaderStep::Publish(HaAppState {
             members: vec![m(2)],
+            etcd_tls: true,
             ..Default::default()
         })
     );
@@ -298,6 +318,7 @@ fn unit(app: &HaAppState) -> UnitView<'_> {
         disk: DataDisk::Empty,
         departing: false,
         listed_in_etcd: Some(true),
+        etcd_tls_ready: true,
     }
 }
 
@@ -321,8 +342,17 @@ fn a_founder_starts_a_new_etcd_then_adopts_its_cluster() {
             state: InitialState::New,
             wipe_first: false,
             record: EtcdRecord::Founded,
+            tls: true,
         })
     );
+    // Without the internal CA's certificate, a founder founds over HTTP.
+    let UnitStep::StartEtcd(plain) = unit_step(&UnitView {
+        etcd_tls_ready: false,
+        ..founder(false, EtcdRecord::None, None, DataDisk::Empty)
+    }) else {
+        panic!()
+    };
+    assert!(!plain.tls);
     let UnitStep::StartEtcd(again) =
         unit_step(&founder(false, EtcdRecord::Founded, None, DataDisk::Empty))
     else {
@@ -402,8 +432,34 @@ fn a_joiner_starts_etcd_only_as_the_recorded_learner() {
             state: InitialState::Existing,
             wipe_first: false,
             record: EtcdRecord::Joined { since: 500 },
+            tls: true,
         })
     );
+    // A cluster on TLS waits for the joiner's certificate; one founded on
+    // HTTP (before etcd spoke TLS) is joined over HTTP, certificate or not.
+    let no_certificate = UnitView {
+        etcd_tls_ready: false,
+        ..start.clone()
+    };
+    assert!(
+        matches!(unit_step(&no_certificate), UnitStep::Wait(ref w) if w.contains("internal CA")),
+        "{:?}",
+        unit_step(&no_certificate)
+    );
+    let plain = HaAppState {
+        etcd_tls: false,
+        ..j.clone()
+    };
+    for ready in [true, false] {
+        let UnitStep::StartEtcd(s) = unit_step(&UnitView {
+            etcd_tls_ready: ready,
+            app: &plain,
+            ..start.clone()
+        }) else {
+            panic!()
+        };
+        assert!(!s.tls);
+    }
     for (record, wipe) in [
         (EtcdRecord::Joined { since: 500 }, false),
         (EtcdRecord::Joined { since: 400 }, true),
@@ -493,6 +549,7 @@ fn a_member_restarts_its_etcd_or_asks_to_be_readded() {
             state: InitialState::Existing,
             wipe_first: false,
             record: EtcdRecord::Joined { since: 7 },
+            tls: true,
         })
     );
     let lost = UnitView {

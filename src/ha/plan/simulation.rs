@@ -12,6 +12,7 @@ use crate::ha::options::TimingProfile;
 use crate::ha::patroni_config::WatchdogMode;
 use crate::ha::topology::{parse_cluster, LocalRole};
 use crate::secret::Password;
+use std::collections::BTreeMap;
 
 const DATA_HOLDER_SYSID: u64 = 1000;
 
@@ -43,6 +44,7 @@ fn inputs(n: usize) -> Inputs {
             strict: false,
             watchdog: WatchdogMode::Off,
             peer_tls: None,
+            etcd_tls: false,
             local_parameters: Default::default(),
             dynamic: crate::ha::dcs::DynamicConfig {
                 timing: options.timing,
@@ -53,6 +55,11 @@ fn inputs(n: usize) -> Inputs {
         options,
         cluster_token: "t".into(),
         etcd_data: "/var/lib/etcd/x".into(),
+        etcd_tls: Some(crate::ha::etcd_config::EtcdTls {
+            certificate: "/var/lib/etcd/x.tls/cert.pem".into(),
+            key: "/var/lib/etcd/x.tls/key.pem".into(),
+            ca: "/var/lib/etcd/x.tls/ca.pem".into(),
+        }),
         patroni_version: PatroniVersion::new(3, 2, 2),
     }
 }
@@ -136,8 +143,8 @@ impl Model {
     }
 
     fn etcd_of(&self, n: usize) -> Option<usize> {
-        let url = member(n).etcd_peer_url();
-        self.etcd.iter().position(|e| e.peer_urls.contains(&url))
+        let me = member(n);
+        self.etcd.iter().position(|e| me.is_at(&e.peer_urls))
     }
 
     fn cluster_json(&self) -> Vec<ClusterMember> {
@@ -287,7 +294,7 @@ impl Model {
                         self.etcd.push(EtcdMember {
                             id: 500 + k,
                             name: String::new(),
-                            peer_urls: vec![m.etcd_peer_url()],
+                            peer_urls: vec![m.etcd_peer_url(crate::ha::Scheme::Https)],
                             is_learner: true,
                         });
                     }
@@ -302,22 +309,32 @@ impl Model {
                     Action::RemoveMember { id, reason } => {
                         panic!("nobody leaves here, yet {id} was removed: {reason}")
                     }
-                    Action::StartEtcd { record, .. } => {
+                    Action::StartEtcd { record, env, .. } => {
                         let u = &mut self.units[n];
                         u.etcd_running = true;
                         u.etcd_record = record.clone();
+                        let vars: BTreeMap<String, String> =
+                            crate::ha::etcd_config::parse_env_file(&env)
+                                .unwrap()
+                                .into_iter()
+                                .collect();
+                        let advertised = vars["ETCD_INITIAL_ADVERTISE_PEER_URLS"].clone();
+                        assert!(advertised.starts_with("https://"), "{advertised}");
                         match record {
                             EtcdRecord::Founded => {
                                 assert!(self.etcd.is_empty(), "one etcd cluster only");
                                 self.etcd.push(EtcdMember {
                                     id: 500,
                                     name: member(n).name(),
-                                    peer_urls: vec![member(n).etcd_peer_url()],
+                                    peer_urls: vec![advertised],
                                     is_learner: false,
                                 });
                             }
                             _ => {
                                 let i = self.etcd_of(n).expect("added before it starts");
+                                // etcd refuses to start a member whose URL
+                                // is not the one it was added with.
+                                assert_eq!(self.etcd[i].peer_urls, [advertised]);
                                 self.etcd[i].name = member(n).name();
                             }
                         }
@@ -440,6 +457,7 @@ fn every_hook_order_forms_one_cluster_on_the_data_holders_data() {
         assert_eq!(app.members, [member(0), member(1), member(2)]);
         assert_eq!(app.joining, None);
         assert_eq!(app.system_identifier, Some(DATA_HOLDER_SYSID.to_string()));
+        assert!(app.etcd_tls, "etcd founded over TLS stays on it");
         // Every hba admits every member; the DCS says one synchronous standby.
         for u in &model.units {
             let block = u.hba_block.as_deref().unwrap();

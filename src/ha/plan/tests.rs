@@ -52,6 +52,7 @@ fn inputs(n: u32) -> Inputs {
             strict: false,
             watchdog: WatchdogMode::Off,
             peer_tls: None,
+            etcd_tls: false,
             local_parameters: Default::default(),
             dynamic: DynamicConfig {
                 timing: TimingProfile::DEFAULT,
@@ -62,6 +63,7 @@ fn inputs(n: u32) -> Inputs {
         options: HaOptions::default(),
         cluster_token: "juju-pg-model-postgresql".into(),
         etcd_data: "/var/lib/etcd/juju-pg-main".into(),
+        etcd_tls: None,
         patroni_version: PatroniVersion::new(3, 2, 2),
     }
 }
@@ -70,7 +72,7 @@ fn etcd_member(n: u32, learner: bool, started: bool) -> EtcdMember {
     EtcdMember {
         id: 100 + u64::from(n),
         name: if started { m(n).name() } else { String::new() },
-        peer_urls: vec![m(n).etcd_peer_url()],
+        peer_urls: vec![m(n).etcd_peer_url(crate::ha::Scheme::Http)],
         is_learner: learner,
     }
 }
@@ -180,6 +182,7 @@ impl Case {
             members: members.iter().map(|&k| m(k)).collect(),
             joining: None,
             system_identifier: Some(SYSID.to_string()),
+            etcd_tls: false,
         };
         self.peers = members
             .iter()
@@ -348,6 +351,7 @@ fn founding_etcd_then_authentication_then_roles_then_patroni() {
             members: vec![m(0)],
             joining: None,
             system_identifier: None,
+            etcd_tls: false,
         })
     );
 
@@ -390,6 +394,7 @@ fn founding_etcd_then_authentication_then_roles_then_patroni() {
             members: vec![m(0)],
             joining: None,
             system_identifier: Some("7".into()),
+            etcd_tls: false,
         })]
     );
 }
@@ -449,6 +454,7 @@ fn the_joiner_starts_etcd_as_an_existing_member() {
             since: 77,
         }),
         system_identifier: Some(SYSID.to_string()),
+        etcd_tls: false,
     };
     let c = c.settled();
     let p = c.plan();
@@ -746,6 +752,7 @@ fn hba_block_admits_members_the_joiner_and_itself_only() {
             since: 1,
         }),
         system_identifier: None,
+        etcd_tls: false,
     };
     let block = hba_block(&m(0), &app, false);
     let lines: Vec<&str> = block.lines().collect();
@@ -811,6 +818,7 @@ fn bags_round_trip_and_a_bad_app_bag_is_reported() {
         members: vec![m(0)],
         joining: None,
         system_identifier: Some("1".into()),
+        etcd_tls: false,
     };
     let mut data = AppBag::cluster_data(&app);
     data.insert(keys::SECRETS.into(), "secret:xyz".into());
